@@ -1,0 +1,1 @@
+"""The deployable services: engagement, notifier and api."""

@@ -1,0 +1,1 @@
+"""Code shared by the engagement, notifier and API services."""

@@ -1,0 +1,108 @@
+"""Service configuration, read once from the environment (12-factor).
+
+Every knob lives here; docs/configuration.md lists them. Secrets (API tokens,
+webhook secret, database password) come only from the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_PLAYBOOK = Path(__file__).with_name("playbook_default.yaml")
+
+
+class Topics(BaseSettings):
+    """Kafka topic names (contract section 1); each one can be renamed."""
+
+    model_config = SettingsConfigDict(env_prefix="TOPIC_", extra="ignore")
+
+    members: str = "commerce.members"
+    orders: str = "commerce.orders"
+    shipments: str = "commerce.shipments"
+    refunds: str = "commerce.refunds"
+    reviews: str = "commerce.reviews"
+    actions: str = "member.actions"
+    notifications: str = "member.notifications"
+    dlq: str = "commerce.dlq"
+
+    @property
+    def inputs(self) -> list[str]:
+        return [self.members, self.orders, self.shipments, self.refunds, self.reviews]
+
+
+class Settings(BaseSettings):
+    """Settings common to every service."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    environment: str = Field(default="development", alias="APP_ENV")
+    database_url: SecretStr = SecretStr("postgresql+asyncpg://engagement@127.0.0.1:55432/engagement")
+    database_pool_size: int = 10
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_client_id: str = "member-engagement"
+    playbook_path: Path = DEFAULT_PLAYBOOK
+    log_level: str = "INFO"
+
+    # Engagement service
+    engagement_group_id: str = "engagement"
+    engagement_metrics_port: int = 9101
+    engagement_batch_max_records: int = 2000
+    engagement_batch_timeout_ms: int = 100
+    max_record_bytes: int = 65536
+    relay_batch_size: int = 1000
+    relay_idle_interval_ms: int = 50
+
+    # Notifier
+    notifier_group_id: str = "notifier"
+    notifier_metrics_port: int = 9102
+    notifier_channels: Annotated[list[str], NoDecode] = ["log"]
+    notifier_log_path: Path | None = None
+    notifier_deferred_poll_ms: int = 1000
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_timeout_s: float = 5.0
+    webhook_max_attempts: int = 5
+    webhook_backoff_initial_s: float = 0.5
+    webhook_backoff_max_s: float = 10.0
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_tokens: Annotated[list[SecretStr], NoDecode] = []
+
+    @field_validator("notifier_channels", mode="before")
+    @classmethod
+    def _split_channels(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @property
+    def topics(self) -> Topics:
+        return Topics()
+
+    @property
+    def async_database_url(self) -> str:
+        """DATABASE_URL with the asyncpg driver, whatever scheme the user gave."""
+        url = self.database_url.get_secret_value()
+        for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+asyncpg://" + url[len(prefix) :]
+        return url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
