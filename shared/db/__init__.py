@@ -1,0 +1,1 @@
+"""PostgreSQL access: table definitions, engine construction, migrations."""

@@ -1,0 +1,167 @@
+"""Table definitions (SQLAlchemy Core). Changes go through an Alembic migration."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+
+metadata = MetaData()
+
+MONEY = Numeric(14, 2)
+TS = DateTime(timezone=True)
+
+members = Table(
+    "members",
+    metadata,
+    Column("shop_id", Text, nullable=False),
+    Column("member_id", Text, nullable=False),
+    Column("joined_at", TS),
+    Column("tier", Text),
+    Column("tier_since", TS),
+    Column("tier_qualified_at", TS),
+    Column("net_spend", MONEY, nullable=False, server_default="0"),
+    Column("paid_orders", Integer, nullable=False, server_default="0"),
+    Column("first_order_at", TS),
+    Column("last_order_at", TS),
+    Column("birthday", Text),
+    Column("timezone", Text),
+    Column("channel", Text),
+    Column("marketing_consent", Boolean, nullable=False, server_default=text("true")),
+    Column("first_purchase_rewarded", Boolean, nullable=False, server_default=text("false")),
+    Column("rewarded_tiers", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("last_event_at", TS),
+    Column("created_at", TS, nullable=False, server_default=text("now()")),
+    Column("updated_at", TS, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("shop_id", "member_id"),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("shop_id", Text, nullable=False),
+    Column("order_id", Text, nullable=False),
+    Column("member_id", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("amount", MONEY),
+    Column("paid_amount", MONEY),
+    Column("refunded_amount", MONEY, nullable=False, server_default="0"),
+    Column("counted", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", TS),
+    Column("paid_at", TS),
+    Column("cancelled_at", TS),
+    Column("completed_at", TS),
+    Column("shipment_status", Text),
+    Column("refunds", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("reviews", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("updated_at", TS, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("shop_id", "order_id"),
+    Index("ix_orders_member", "shop_id", "member_id"),
+)
+
+processed_events = Table(
+    "processed_events",
+    metadata,
+    Column("source", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("processed_at", TS, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("source", "event_id"),
+)
+
+pending_events = Table(
+    "pending_events",
+    metadata,
+    Column("seq", BigInteger, Identity(), primary_key=True),
+    Column("shop_id", Text, nullable=False),
+    Column("member_id", Text, nullable=False),
+    Column("order_id", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("event_time", TS, nullable=False),
+    Column("event", JSONB, nullable=False),
+    Column("parked_at", TS, nullable=False, server_default=text("now()")),
+    UniqueConstraint("source", "event_id", name="uq_pending_events_event"),
+    Index("ix_pending_events_member", "shop_id", "member_id"),
+)
+
+# The actions log doubles as the transactional outbox: rows are written with the state
+# change and published by the relay, which sets published_at.
+actions = Table(
+    "actions",
+    metadata,
+    Column("seq", BigInteger, Identity(), primary_key=True),
+    Column("action_id", Text, nullable=False, unique=True),
+    Column("shop_id", Text, nullable=False),
+    Column("member_id", Text, nullable=False),
+    Column("rule", Text, nullable=False),
+    Column("category", Text, nullable=False),
+    Column("occurred_at", TS, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("published_at", TS),
+    Index("ix_actions_member", "shop_id", "member_id", text("occurred_at DESC"), text("seq DESC")),
+    Index("ix_actions_unpublished", "seq", postgresql_where=text("published_at IS NULL")),
+)
+
+# One row per (action, channel): the notifier's idempotency key and delivery state.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("action_id", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("shop_id", Text, nullable=False),
+    Column("member_id", Text, nullable=False),
+    Column("rule", Text, nullable=False),
+    Column("category", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("reason", Text),
+    Column("occurred_at", TS, nullable=False),
+    Column("due_at", TS),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("action", JSONB, nullable=False),
+    Column("created_at", TS, nullable=False, server_default=text("now()")),
+    Column("updated_at", TS, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("action_id", "channel"),
+    Index("ix_deliveries_due", "due_at", postgresql_where=text("status = 'deferred'")),
+    Index(
+        "ix_deliveries_incentive_window",
+        "shop_id",
+        "member_id",
+        "occurred_at",
+        postgresql_where=text("category = 'incentive'"),
+    ),
+)
+
+# Notification outcomes: the log the API reads and the notifier's outbox.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("seq", BigInteger, Identity(), primary_key=True),
+    Column("notification_id", Text, nullable=False, unique=True),
+    Column("action_id", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("shop_id", Text, nullable=False),
+    Column("member_id", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("reason", Text),
+    Column("at", TS, nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("published_at", TS),
+    Index("ix_notifications_member", "shop_id", "member_id", text("seq DESC")),
+    Index("ix_notifications_unpublished", "seq", postgresql_where=text("published_at IS NULL")),
+)
