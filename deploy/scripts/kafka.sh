@@ -38,8 +38,17 @@ java_cmd() {
   "${JAVA_ARGS[@]}"
 }
 
+# apt_install PKG...: install Debian packages (root only), for bare CI machines.
+apt_install() {
+  [[ "$(id -u)" == 0 ]] || die "missing $*; install them (apt-get install -y $*)"
+  log "installing $* with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "$@"
+}
+
 ensure_tools() {
-  command -v java >/dev/null || die "java not found (install a JRE 17: apt-get install -y openjdk-17-jre-headless)"
+  command -v java >/dev/null || apt_install openjdk-17-jre-headless
 }
 
 cmd_fetch() {
@@ -49,7 +58,8 @@ cmd_fetch() {
     log "kafka jars already in $KAFKA_LIBS"
     return 0
   fi
-  command -v mvn >/dev/null || die "maven not found (apt-get install -y maven)"
+  ensure_tools
+  command -v mvn >/dev/null || apt_install maven
   log "fetching kafka jars with maven into $KAFKA_LIBS"
   rm -rf "$KAFKA_LIBS.tmp"
   mkdir -p "$KAFKA_DIR"

@@ -88,7 +88,7 @@ prepare_dirs() {
 }
 
 psql_admin() {
-  as_pg "$BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKET_DIR" -p "$PG_PORT" -U postgres -d postgres "$@"
+  as_pg "$BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKET_DIR" -p "$PG_PORT" -U postgres -d postgres
 }
 
 is_running() {

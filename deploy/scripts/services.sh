@@ -14,6 +14,7 @@ LOG_DIR="$LOCAL_DIR/logs"
 ENV_FILE="$LOCAL_DIR/env"
 TOKEN_FILE="$LOCAL_DIR/api-token"
 SERVICES=(engagement notifier api)
+SERVICES_PACKAGE="${SERVICES_PACKAGE:-services}"
 SERVICE_WAIT_TIMEOUT="${SERVICE_WAIT_TIMEOUT:-90}"
 SERVICE_STOP_TIMEOUT="${SERVICE_STOP_TIMEOUT:-30}"
 API_PORT="${API_PORT:-8000}"
@@ -98,7 +99,7 @@ cmd_start() {
       continue
     fi
     log "starting $svc (log $LOG_DIR/$svc.log)"
-    (cd "$ROOT_DIR" && exec nohup "$PYTHON" -m "services.$svc" >>"$LOG_DIR/$svc.log" 2>&1 </dev/null) &
+    (cd "$ROOT_DIR" && exec nohup "$PYTHON" -m "$SERVICES_PACKAGE.$svc" >>"$LOG_DIR/$svc.log" 2>&1 </dev/null) &
     echo $! >"$pidfile"
   done
 }

@@ -1,0 +1,75 @@
+# Local development and CI entry points. The logic lives in deploy/scripts/*.sh.
+#
+#   make up        everything: PostgreSQL, Kafka, topics, migrations, the three services
+#   make down      stop it all (idempotent)
+#   make infra-up  PostgreSQL + Kafka + topics only (what the tests need)
+#   make test      lint + infra-up + pytest
+#
+# Set DATABASE_URL to use your own database instead of the private cluster.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+SCRIPTS := deploy/scripts
+
+.PHONY: help venv up down infra-up infra-down migrate lint test run bench status clean
+
+help:
+	@echo "targets: venv up down infra-up infra-down migrate lint test run bench status clean"
+
+$(STAMP): pyproject.toml
+	$(SCRIPTS)/venv.sh
+	touch $@
+
+venv: $(STAMP)
+
+infra-up: venv
+	@if [[ -n "$${DATABASE_URL:-}" ]]; then \
+	  echo "DATABASE_URL is set: not starting the private PostgreSQL cluster"; \
+	else \
+	  $(SCRIPTS)/postgres.sh start; \
+	fi
+	$(SCRIPTS)/kafka.sh fetch start wait topics
+
+infra-down:
+	$(SCRIPTS)/kafka.sh stop
+	$(SCRIPTS)/postgres.sh stop
+
+migrate: venv
+	$(SCRIPTS)/services.sh env migrate
+
+up: infra-up
+	$(SCRIPTS)/services.sh env migrate start wait
+
+down:
+	$(SCRIPTS)/services.sh stop
+	$(MAKE) --no-print-directory infra-down
+
+status:
+	@$(SCRIPTS)/services.sh status || true
+	@$(SCRIPTS)/kafka.sh status || true
+	@$(SCRIPTS)/postgres.sh status || true
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: venv lint infra-up
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+run: up
+	$(SCRIPTS)/services.sh env
+	set -a; . .local/env; set +a; $(BIN)/python -m services.demo
+	$(SCRIPTS)/services.sh summary
+
+bench: infra-up
+	$(BIN)/python -m tests.bench.engagement_bench
+
+clean: down
+	rm -rf .local
