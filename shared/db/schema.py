@@ -31,6 +31,7 @@ members = Table(
     Column("shop_id", Text, nullable=False),
     Column("member_id", Text, nullable=False),
     Column("joined_at", TS),
+    Column("joined_by_event", Boolean, nullable=False, server_default=text("false")),
     Column("tier", Text),
     Column("tier_since", TS),
     Column("tier_qualified_at", TS),

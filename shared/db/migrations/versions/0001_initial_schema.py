@@ -58,6 +58,7 @@ def upgrade() -> None:
     sa.Column('shop_id', sa.Text(), nullable=False),
     sa.Column('member_id', sa.Text(), nullable=False),
     sa.Column('joined_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('joined_by_event', sa.Boolean(), server_default=sa.text('false'), nullable=False),
     sa.Column('tier', sa.Text(), nullable=True),
     sa.Column('tier_since', sa.DateTime(timezone=True), nullable=True),
     sa.Column('tier_qualified_at', sa.DateTime(timezone=True), nullable=True),

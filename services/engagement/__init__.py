@@ -1,0 +1,1 @@
+"""The engagement service: input events in, member state and actions out."""

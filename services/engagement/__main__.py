@@ -1,0 +1,109 @@
+"""Entry point: ``python -m services.engagement``. Wires the consumer, the relay and health."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy import text
+
+from services.engagement import metrics
+from services.engagement.consumer import EngagementConsumer
+from services.engagement.processor import BatchProcessor
+from shared.db.engine import create_engine
+from shared.db.schema import actions
+from shared.kafka_io import create_consumer, create_producer
+from shared.observability import configure_logging, health_app, health_server
+from shared.outbox import OutboxRelay
+from shared.playbook import load_playbook
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+def _observe_published(rows: object) -> None:
+    now = datetime.now(UTC)
+    for row in rows:  # type: ignore[attr-defined]
+        metrics.EVENT_TO_ACTION_SECONDS.observe(max(0.0, (now - row[4]).total_seconds()))
+
+
+async def _watch_backlog(relay: OutboxRelay, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(Exception):
+            metrics.OUTBOX_BACKLOG.set(await relay.backlog())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=5)
+
+
+async def main() -> None:
+    settings = Settings()
+    configure_logging(settings.log_level)
+    playbook = load_playbook(settings.playbook_path)
+    topics = settings.topics
+    engine = create_engine(settings)
+    producer = create_producer(settings, name="engagement")
+    consumer = create_consumer(settings, *topics.inputs, group_id=settings.engagement_group_id, name="engagement")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    relay = OutboxRelay(
+        engine,
+        producer,
+        actions,
+        topics.actions,
+        batch_size=settings.relay_batch_size,
+        idle_interval_s=settings.relay_idle_interval_ms / 1000,
+        time_column="occurred_at",
+        on_published=_observe_published,
+    )
+    worker = EngagementConsumer(
+        consumer,
+        producer,
+        BatchProcessor(engine, playbook, settings.max_record_bytes),
+        dlq_topic=topics.dlq,
+        max_records=settings.engagement_batch_max_records,
+        timeout_ms=settings.engagement_batch_timeout_ms,
+        on_committed=relay.wake,
+    )
+
+    async def ready() -> bool:
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return not stop.is_set()
+
+    server = health_server(health_app("engagement", ready), "127.0.0.1", settings.engagement_metrics_port)
+    await producer.start()
+    await consumer.start()
+    log.info("engagement.started", topics=topics.inputs, group=settings.engagement_group_id)
+    tasks = [
+        asyncio.create_task(worker.run(stop), name="consumer"),
+        asyncio.create_task(relay.run(stop), name="relay"),
+        asyncio.create_task(_watch_backlog(relay, stop), name="backlog"),
+        asyncio.create_task(server.serve(), name="health"),
+    ]
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    for task in done:
+        if task is not stopper and task.exception() is not None:
+            log.error("engagement.task_failed", task=task.get_name(), error=repr(task.exception()))
+    stop.set()
+    server.should_exit = True
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await consumer.stop()
+    with contextlib.suppress(Exception):
+        await relay.publish_pending()
+    await producer.stop()
+    await engine.dispose()
+    log.info("engagement.stopped")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,117 @@
+"""The consume loop: batch from Kafka, one transaction, dead letters, then offsets."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import CommitFailedError
+from aiokafka.structs import ConsumerRecord
+from sqlalchemy.exc import DBAPIError, OperationalError
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
+
+from services.engagement import metrics
+from services.engagement.decode import Rejection
+from services.engagement.processor import BatchProcessor, BatchResult
+from shared.contract.actions import DeadLetter
+
+log = structlog.get_logger(__name__)
+
+
+def dead_letter(record: ConsumerRecord[bytes, bytes], rejection: Rejection) -> bytes:
+    """The DLQ record: where it came from, the original bytes in base64, and why."""
+    return (
+        DeadLetter(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key.decode("utf-8", "replace") if record.key is not None else None,
+            value=base64.b64encode(record.value or b"").decode(),
+            error=rejection.error,
+            received_at=datetime.now(UTC),
+        )
+        .model_dump_json()
+        .encode()
+    )
+
+
+class EngagementConsumer:
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        processor: BatchProcessor,
+        *,
+        dlq_topic: str,
+        max_records: int,
+        timeout_ms: int,
+        on_committed: Callable[[], None],
+    ) -> None:
+        self._consumer = consumer
+        self._producer = producer
+        self._processor = processor
+        self._dlq_topic = dlq_topic
+        self._max_records = max_records
+        self._timeout_ms = timeout_ms
+        self._on_committed = on_committed
+
+    async def _process(self, records: list[ConsumerRecord[bytes, bytes]]) -> BatchResult:
+        """Retries the whole transaction on database trouble: it is idempotent by design."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type((OperationalError, DBAPIError, OSError)),
+            wait=wait_exponential(multiplier=0.2, max=10),
+            reraise=True,
+        ):
+            with attempt:
+                return await self._processor.process(records)
+        raise AssertionError("unreachable")
+
+    async def _send_dead_letters(self, result: BatchResult) -> None:
+        futures = []
+        for record, rejection in result.dead_letters:
+            metrics.DLQ_RECORDS.labels(rejection.reason).inc()
+            log.warning(
+                "engagement.dead_letter",
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                reason=rejection.reason,
+            )
+            futures.append(await self._producer.send(self._dlq_topic, key=record.key, value=dead_letter(record, rejection)))
+        await asyncio.gather(*futures)
+
+    async def run_once(self) -> int:
+        """One poll: returns the number of records handled (0 when idle)."""
+        batches = await self._consumer.getmany(timeout_ms=self._timeout_ms, max_records=self._max_records)
+        records = [record for partition_records in batches.values() for record in partition_records]
+        if not records:
+            return 0
+        started = time.perf_counter()
+        result = await self._process(records)
+        await self._send_dead_letters(result)
+        offsets = {TopicPartition(tp.topic, tp.partition): recs[-1].offset + 1 for tp, recs in batches.items()}
+        self._on_committed()
+        try:
+            await self._consumer.commit(offsets)
+        except CommitFailedError:
+            # The group rebalanced: the new owner gets these records again and the
+            # processed-events table turns them into no-ops.
+            log.warning("engagement.commit_failed_after_rebalance", partitions=len(offsets))
+        metrics.BATCH_SIZE.observe(len(records))
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        for topic, event_type in result.types:
+            metrics.RECORDS_CONSUMED.labels(topic, event_type).inc()
+        for rule in result.new_actions:
+            metrics.ACTIONS.labels(rule).inc()
+        metrics.DUPLICATE_EVENTS.inc(result.duplicates)
+        metrics.PARKED_EVENTS.inc(result.parked)
+        return len(records)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.run_once()

@@ -1,0 +1,95 @@
+"""Where an input record enters: bytes to a validated domain event, or a dead-letter reason."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.contract.events import EVENT_ADAPTER
+from shared.domain.model import Event
+from shared.domain.playbook import Playbook
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a record was not accepted: ``reason`` is a stable code, ``detail`` says what to fix."""
+
+    reason: str
+    detail: str
+
+    @property
+    def error(self) -> str:
+        return f"{self.reason}: {self.detail}"
+
+
+def _describe(error: ValidationError) -> Rejection:
+    first = error.errors(include_url=False)[0]
+    kind, loc = first["type"], first["loc"]
+    if kind == "json_invalid":
+        return Rejection("invalid_json", "the record is not valid JSON")
+    if kind == "union_tag_invalid":
+        return Rejection("unknown_type", str(first["ctx"].get("tag", "")) + " is not an event type of the contract")
+    if kind in ("union_tag_not_found", "model_type", "model_attributes_type"):
+        return Rejection("invalid_envelope", "the record is not a CloudEvents envelope with a type")
+    path = ".".join(str(part) for part in loc[1:])
+    if not path:
+        return Rejection("invalid_envelope", f"the record is not a CloudEvents envelope: {first['msg']}")
+    reason = "invalid_payload" if len(loc) > 1 and loc[1] == "data" else "invalid_envelope"
+    return Rejection(reason, f"{path}: {first['msg']}")
+
+
+def decode(value: bytes | None, playbook: Playbook, max_bytes: int) -> Event | Rejection:
+    """Validates one record against the contract, including the shop's currency."""
+    if value is None:
+        return Rejection("invalid_json", "the record has no value")
+    if len(value) > max_bytes:
+        return Rejection("too_large", f"{len(value)} bytes exceeds the maximum of {max_bytes}")
+    try:
+        parsed: Any = EVENT_ADAPTER.validate_json(value)
+    except ValidationError as error:
+        return _describe(error)
+    data = dict(parsed.data)
+    currency = data.get("currency")
+    if currency is not None:
+        expected = playbook.for_shop(parsed.shopid).currency
+        if currency != expected:
+            return Rejection("wrong_currency", f"currency {currency} differs from the shop's {expected}")
+    return Event(
+        source=parsed.source,
+        id=parsed.id,
+        type=parsed.type,
+        time=parsed.time,
+        shop_id=parsed.shopid,
+        member_id=parsed.memberid,
+        data=data,
+    )
+
+
+def _default(value: object) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def encode(event: Event) -> str:
+    """The event back in its contract form, for parking it until its order arrives."""
+    envelope = {
+        "specversion": "1.0",
+        "id": event.id,
+        "source": event.source,
+        "type": event.type,
+        "time": event.time.isoformat(),
+        "shopid": event.shop_id,
+        "memberid": event.member_id,
+        "data": {key: value for key, value in event.data.items() if value is not None},
+    }
+    return json.dumps(envelope, default=_default, ensure_ascii=False)

@@ -1,0 +1,27 @@
+"""Prometheus metrics of the engagement service."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECORDS_CONSUMED = Counter(
+    "engagement_records_consumed_total", "Input records consumed, by topic and event type", ["topic", "type"]
+)
+DLQ_RECORDS = Counter("engagement_dlq_records_total", "Input records sent to the dead-letter topic", ["reason"])
+DUPLICATE_EVENTS = Counter("engagement_duplicate_events_total", "Events skipped because already processed")
+PARKED_EVENTS = Counter("engagement_parked_events_total", "Events parked until their order arrives")
+BATCH_SIZE = Histogram(
+    "engagement_batch_size", "Records per processed batch", buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
+)
+BATCH_SECONDS = Histogram(
+    "engagement_batch_seconds",
+    "Time to process and commit one batch",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+EVENT_TO_ACTION_SECONDS = Histogram(
+    "engagement_event_to_action_seconds",
+    "From the triggering event's business time to the action's publication on Kafka",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400),
+)
+OUTBOX_BACKLOG = Gauge("engagement_outbox_backlog", "Actions written but not yet published")
+ACTIONS = Counter("engagement_actions_total", "Actions decided, by rule", ["rule"])

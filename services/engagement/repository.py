@@ -1,0 +1,154 @@
+"""All SQL of the engagement service: set-based loads and writes, a few statements per batch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
+from typing import Any
+
+from sqlalchemy import delete, text, tuple_
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.db.schema import actions, members, orders, pending_events
+from shared.domain.model import Member, Order
+
+MemberKey = tuple[str, str]
+OrderKey = tuple[str, str]
+EventKey = tuple[str, str]
+
+_MEMBER_FIELDS = [f.name for f in fields(Member)]
+_ORDER_FIELDS = [f.name for f in fields(Order)]
+
+
+def _columns(keys: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    ordered = sorted(set(keys))
+    return {"a": [k[0] for k in ordered], "b": [k[1] for k in ordered]}
+
+
+_UNNEST = "unnest(CAST(:a AS text[]), CAST(:b AS text[]))"
+
+
+async def claim_events(connection: AsyncConnection, keys: Sequence[EventKey]) -> set[EventKey]:
+    """Records the events as processed; returns those no earlier transaction had processed.
+
+    A concurrent transaction claiming the same event waits on the primary key and, once
+    the first commits, gets nothing back: a redelivered event is applied exactly once.
+    """
+    if not keys:
+        return set()
+    rows = await connection.execute(
+        text(
+            f"INSERT INTO processed_events (source, event_id) SELECT * FROM {_UNNEST} AS k(s, i) "
+            "ORDER BY 1, 2 ON CONFLICT DO NOTHING RETURNING source, event_id"
+        ),
+        _columns(keys),
+    )
+    return {(row[0], row[1]) for row in rows}
+
+
+async def lock_members(connection: AsyncConnection, keys: Sequence[MemberKey]) -> dict[MemberKey, Member]:
+    """Creates missing member rows and locks them all, in key order so instances never deadlock."""
+    if not keys:
+        return {}
+    params = _columns(keys)
+    await connection.execute(
+        text(
+            f"INSERT INTO members (shop_id, member_id) SELECT * FROM {_UNNEST} AS k(s, m) "
+            "ORDER BY 1, 2 ON CONFLICT DO NOTHING"
+        ),
+        params,
+    )
+    columns = ", ".join(f"m.{name}" for name in _MEMBER_FIELDS)
+    rows = await connection.execute(
+        text(
+            f"SELECT {columns} FROM members m JOIN {_UNNEST} AS k(shop_id, member_id) "
+            "USING (shop_id, member_id) ORDER BY m.shop_id, m.member_id FOR UPDATE OF m"
+        ),
+        params,
+    )
+    loaded = {}
+    for row in rows:
+        member = Member(**dict(zip(_MEMBER_FIELDS, row, strict=True)))
+        member.rewarded_tiers = list(member.rewarded_tiers)
+        loaded[(member.shop_id, member.member_id)] = member
+    return loaded
+
+
+async def load_orders(connection: AsyncConnection, keys: Sequence[OrderKey]) -> dict[OrderKey, Order]:
+    if not keys:
+        return {}
+    columns = ", ".join(f"o.{name}" for name in _ORDER_FIELDS)
+    rows = await connection.execute(
+        text(
+            f"SELECT o.shop_id, {columns} FROM orders o JOIN {_UNNEST} AS k(shop_id, order_id) "
+            "USING (shop_id, order_id)"
+        ),
+        _columns(keys),
+    )
+    loaded = {}
+    for row in rows:
+        order = Order(**dict(zip(_ORDER_FIELDS, row[1:], strict=True)))
+        order.reviews = list(order.reviews)
+        loaded[(row[0], order.order_id)] = order
+    return loaded
+
+
+async def load_pending(connection: AsyncConnection, keys: Sequence[MemberKey]) -> list[tuple[MemberKey, str]]:
+    """Parked events of these members as (member key, event JSON), oldest business time first."""
+    if not keys:
+        return []
+    rows = await connection.execute(
+        text(
+            f"SELECT p.shop_id, p.member_id, p.event::text FROM pending_events p "
+            f"JOIN {_UNNEST} AS k(shop_id, member_id) USING (shop_id, member_id) "
+            "ORDER BY p.event_time, p.seq"
+        ),
+        _columns(keys),
+    )
+    return [((row[0], row[1]), row[2]) for row in rows]
+
+
+async def save_members(connection: AsyncConnection, rows: Iterable[Member]) -> None:
+    values = [{name: getattr(member, name) for name in _MEMBER_FIELDS} for member in rows]
+    if not values:
+        return
+    statement = insert(members)
+    update = {name: statement.excluded[name] for name in _MEMBER_FIELDS if name not in ("shop_id", "member_id")}
+    update["updated_at"] = text("now()")  # type: ignore[assignment]
+    await connection.execute(
+        statement.on_conflict_do_update(index_elements=["shop_id", "member_id"], set_=update), values
+    )
+
+
+async def save_orders(connection: AsyncConnection, rows: Iterable[tuple[str, Order]]) -> None:
+    values = [{"shop_id": shop, **{name: getattr(order, name) for name in _ORDER_FIELDS}} for shop, order in rows]
+    if not values:
+        return
+    statement = insert(orders)
+    update = {name: statement.excluded[name] for name in _ORDER_FIELDS if name != "order_id"}
+    update["updated_at"] = text("now()")  # type: ignore[assignment]
+    await connection.execute(statement.on_conflict_do_update(index_elements=["shop_id", "order_id"], set_=update), values)
+
+
+async def park_events(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await connection.execute(insert(pending_events).on_conflict_do_nothing(), list(rows))
+
+
+async def release_events(connection: AsyncConnection, keys: Sequence[EventKey]) -> None:
+    if keys:
+        await connection.execute(
+            delete(pending_events).where(tuple_(pending_events.c.source, pending_events.c.event_id).in_(list(keys)))
+        )
+
+
+async def insert_actions(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Writes actions to the outbox; returns the rules of those that were new."""
+    if not rows:
+        return []
+    result = await connection.execute(
+        insert(actions).on_conflict_do_nothing(index_elements=["action_id"]).returning(actions.c.rule),
+        list(rows),
+    )
+    return [row[0] for row in result]
