@@ -103,7 +103,7 @@ cmd_start() {
   fi
   log "starting kafka on $KAFKA_BOOTSTRAP (logs in $KAFKA_LOGS)"
   java_args kafka.Kafka "$KAFKA_CONFIG"
-  nohup "${JAVA_ARGS[@]}" >>"$KAFKA_LOGS/kafka.out" 2>&1 </dev/null &
+  setsid nohup "${JAVA_ARGS[@]}" >>"$KAFKA_LOGS/kafka.out" 2>&1 </dev/null &
   echo $! > "$KAFKA_PID"
   sleep 1
   if ! pid_alive "$KAFKA_PID"; then

@@ -99,7 +99,7 @@ cmd_start() {
       continue
     fi
     log "starting $svc (log $LOG_DIR/$svc.log)"
-    (cd "$ROOT_DIR" && exec nohup "$PYTHON" -m "$SERVICES_PACKAGE.$svc" >>"$LOG_DIR/$svc.log" 2>&1 </dev/null) &
+    (cd "$ROOT_DIR" && exec setsid nohup "$PYTHON" -m "$SERVICES_PACKAGE.$svc" >>"$LOG_DIR/$svc.log" 2>&1 </dev/null) &
     echo $! >"$pidfile"
   done
 }

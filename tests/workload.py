@@ -1,0 +1,81 @@
+"""A deterministic synthetic workload: members joining, ordering, shipping, refunding, reviewing.
+
+Used by the end-to-end tests (small sizes) and by ``make bench`` (large sizes). The mix
+follows a shop's ordinary day: most members order once or twice, a few are regulars,
+about one order in ten is refunded and one in three gets a review.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from tests.support import SHANGHAI, envelope
+
+START = datetime(2026, 1, 5, 9, 0, tzinfo=SHANGHAI)
+
+
+def member_story(rng: random.Random, shop: str, member: str, start: datetime) -> list[dict[str, Any]]:
+    """Every event of one member, in business-time order."""
+    events: list[dict[str, Any]] = []
+    clock = start
+
+    def add(event_type: str, data: dict[str, Any], after_minutes: float) -> None:
+        nonlocal clock
+        clock = clock + timedelta(minutes=after_minutes)
+        events.append(envelope(event_type, f"{member}-{len(events)}", clock, member, data, shop=shop, source="bench"))
+
+    add("member.joined", {"channel": rng.choice(["online", "offline", "mini-program"])}, 0)
+    orders = rng.choices([0, 1, 2, 3, 5, 8], weights=[10, 40, 25, 12, 8, 5])[0]
+    for index in range(orders):
+        order_id = f"{member}-o{index}"
+        amount = f"{rng.randint(3000, 40000) / 100:.2f}"
+        add("order.created", {"order_id": order_id, "amount": amount, "currency": "CNY"}, rng.uniform(60, 20000))
+        if rng.random() < 0.05:
+            add("order.cancelled", {"order_id": order_id}, rng.uniform(1, 30))
+            continue
+        add("order.paid", {"order_id": order_id, "amount": amount, "currency": "CNY"}, rng.uniform(1, 25))
+        shipment = {"order_id": order_id, "shipment_id": f"{order_id}-s", "carrier": "SF"}
+        add("shipment.shipped", shipment, rng.uniform(120, 1440))
+        add("shipment.in_transit", shipment, rng.uniform(60, 600))
+        if rng.random() < 0.03:
+            add("shipment.exception", {**shipment, "reason": "address unreachable"}, rng.uniform(60, 600))
+        add("shipment.out_for_delivery", shipment, rng.uniform(600, 2000))
+        add("shipment.delivered", shipment, rng.uniform(30, 300))
+        if rng.random() < 0.1:
+            refund = {"order_id": order_id, "refund_id": f"{order_id}-r", "amount": amount, "currency": "CNY"}
+            add("refund.requested", refund, rng.uniform(60, 4000))
+            add("refund.approved", refund, rng.uniform(60, 600))
+            add("refund.completed", refund, rng.uniform(60, 600))
+        else:
+            add("order.completed", {"order_id": order_id}, rng.uniform(1000, 8000))
+            if rng.random() < 0.35:
+                review = {
+                    "order_id": order_id,
+                    "review_id": f"{order_id}-v",
+                    "rating": rng.randint(3, 5),
+                    "text_length": rng.randint(0, 200),
+                    "photo_count": rng.choice([0, 0, 1, 3]),
+                }
+                add("review.posted", review, rng.uniform(60, 4000))
+    return events
+
+
+def workload(members: int, *, seed: int = 7, shop: str = "shop-1") -> list[dict[str, Any]]:
+    """All events of ``members`` members, interleaved across members as a live stream would be."""
+    rng = random.Random(seed)
+    stories = [
+        member_story(rng, shop, f"m{index:07d}", START + timedelta(minutes=rng.uniform(0, 60 * 24 * 30)))
+        for index in range(members)
+    ]
+    return list(_interleave(stories))
+
+
+def _interleave(stories: list[list[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+    """Merges the stories by business time, keeping each member's own order."""
+    flat = [(event["time"], story_index, position) for story_index, story in enumerate(stories) for position, event in enumerate(story)]
+    flat.sort()
+    for _, story_index, position in flat:
+        yield stories[story_index][position]
