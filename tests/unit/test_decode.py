@@ -1,0 +1,197 @@
+"""Decoding a raw record: a validated domain event, or a rejection with a stable reason."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from services.engagement.decode import Rejection, decode, encode
+from shared.domain.model import Event
+from shared.playbook import parse_playbook
+
+PLAYBOOK = parse_playbook({"shops": {"shop-usd": {"currency": "USD"}}})
+MAX_BYTES = 64 * 1024
+
+
+def envelope(kind: str = "order.paid", data: dict[str, Any] | None = None, **attributes: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": "evt-1",
+        "source": "shop-system",
+        "type": kind,
+        "time": "2024-05-01T10:00:00+08:00",
+        "shopid": "shop-1",
+        "memberid": "m-1",
+        "data": {"order_id": "o-1", "amount": "129.00", "currency": "CNY"} if data is None else data,
+    }
+    record.update(attributes)
+    return record
+
+
+def raw(record: dict[str, Any]) -> bytes:
+    return json.dumps(record).encode()
+
+
+def reject(value: bytes, max_bytes: int = MAX_BYTES) -> Rejection:
+    result = decode(value, PLAYBOOK, max_bytes)
+    assert isinstance(result, Rejection), result
+    return result
+
+
+def accept(value: bytes) -> Event:
+    result = decode(value, PLAYBOOK, MAX_BYTES)
+    assert isinstance(result, Event), result
+    return result
+
+
+def without(record: dict[str, Any], key: str) -> dict[str, Any]:
+    return {name: value for name, value in record.items() if name != key}
+
+
+def review(rating: int) -> dict[str, Any]:
+    return {"order_id": "o-1", "review_id": "rv-1", "rating": rating, "text_length": 10, "photo_count": 0}
+
+
+def test_a_valid_order_paid_becomes_an_event_with_decimal_money_and_aware_time() -> None:
+    event = accept(raw(envelope()))
+    assert (event.source, event.id, event.type) == ("shop-system", "evt-1", "order.paid")
+    assert (event.shop_id, event.member_id, event.order_id) == ("shop-1", "m-1", "o-1")
+    assert event.time == datetime(2024, 5, 1, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    assert event.data["amount"] == Decimal("129.00")
+    assert isinstance(event.data["amount"], Decimal)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        pytest.param(b"not json at all", "invalid_json", id="bytes_not_json"),
+        pytest.param(b'{"specversion": "1.0",', "invalid_json", id="truncated_json"),
+        pytest.param(raw(without(envelope(), "specversion")), "invalid_envelope", id="missing_specversion"),
+        pytest.param(raw(envelope(specversion="0.3")), "invalid_envelope", id="wrong_specversion"),
+        pytest.param(raw(without(envelope(), "type")), "invalid_envelope", id="missing_type"),
+        pytest.param(b"[1, 2]", "invalid_envelope", id="not_an_object"),
+        pytest.param(raw(envelope(time="2024-05-01T10:00:00")), "invalid_envelope", id="time_without_offset"),
+        pytest.param(raw(envelope(memberid="")), "invalid_envelope", id="empty_member_id"),
+        pytest.param(raw(envelope("order.teleported")), "unknown_type", id="unknown_type"),
+        pytest.param(
+            raw(envelope(data={"order_id": "o-1", "amount": "129.001", "currency": "CNY"})),
+            "invalid_payload",
+            id="amount_with_three_decimals",
+        ),
+        pytest.param(
+            raw(envelope(data={"order_id": "o-1", "amount": "-1.00", "currency": "CNY"})),
+            "invalid_payload",
+            id="negative_amount",
+        ),
+        pytest.param(raw(envelope(data={"order_id": "o-1", "currency": "CNY"})), "invalid_payload", id="no_amount"),
+        pytest.param(
+            raw(envelope(data={"order_id": "o-1", "amount": "129.00", "currency": "USD"})),
+            "wrong_currency",
+            id="wrong_currency",
+        ),
+        pytest.param(raw(envelope("review.posted", review(6))), "invalid_payload", id="rating_6"),
+        pytest.param(raw(envelope("review.posted", review(0))), "invalid_payload", id="rating_0"),
+        pytest.param(
+            raw(envelope("member.joined", {"channel": "app", "birthday": "02-30"})),
+            "invalid_payload",
+            id="birthday_02_30",
+        ),
+        pytest.param(
+            raw(envelope("member.joined", {"channel": "app", "birthday": "2023-02-29"})),
+            "invalid_payload",
+            id="birthday_02_29_in_a_common_year",
+        ),
+        pytest.param(
+            raw(envelope("member.joined", {"channel": "app", "timezone": "Mars/Olympus_Mons"})),
+            "invalid_payload",
+            id="unknown_timezone",
+        ),
+        pytest.param(raw(envelope("member.profile_updated", {})), "invalid_payload", id="empty_profile_update"),
+        pytest.param(
+            raw(envelope("member.consent_changed", {"marketing_consent": "yes"})),
+            "invalid_payload",
+            id="consent_not_a_boolean",
+        ),
+    ],
+)
+def test_rejects_with_a_stable_reason(value: bytes, reason: str) -> None:
+    rejection = reject(value)
+    assert rejection.reason == reason
+    assert rejection.error.startswith(f"{reason}: ")
+
+
+def test_missing_specversion_names_the_field() -> None:
+    assert reject(raw(without(envelope(), "specversion"))).detail.startswith("specversion")
+
+
+def test_amount_with_three_decimals_names_the_payload_field() -> None:
+    rejection = reject(raw(envelope(data={"order_id": "o-1", "amount": "129.001", "currency": "CNY"})))
+    assert rejection.detail.startswith("data.amount")
+
+
+def test_unknown_type_names_the_type() -> None:
+    assert "order.teleported" in reject(raw(envelope("order.teleported"))).detail
+
+
+def test_no_value_is_invalid_json() -> None:
+    result = decode(None, PLAYBOOK, MAX_BYTES)
+    assert isinstance(result, Rejection)
+    assert result.reason == "invalid_json"
+
+
+def test_record_over_the_size_limit_is_too_large_and_one_at_the_limit_is_accepted() -> None:
+    value = raw(envelope())
+    assert reject(value, max_bytes=len(value) - 1).reason == "too_large"
+    assert isinstance(decode(value, PLAYBOOK, len(value)), Event)
+
+
+def test_too_large_is_checked_before_parsing() -> None:
+    assert reject(b"x" * 11, max_bytes=10).reason == "too_large"
+
+
+def test_float_like_amount_is_accepted_as_exact_decimal() -> None:
+    value = raw(envelope(data={"order_id": "o-1", "amount": 129.5, "currency": "CNY"}))
+    assert b'"amount": 129.5,' in value
+    event = accept(value)
+    assert event.data["amount"] == Decimal("129.5")
+    assert isinstance(event.data["amount"], Decimal)
+
+
+def test_currency_is_checked_against_the_shops_own_currency() -> None:
+    usd = {"order_id": "o-1", "amount": "9.99", "currency": "USD"}
+    assert accept(raw(envelope(data=usd, shopid="shop-usd"))).data["currency"] == "USD"
+    assert reject(raw(envelope(shopid="shop-usd"))).reason == "wrong_currency"
+
+
+@pytest.mark.parametrize("birthday", ["02-29", "2024-02-29", "12-31"])
+def test_valid_birthdays_are_accepted(birthday: str) -> None:
+    event = accept(raw(envelope("member.joined", {"channel": "app", "birthday": birthday})))
+    assert event.data["birthday"] == birthday
+
+
+def test_known_timezone_and_rating_5_are_accepted() -> None:
+    joined = accept(raw(envelope("member.joined", {"channel": "app", "timezone": "America/New_York"})))
+    assert joined.data["timezone"] == "America/New_York"
+    assert accept(raw(envelope("review.posted", review(5)))).data["rating"] == 5
+
+
+def test_time_in_utc_is_kept_as_the_same_instant() -> None:
+    event = accept(raw(envelope(time="2024-05-01T02:00:00Z")))
+    assert event.time == datetime(2024, 5, 1, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+def test_unknown_payload_fields_are_ignored() -> None:
+    data = {"order_id": "o-1", "amount": "1.00", "currency": "CNY", "warehouse": "north"}
+    assert "warehouse" not in accept(raw(envelope(data=data))).data
+
+
+def test_encode_gives_back_a_record_that_decodes_to_the_same_event() -> None:
+    refund = {"order_id": "o-1", "refund_id": "r-1", "amount": "30.50", "currency": "CNY", "reason": "size"}
+    event = accept(raw(envelope("refund.completed", refund)))
+    again = accept(encode(event).encode())
+    assert again == event
