@@ -1,0 +1,1 @@
+"""Read-only HTTP API over member status, actions and notification outcomes."""

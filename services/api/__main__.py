@@ -1,0 +1,30 @@
+"""``python -m services.api``: serve the API with uvicorn, which stops gracefully on SIGTERM."""
+
+from __future__ import annotations
+
+import sys
+
+import structlog
+import uvicorn
+
+from services.api.app import ConfigurationError, create_app
+from shared.observability import configure_logging
+from shared.playbook import load_playbook
+from shared.settings import Settings
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging(settings.log_level)
+    log = structlog.get_logger("services.api")
+    try:
+        app = create_app(settings, load_playbook(settings.playbook_path))
+    except ConfigurationError as exc:
+        log.error("api.configuration_invalid", reason=str(exc))
+        sys.exit(2)
+    # log_config=None keeps our logging set-up; no access log, since paths carry member ids.
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""What a request handler may ask for, as ``Annotated`` aliases over the app's shared state.
+
+The state is built by ``create_app`` (configuration) and its lifespan (engine, Kafka
+client); handlers reach it through these dependencies and never through globals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.api.readiness import KafkaProbe
+from shared.domain.playbook import Playbook
+from shared.settings import Settings
+
+
+@dataclass(slots=True)
+class ApiState:
+    """Configuration fixed at construction plus the resources the lifespan opens and closes."""
+
+    settings: Settings
+    playbook: Playbook
+    token_digests: tuple[bytes, ...]
+    engine: AsyncEngine | None = None
+    kafka: KafkaProbe | None = field(default=None)
+
+
+def get_state(request: Request) -> ApiState:
+    state = request.app.state.api
+    assert isinstance(state, ApiState)
+    return state
+
+
+State = Annotated[ApiState, Depends(get_state)]
+
+
+def get_engine(state: State) -> AsyncEngine:
+    if state.engine is None:
+        raise RuntimeError("the database engine is only available while the app's lifespan runs")
+    return state.engine
+
+
+async def get_connection(engine: Annotated[AsyncEngine, Depends(get_engine)]) -> AsyncIterator[AsyncConnection]:
+    """One pooled connection per request; nothing is committed, the API only reads."""
+    async with engine.connect() as connection:
+        yield connection
+
+
+DbConnection = Annotated[AsyncConnection, Depends(get_connection)]
+Engine = Annotated[AsyncEngine, Depends(get_engine)]
+
+
+def get_playbook(state: State) -> Playbook:
+    return state.playbook
+
+
+Playbooks = Annotated[Playbook, Depends(get_playbook)]

@@ -1,0 +1,147 @@
+"""One JSON error shape for every failure, so clients need a single error parser.
+
+Every error body is ``{"error": {"code": ..., "message": ...}}``: our own errors, the
+framework's (unknown route, wrong method), request validation, and crashes, which
+answer a generic 500 and are logged without request data.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette import status
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = structlog.get_logger("services.api")
+
+_CODES_BY_STATUS = {
+    status.HTTP_400_BAD_REQUEST: "bad_request",
+    status.HTTP_401_UNAUTHORIZED: "unauthorized",
+    status.HTTP_403_FORBIDDEN: "forbidden",
+    status.HTTP_404_NOT_FOUND: "not_found",
+    status.HTTP_405_METHOD_NOT_ALLOWED: "method_not_allowed",
+    status.HTTP_422_UNPROCESSABLE_CONTENT: "invalid_request",
+    status.HTTP_503_SERVICE_UNAVAILABLE: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An expected failure with a stable machine-readable code for clients to branch on."""
+
+    def __init__(self, status_code: int, code: str, message: str, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def unauthorized(message: str) -> ApiError:
+    """401 with the challenge header RFC 6750 asks for."""
+    return ApiError(status.HTTP_401_UNAUTHORIZED, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def error_response(status_code: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status_code, headers=headers)
+
+
+def _describe_validation(errors: Sequence[Any]) -> str:
+    """``query.limit: Input should be ...``; locations and messages only, never the rejected input."""
+    parts = []
+    for error in errors:
+        location = ".".join(str(item) for item in error.get("loc", ()))
+        parts.append(f"{location}: {error.get('msg', 'invalid value')}" if location else str(error.get("msg")))
+    return "; ".join(parts) or "invalid request"
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status_code, exc.code, exc.message, exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _CODES_BY_STATUS.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    return error_response(exc.status_code, code, message, exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid_request", _describe_validation(exc.errors()))
+
+
+def _log_unexpected(scope: Scope, exc: BaseException) -> None:
+    # Exception messages can quote SQL parameters (member ids), so only the type and the
+    # stack frames are logged, and the client learns nothing about internals.
+    route = scope.get("route")
+    template = getattr(route, "path", None) if isinstance(route, BaseRoute) else None
+    log.error(
+        "api.request_failed",
+        route=template if isinstance(template, str) else "unmatched",
+        method=scope.get("method"),
+        error_type=type(exc).__name__,
+        stack="".join(traceback.format_tb(exc.__traceback__)),
+    )
+
+
+def _internal_error() -> JSONResponse:
+    return error_response(status.HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "Internal server error")
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    """Backstop for errors raised outside ``CatchAllMiddleware`` (Starlette re-raises these)."""
+    _log_unexpected(request.scope, exc)
+    return _internal_error()
+
+
+class CatchAllMiddleware:
+    """Answers unhandled exceptions with the generic 500 and swallows them.
+
+    Starlette's own handler re-raises after responding, and the server then logs the
+    full exception text, SQL parameters and all; stopping the exception here keeps
+    member ids out of the logs.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            _log_unexpected(scope, exc)
+            if not started:
+                await _internal_error()(scope, receive, send)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that give every error response the same JSON shape.
+
+    Call before adding other middleware, so the catch-all sits innermost and the
+    outer middleware (metrics) sees the 500 it sends.
+    """
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(CatchAllMiddleware)

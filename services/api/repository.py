@@ -1,0 +1,183 @@
+"""Every query the API runs: read-only SQLAlchemy Core selects on the shared tables.
+
+Lists use keyset pagination on the same keys as their indexes (actions: occurred_at
+DESC, seq DESC; notifications: seq DESC), so a page costs the same however deep it
+is and rows written meanwhile neither repeat nor go missing. The cursor handed to
+clients is opaque: base64url of a small JSON document naming the last row's keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, Table, and_, exists, literal, or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.db.schema import actions, members, notifications
+
+K = TypeVar("K")
+
+
+class InvalidCursorError(ValueError):
+    """The cursor was not one this API issued for this list."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRecord:
+    shop_id: str
+    member_id: str
+    joined_at: datetime | None
+    tier: str | None
+    tier_since: datetime | None
+    net_spend: Decimal
+    paid_orders: int
+    first_order_at: datetime | None
+    last_order_at: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ActionKey:
+    """Position in a member's actions list: the last row's (occurred_at, seq)."""
+
+    occurred_at: datetime
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationKey:
+    """Position in a member's notifications list: the last row's seq."""
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[K]):
+    """Stored JSON payloads, newest first, and where the next page starts (None at the end)."""
+
+    items: list[dict[str, Any]]
+    next_key: K | None
+
+
+def _encode(document: dict[str, Any]) -> str:
+    raw = json.dumps(document, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _decode(cursor: str, kind: str) -> dict[str, Any]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        document = json.loads(raw)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidCursorError("cursor is not valid") from exc
+    if not isinstance(document, dict) or document.get("k") != kind:
+        raise InvalidCursorError("cursor does not belong to this list")
+    return document
+
+
+def _seq(document: dict[str, Any]) -> int:
+    seq = document.get("s")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        raise InvalidCursorError("cursor is not valid")
+    return seq
+
+
+def encode_action_cursor(key: ActionKey) -> str:
+    return _encode({"k": "a", "t": key.occurred_at.isoformat(), "s": key.seq})
+
+
+def decode_action_cursor(cursor: str) -> ActionKey:
+    document = _decode(cursor, "a")
+    stamp = document.get("t")
+    try:
+        occurred_at = datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
+    except ValueError:
+        occurred_at = None
+    if occurred_at is None or occurred_at.tzinfo is None:
+        raise InvalidCursorError("cursor is not valid")
+    return ActionKey(occurred_at=occurred_at, seq=_seq(document))
+
+
+def encode_notification_cursor(key: NotificationKey) -> str:
+    return _encode({"k": "n", "s": key.seq})
+
+
+def decode_notification_cursor(cursor: str) -> NotificationKey:
+    return NotificationKey(seq=_seq(_decode(cursor, "n")))
+
+
+def _of_member(table: Table, shop_id: str, member_id: str) -> ColumnElement[bool]:
+    return and_(table.c.shop_id == shop_id, table.c.member_id == member_id)
+
+
+async def get_member(connection: AsyncConnection, shop_id: str, member_id: str) -> MemberRecord | None:
+    statement = select(
+        members.c.shop_id,
+        members.c.member_id,
+        members.c.joined_at,
+        members.c.tier,
+        members.c.tier_since,
+        members.c.net_spend,
+        members.c.paid_orders,
+        members.c.first_order_at,
+        members.c.last_order_at,
+        members.c.updated_at,
+    ).where(_of_member(members, shop_id, member_id))
+    row = (await connection.execute(statement)).one_or_none()
+    return None if row is None else MemberRecord(**row._asdict())
+
+
+async def member_known(connection: AsyncConnection, shop_id: str, member_id: str, log_table: Table) -> bool:
+    """Whether the member has a members row or any row in ``log_table`` (actions or notifications)."""
+    statement = select(
+        or_(
+            exists(select(literal(1)).where(_of_member(members, shop_id, member_id))),
+            exists(select(literal(1)).where(_of_member(log_table, shop_id, member_id))),
+        )
+    )
+    return bool((await connection.execute(statement)).scalar_one())
+
+
+async def list_actions(
+    connection: AsyncConnection, shop_id: str, member_id: str, *, limit: int, after: ActionKey | None
+) -> Page[ActionKey]:
+    """Up to ``limit`` actions older than ``after`` (newest first), matching ix_actions_member."""
+    statement = (
+        select(actions.c.occurred_at, actions.c.seq, actions.c.payload)
+        .where(_of_member(actions, shop_id, member_id))
+        .order_by(actions.c.occurred_at.desc(), actions.c.seq.desc())
+        .limit(limit + 1)
+    )
+    if after is not None:
+        statement = statement.where(
+            tuple_(actions.c.occurred_at, actions.c.seq)
+            < tuple_(literal(after.occurred_at, actions.c.occurred_at.type), literal(after.seq, actions.c.seq.type))
+        )
+    rows = (await connection.execute(statement)).all()
+    page = rows[:limit]
+    next_key = ActionKey(occurred_at=page[-1].occurred_at, seq=page[-1].seq) if len(rows) > limit else None
+    return Page(items=[row.payload for row in page], next_key=next_key)
+
+
+async def list_notifications(
+    connection: AsyncConnection, shop_id: str, member_id: str, *, limit: int, after: NotificationKey | None
+) -> Page[NotificationKey]:
+    """Up to ``limit`` outcomes recorded before ``after`` (newest first), matching ix_notifications_member."""
+    statement = (
+        select(notifications.c.seq, notifications.c.payload)
+        .where(_of_member(notifications, shop_id, member_id))
+        .order_by(notifications.c.seq.desc())
+        .limit(limit + 1)
+    )
+    if after is not None:
+        statement = statement.where(notifications.c.seq < after.seq)
+    rows = (await connection.execute(statement)).all()
+    page = rows[:limit]
+    next_key = NotificationKey(seq=page[-1].seq) if len(rows) > limit else None
+    return Page(items=[row.payload for row in page], next_key=next_key)

@@ -1,0 +1,169 @@
+"""HTTP routes; thin: parse the request, call the repository, shape the answer."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response
+from fastapi.responses import JSONResponse
+from starlette import status
+
+from services.api import repository
+from services.api.auth import Authenticated
+from services.api.dependencies import DbConnection, Engine, Playbooks, State
+from services.api.errors import ApiError
+from services.api.readiness import database_ready
+from services.api.schemas import (
+    ActionPage,
+    ErrorResponse,
+    Health,
+    MemberStatus,
+    Metrics,
+    NextTierStatus,
+    NotificationPage,
+    Readiness,
+    Tier,
+)
+from shared.db.schema import actions, notifications
+from shared.domain.playbook import ShopPlaybook
+from shared.domain.tiers import next_tier
+from shared.observability import metrics_response
+
+CENT = Decimal("0.01")
+
+ShopId = Annotated[str, Path(description="The shop's id.", min_length=1, max_length=200)]
+MemberId = Annotated[str, Path(description="The member's id within the shop.", min_length=1, max_length=200)]
+Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
+Cursor = Annotated[
+    str | None, Query(max_length=500, description="`next_cursor` from the previous page; omit for the first.")
+]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status.HTTP_401_UNAUTHORIZED: {"model": ErrorResponse, "description": "Missing or unknown bearer token."},
+    status.HTTP_404_NOT_FOUND: {"model": ErrorResponse, "description": "Unknown member."},
+    status.HTTP_422_UNPROCESSABLE_CONTENT: {"model": ErrorResponse, "description": "Invalid query parameters."},
+}
+
+operations = APIRouter(tags=["operations"])
+members_router = APIRouter(
+    prefix="/v1/shops/{shop_id}/members/{member_id}", tags=["members"], dependencies=[Authenticated], responses=_ERRORS
+)
+
+
+def _money(value: Decimal) -> str:
+    return str(value.quantize(CENT, rounding=ROUND_HALF_UP))
+
+
+def _member_not_found(shop_id: str, member_id: str) -> ApiError:
+    return ApiError(status.HTTP_404_NOT_FOUND, "member_not_found", f"No member {member_id!r} in shop {shop_id!r}")
+
+
+def _invalid_cursor() -> ApiError:
+    return ApiError(
+        status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid_cursor", "The cursor is malformed or belongs to another list"
+    )
+
+
+def _status(member: repository.MemberRecord, playbook: ShopPlaybook) -> MemberStatus:
+    tier = None
+    if member.tier is not None:
+        definition = playbook.tier(member.tier)
+        tier = Tier(code=member.tier, name=definition.name if definition else member.tier, since=member.tier_since)
+    upcoming = next_tier(playbook, member.tier, member.net_spend, member.paid_orders)
+    return MemberStatus(
+        shop_id=member.shop_id,
+        member_id=member.member_id,
+        joined_at=member.joined_at,
+        tier=tier,
+        metrics=Metrics(
+            net_spend=_money(member.net_spend),
+            paid_orders=member.paid_orders,
+            average_order_value=_money(member.net_spend / member.paid_orders) if member.paid_orders > 0 else None,
+            first_order_at=member.first_order_at,
+            last_order_at=member.last_order_at,
+        ),
+        next_tier=None
+        if upcoming is None
+        else NextTierStatus(
+            code=upcoming.code, spend_needed=_money(upcoming.spend_needed), orders_needed=upcoming.orders_needed
+        ),
+        updated_at=member.updated_at,
+    )
+
+
+@operations.get("/healthz", response_model=Health, summary="Liveness")
+async def healthz() -> Health:
+    """The process is up and serving; says nothing about its dependencies."""
+    return Health(status="ok")
+
+
+@operations.get(
+    "/readyz",
+    response_model=Readiness,
+    summary="Readiness",
+    responses={
+        status.HTTP_503_SERVICE_UNAVAILABLE: {"model": Readiness, "description": "A dependency is unreachable."}
+    },
+)
+async def readyz(state: State, engine: Engine) -> JSONResponse:
+    """Ready when PostgreSQL answers ``select 1`` and Kafka answers a metadata request."""
+    checks = {
+        "database": await database_ready(engine),
+        "kafka": state.kafka is not None and await state.kafka.ready(),
+    }
+    ready = all(checks.values())
+    body = Readiness(status="ready" if ready else "not ready", checks=checks)
+    return JSONResponse(
+        body.model_dump(), status_code=status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE
+    )
+
+
+@operations.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics() -> Response:
+    """Prometheus text exposition of the default registry."""
+    return metrics_response()
+
+
+@members_router.get("", response_model=MemberStatus, summary="Member status")
+async def member_status(
+    shop_id: ShopId, member_id: MemberId, connection: DbConnection, playbook: Playbooks
+) -> MemberStatus:
+    """Tier, spend figures and what the next tier needs, as of the last processed event."""
+    member = await repository.get_member(connection, shop_id, member_id)
+    if member is None:
+        raise _member_not_found(shop_id, member_id)
+    return _status(member, playbook.for_shop(shop_id))
+
+
+@members_router.get("/actions", response_model=ActionPage, summary="Member actions")
+async def member_actions(
+    shop_id: ShopId, member_id: MemberId, connection: DbConnection, cursor: Cursor = None, limit: Limit = 50
+) -> JSONResponse:
+    """The actions decided for the member, newest first, exactly as published on ``member.actions``."""
+    try:
+        after = repository.decode_action_cursor(cursor) if cursor is not None else None
+    except repository.InvalidCursorError:
+        raise _invalid_cursor() from None
+    page = await repository.list_actions(connection, shop_id, member_id, limit=limit, after=after)
+    if not page.items and not await repository.member_known(connection, shop_id, member_id, actions):
+        raise _member_not_found(shop_id, member_id)
+    next_cursor = repository.encode_action_cursor(page.next_key) if page.next_key else None
+    # The stored payloads are returned verbatim: they are the published contract documents.
+    return JSONResponse({"items": page.items, "next_cursor": next_cursor})
+
+
+@members_router.get("/notifications", response_model=NotificationPage, summary="Member notification outcomes")
+async def member_notifications(
+    shop_id: ShopId, member_id: MemberId, connection: DbConnection, cursor: Cursor = None, limit: Limit = 50
+) -> JSONResponse:
+    """What the notifier did with the member's actions, newest first, as published on ``member.notifications``."""
+    try:
+        after = repository.decode_notification_cursor(cursor) if cursor is not None else None
+    except repository.InvalidCursorError:
+        raise _invalid_cursor() from None
+    page = await repository.list_notifications(connection, shop_id, member_id, limit=limit, after=after)
+    if not page.items and not await repository.member_known(connection, shop_id, member_id, notifications):
+        raise _member_not_found(shop_id, member_id)
+    next_cursor = repository.encode_notification_cursor(page.next_key) if page.next_key else None
+    return JSONResponse({"items": page.items, "next_cursor": next_cursor})
