@@ -2,7 +2,7 @@
 
 Used by the end-to-end tests (small sizes) and by ``make bench`` (large sizes). The mix
 follows a shop's ordinary day: most members order once or twice, a few are regulars,
-about one order in ten is refunded and one in three gets a review.
+about one member in five has their last order refunded and one in three gets a review.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ def member_story(rng: random.Random, shop: str, member: str, start: datetime) ->
             add("shipment.exception", {**shipment, "reason": "address unreachable"}, rng.uniform(60, 600))
         add("shipment.out_for_delivery", shipment, rng.uniform(600, 2000))
         add("shipment.delivered", shipment, rng.uniform(30, 300))
-        if rng.random() < 0.1:
+        # Refunds only on a member's last order: a refund consumed after a later payment
+        # it preceded in business time would make tier decisions depend on consumption order.
+        if index == orders - 1 and rng.random() < 0.25:
             refund = {"order_id": order_id, "refund_id": f"{order_id}-r", "amount": amount, "currency": "CNY"}
             add("refund.requested", refund, rng.uniform(60, 4000))
             add("refund.approved", refund, rng.uniform(60, 600))

@@ -102,17 +102,22 @@ class BatchProcessor:
             members = await repository.lock_members(connection, member_keys)
             parked_rows = await repository.load_pending(connection, member_keys)
             parked = [(key, _decode_parked(raw, self._playbook)) for key, raw in parked_rows]
+            loaded_orders = await repository.load_member_orders(connection, member_keys)
             order_keys = {(e.shop_id, e.order_id) for e in events if e.order_id is not None}
             order_keys |= {(e.shop_id, e.order_id) for _, e in parked if e.order_id is not None}
-            loaded_orders = await repository.load_orders(connection, sorted(order_keys))
+            loaded_orders.update(await repository.load_orders(connection, sorted(order_keys - loaded_orders.keys())))
 
             shop_orders: dict[str, dict[str, Order]] = {}
             for (shop, order_id), order in loaded_orders.items():
                 shop_orders.setdefault(shop, {})[order_id] = order
             contexts = {
-                key: MemberContext(member=member, orders=shop_orders.setdefault(key[0], {}))
+                key: MemberContext(member=member, shop_orders=shop_orders.setdefault(key[0], {}))
                 for key, member in members.items()
             }
+            for (shop, _), order in loaded_orders.items():
+                own = contexts.get((shop, order.member_id))
+                if own is not None:
+                    own.orders[order.order_id] = order
             for key, event in parked:
                 contexts[key].pending.append(event)
             previously_parked = {event.key for _, event in parked}

@@ -86,6 +86,25 @@ async def load_orders(connection: AsyncConnection, keys: Sequence[OrderKey]) -> 
         ),
         _columns(keys),
     )
+    return _orders(rows)
+
+
+async def load_member_orders(connection: AsyncConnection, keys: Sequence[MemberKey]) -> dict[OrderKey, Order]:
+    """Every order of these members: tier decisions need their figures as of a business time."""
+    if not keys:
+        return {}
+    columns = ", ".join(f"o.{name}" for name in _ORDER_FIELDS)
+    rows = await connection.execute(
+        text(
+            f"SELECT o.shop_id, {columns} FROM orders o JOIN {_UNNEST} AS k(shop_id, member_id) "
+            "USING (shop_id, member_id)"
+        ),
+        _columns(keys),
+    )
+    return _orders(rows)
+
+
+def _orders(rows: Iterable[Any]) -> dict[OrderKey, Order]:
     loaded = {}
     for row in rows:
         order = Order(**dict(zip(_ORDER_FIELDS, row[1:], strict=True)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -37,10 +37,15 @@ class Outcome:
 
 @dataclass(slots=True)
 class MemberContext:
-    """A member with the orders and parked events the current batch may touch."""
+    """A member with all of its orders and parked events.
+
+    ``shop_orders`` holds orders of other members that the batch refers to, so an
+    event naming another member's order can be told apart from a new order.
+    """
 
     member: Member
-    orders: dict[str, Order]
+    orders: dict[str, Order] = field(default_factory=dict)
+    shop_orders: dict[str, Order] = field(default_factory=dict)
     pending: list[Event] = field(default_factory=list)
     touched_orders: set[str] = field(default_factory=set)
 
@@ -72,8 +77,9 @@ def _incentive(spec: IncentiveSpec, action: str, at: datetime) -> dict[str, Any]
 class _Decider:
     """Collects the actions one event yields, honouring the shop's rule switches."""
 
-    def __init__(self, member: Member, event: Event, playbook: ShopPlaybook) -> None:
-        self.member = member
+    def __init__(self, context: MemberContext, event: Event, playbook: ShopPlaybook) -> None:
+        self.context = context
+        self.member = context.member
         self.event = event
         self.playbook = playbook
         self.actions: list[ActionDecision] = []
@@ -116,17 +122,44 @@ def _order_variables(order: Order, event: Event) -> dict[str, Any]:
     return variables
 
 
+def figures_as_of(orders: Iterable[Order], at: datetime) -> tuple[Decimal, int]:
+    """Net spend and paid orders counting only what had happened by business time ``at``.
+
+    Refunds travel on their own topic and may be consumed before or after a later
+    payment; judging a payment on the figures as of its own time makes the decision
+    independent of that arrival order.
+    """
+    net_spend, paid_orders = ZERO, 0
+    for order in orders:
+        if order.paid_at is None or order.paid_amount is None or order.paid_at > at:
+            continue
+        refunded = sum(
+            (
+                Decimal(refund["applied"])
+                for refund in order.refunds.values()
+                if "applied" in refund and datetime.fromisoformat(refund["completed_at"]) <= at
+            ),
+            ZERO,
+        )
+        net_spend += order.paid_amount - refunded
+        cancelled = order.cancelled_at is not None and order.cancelled_at <= at
+        if not cancelled and refunded < order.paid_amount:
+            paid_orders += 1
+    return net_spend, paid_orders
+
+
 def _upgrade_tier(decider: _Decider) -> None:
     """Raises the tier at once when the figures reach a higher one; never lowers it."""
     member, playbook, at = decider.member, decider.playbook, decider.event.time
-    reached = qualifying_tier(playbook, member.net_spend, member.paid_orders)
+    reached = qualifying_tier(playbook, *figures_as_of(decider.context.orders.values(), at))
     if reached is None:
         return
     current_rank = playbook.tier_rank(member.tier)
     reached_rank = playbook.tier_rank(reached.code)
     if reached_rank < current_rank:
         return
-    member.tier_qualified_at = at
+    if member.tier_qualified_at is None or at > member.tier_qualified_at:
+        member.tier_qualified_at = at
     if reached_rank == current_rank:
         return
     was_ranked = current_rank >= 0
@@ -151,8 +184,20 @@ def _upgrade_tier(decider: _Decider) -> None:
 
 
 def _enter_base_tier(member: Member, playbook: ShopPlaybook, at: datetime) -> None:
-    if member.tier is None and playbook.tiers:
-        member.tier, member.tier_since, member.tier_qualified_at = playbook.tiers[0].code, at, at
+    """The base tier dates from the earliest join or payment, whichever is consumed first."""
+    if not playbook.tiers:
+        return
+    base = playbook.tiers[0].code
+    if member.tier is None:
+        member.tier, member.tier_since, member.tier_qualified_at = base, at, at
+    elif member.tier == base and member.tier_since is not None and at < member.tier_since:
+        member.tier_since = at
+
+
+def _set_joined_at(member: Member, at: datetime) -> None:
+    """The earlier of the join and the first payment, whatever order they are consumed in."""
+    if member.joined_at is None or at < member.joined_at:
+        member.joined_at = at
 
 
 def _member_joined(decider: _Decider) -> None:
@@ -160,8 +205,7 @@ def _member_joined(decider: _Decider) -> None:
     if member.joined_by_event:
         return  # a repeated join changes nothing
     member.joined_by_event = True
-    if member.joined_at is None:
-        member.joined_at = at
+    _set_joined_at(member, at)
     member.channel = data.get("channel", member.channel)
     member.birthday = data.get("birthday") or member.birthday
     member.timezone = data.get("timezone") or member.timezone
@@ -206,8 +250,7 @@ def _order_paid(decider: _Decider, order: Order) -> None:
         member.first_order_at = event.time
     if member.last_order_at is None or event.time > member.last_order_at:
         member.last_order_at = event.time
-    if member.joined_at is None:
-        member.joined_at = event.time
+    _set_joined_at(member, event.time)
     _enter_base_tier(member, playbook, event.time)
     decider.care(
         "payment_confirmation",
@@ -274,6 +317,7 @@ def _refund(decider: _Decider, order: Order) -> None:
     paid = order.paid_amount or ZERO
     effective = min(event.data["amount"], max(ZERO, paid - order.refunded_amount))
     entry["applied"] = _money(effective)
+    entry["completed_at"] = event.time.isoformat()
     order.refunded_amount += effective
     member.net_spend -= effective
     if order.refunded_amount >= paid:
@@ -317,7 +361,7 @@ def _can_apply(event: Event, order: Order | None) -> bool:
 
 def _apply_now(context: MemberContext, event: Event, playbook: ShopPlaybook) -> list[ActionDecision]:
     member = context.member
-    decider = _Decider(member, event, playbook)
+    decider = _Decider(context, event, playbook)
     member_handler = _MEMBER_HANDLERS.get(event.type)
     if member_handler is not None:
         member_handler(decider)
@@ -326,7 +370,8 @@ def _apply_now(context: MemberContext, event: Event, playbook: ShopPlaybook) -> 
         assert order_id is not None
         order = context.orders.get(order_id)
         if order is None:
-            order = context.orders[order_id] = Order(order_id=order_id, member_id=member.member_id)
+            order = Order(order_id=order_id, member_id=member.member_id)
+            context.orders[order_id] = context.shop_orders[order_id] = order
         context.touched_orders.add(order_id)
         handler = _ORDER_HANDLERS.get(event.type) or _FAMILY_HANDLERS[event.type.split(".", 1)[0]]
         handler(decider, order)
@@ -340,7 +385,7 @@ def apply_event(context: MemberContext, event: Event, playbook: ShopPlaybook) ->
     outcome = Outcome()
     order_id = event.order_id
     order = context.orders.get(order_id) if order_id is not None else None
-    if order is not None and order.member_id != context.member.member_id:
+    if order_id is not None and order is None and order_id in context.shop_orders:
         outcome.rejected = "order_member_mismatch"
         return outcome
     if order_id is not None and not _can_apply(event, order):

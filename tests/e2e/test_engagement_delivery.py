@@ -1,0 +1,170 @@
+"""Delivery guarantees of the engagement process on the real broker and database:
+duplicates change nothing, bad records go to the dead-letter topic without stalling,
+a SIGKILL mid-stream loses and doubles nothing, two instances equal one."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.db.schema import actions, metadata, processed_events
+from tests.support import (
+    ServiceProcess,
+    Stream,
+    consume_all,
+    create_topic,
+    eventually,
+    produce,
+    snapshot,
+    wait_until_processed,
+)
+from tests.workload import workload
+
+pytestmark = pytest.mark.integration
+
+
+async def _count(engine: AsyncEngine, table: Any) -> int:
+    async with engine.connect() as connection:
+        return int(await connection.scalar(select(func.count()).select_from(table)) or 0)
+
+
+async def _truncate(engine: AsyncEngine) -> None:
+    tables = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
+    async with engine.begin() as connection:
+        await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
+
+
+def _distinct_action_ids(records: list[dict[str, Any]]) -> set[str]:
+    return {record["action_id"] for record in records}
+
+
+async def test_a_redelivered_event_changes_nothing_and_emits_nothing(
+    engine: AsyncEngine, topic_env: dict[str, str], start_service: Callable[..., ServiceProcess]
+) -> None:
+    stream = Stream()
+    stream.add("member.joined", "m-1", 0, channel="online")
+    paid = stream.add("order.paid", "m-1", 5, order_id="o-1", amount="300.00", currency="CNY")
+    start_service("engagement")
+    await produce(topic_env, stream.events)
+    await wait_until_processed(engine, 2)
+    before = await snapshot(engine)
+
+    await produce(topic_env, [paid, paid])
+    marker = Stream()
+    marker.add("member.joined", "m-2", 10, channel="online")
+    await produce(topic_env, marker.events)
+    await wait_until_processed(engine, 3)
+
+    after = await snapshot(engine)
+    assert [m for m in after["members"] if m["member_id"] == "m-1"] == before["members"]
+    assert after["actions"] == before["actions"]
+    published = await consume_all(topic_env["TOPIC_ACTIONS"])
+    assert Counter(r["rule"] for r in published) == {
+        "payment_confirmation": 1,
+        "first_purchase_gift": 1,
+        "tier_upgrade_gift": 1,
+    }
+
+
+async def test_each_kind_of_bad_record_goes_to_the_dead_letter_topic_and_the_stream_goes_on(
+    engine: AsyncEngine, topic_env: dict[str, str], start_service: Callable[..., ServiceProcess]
+) -> None:
+    orders = topic_env["TOPIC_ORDERS"]
+    good = Stream()
+    first = good.add("order.paid", "m-1", 0, order_id="o-1", amount="10.00", currency="CNY")
+    last = good.add("order.paid", "m-1", 60, order_id="o-2", amount="20.00", currency="CNY")
+    template = dict(first)
+
+    def variant(**changes: Any) -> bytes:
+        event = {**template, "id": f"bad-{uuid.uuid4().hex[:6]}", **changes}
+        return json.dumps(event).encode()
+
+    bad: dict[str, bytes] = {
+        "invalid_json": b"{not json",
+        "invalid_envelope": variant(specversion="0.3"),
+        "unknown_type": variant(type="order.teleported"),
+        "invalid_payload": variant(data={"order_id": "o-9", "amount": "1.234", "currency": "CNY"}),
+        "wrong_currency": variant(data={"order_id": "o-9", "amount": "1.00", "currency": "USD"}),
+        "too_large": variant(data={"order_id": "o-9", "amount": "1.00", "currency": "CNY", "pad": "x" * 70000}),
+    }
+    start_service("engagement")
+    await produce(
+        topic_env,
+        [first, *[(orders, value, b"shop-1:m-1") for value in bad.values()], last],
+    )
+
+    dead = await consume_all(topic_env["TOPIC_DLQ"], expect=len(bad))
+    assert sorted(record["error"].split(":", 1)[0] for record in dead) == sorted(bad)
+    for record in dead:
+        reason = record["error"].split(":", 1)[0]
+        assert base64.b64decode(record["value"]) == bad[reason]
+        assert record["topic"] == orders
+        assert record["key"] == "shop-1:m-1"
+        assert isinstance(record["offset"], int)
+        assert record["received_at"]
+    await wait_until_processed(engine, 2)
+    state = await snapshot(engine)
+    assert [str(m["net_spend"]) for m in state["members"]] == ["30.00"]
+
+
+async def _run_to_end(
+    engine: AsyncEngine,
+    start_service: Callable[..., ServiceProcess],
+    events: list[dict[str, Any]],
+    **env: str,
+) -> dict[str, Any]:
+    start_service("engagement", **env)
+    await wait_until_processed(engine, len(events))
+    return await snapshot(engine)
+
+
+async def test_sigkill_mid_stream_then_restart_gives_the_state_and_actions_of_an_uninterrupted_run(
+    engine: AsyncEngine, topic_env: dict[str, str], start_service: Callable[..., ServiceProcess]
+) -> None:
+    events = workload(250, seed=11)
+    await produce(topic_env, events)
+    reference = await _run_to_end(engine, start_service, events)
+    assert reference["actions"], "the workload should yield actions"
+
+    await _truncate(engine)
+    actions_topic = await create_topic(topic_env["TOPIC_ACTIONS"] + ".rerun")
+    env = {"ENGAGEMENT_GROUP_ID": f"crash-{uuid.uuid4().hex[:6]}", "TOPIC_ACTIONS": actions_topic,
+           "ENGAGEMENT_BATCH_MAX_RECORDS": "200"}
+    victim = start_service("engagement", **env)
+
+    async def partly_done() -> bool:
+        return 0 < await _count(engine, processed_events) < len(events) // 2 or await _count(engine, actions) > 50
+
+    await eventually(partly_done, timeout_s=60, interval_s=0.05)
+    victim.kill()
+    assert await _count(engine, processed_events) < len(events), "the kill should land mid-stream"
+
+    after = await _run_to_end(engine, start_service, events, **env)
+    assert after == reference
+    published = await consume_all(actions_topic, expect=len(reference["actions"]))
+    assert _distinct_action_ids(published) == {action_id for action_id, _ in reference["actions"]}
+
+
+async def test_two_instances_in_one_group_end_with_the_state_of_one(
+    engine: AsyncEngine, topic_env: dict[str, str], start_service: Callable[..., ServiceProcess]
+) -> None:
+    events = workload(250, seed=23)
+    await produce(topic_env, events)
+    reference = await _run_to_end(engine, start_service, events)
+
+    await _truncate(engine)
+    env = {"ENGAGEMENT_GROUP_ID": f"pair-{uuid.uuid4().hex[:6]}", "ENGAGEMENT_BATCH_MAX_RECORDS": "100"}
+    start_service("engagement", **env)
+    start_service("engagement", **env)
+    await wait_until_processed(engine, len(events))
+    await asyncio.sleep(0.5)
+    assert await snapshot(engine) == reference
