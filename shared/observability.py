@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import structlog
 import uvicorn
@@ -58,9 +59,15 @@ def health_app(name: str, ready: ReadinessCheck) -> FastAPI:
     return app
 
 
+class _EmbeddedServer(uvicorn.Server):
+    """Leaves signal handling to the worker that embeds it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 def health_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
     """A uvicorn server to run beside the worker's own tasks in the same event loop."""
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    return server
+    return _EmbeddedServer(config)

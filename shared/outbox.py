@@ -10,6 +10,7 @@ on restart: delivery to Kafka is at least once, and every message carries a stab
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -105,8 +106,5 @@ class OutboxRelay:
             if published:
                 continue
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._idle_interval_s)
-            except TimeoutError:
-                pass
-

@@ -79,9 +79,7 @@ def topic_for(event: dict[str, Any], topics: dict[str, str]) -> str:
     return topics[TOPIC_OF_FAMILY[str(event["type"]).split(".", 1)[0]]]
 
 
-async def produce(
-    topics: dict[str, str], events: Iterable[dict[str, Any] | tuple[str, bytes, bytes | None]]
-) -> None:
+async def produce(topics: dict[str, str], events: Iterable[dict[str, Any] | tuple[str, bytes, bytes | None]]) -> None:
     """Produces events (dicts, keyed by shop:member) or raw (topic, value, key) records, in order."""
     producer = AIOKafkaProducer(bootstrap_servers=KAFKA, enable_idempotence=True, acks="all")
     await producer.start()
@@ -184,7 +182,42 @@ async def snapshot(engine: Any) -> dict[str, Any]:
         for table, order in ((members, "member_id"), (orders, "order_id"), (pending_events, "event_id")):
             rows = (await connection.execute(select(table).order_by(table.c.shop_id, table.c[order]))).mappings()
             state[table.name] = [{k: v for k, v in row.items() if k not in wall_clock} for row in rows]
-        rows = (await connection.execute(select(actions.c.action_id, actions.c.payload).order_by(actions.c.action_id))).all()
+        rows = (
+            await connection.execute(select(actions.c.action_id, actions.c.payload).order_by(actions.c.action_id))
+        ).all()
         state["actions"] = [(row[0], {k: v for k, v in row[1].items() if k != "created_at"}) for row in rows]
-        state["processed_events"] = (await connection.execute(select(processed_events.c.source, processed_events.c.event_id).order_by(processed_events.c.event_id))).all()
+        state["processed_events"] = (
+            await connection.execute(
+                select(processed_events.c.source, processed_events.c.event_id).order_by(processed_events.c.event_id)
+            )
+        ).all()
     return state
+
+
+async def create_topic(name: str, partitions: int = 3) -> str:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+    finally:
+        await admin.close()
+    return name
+
+
+async def wait_until_processed(engine: Any, count: int, *, timeout_s: float = 180.0) -> None:
+    """Until ``count`` events are processed and every action has left through the outbox."""
+    from sqlalchemy import func, select
+
+    from shared.db.schema import actions, processed_events
+
+    async def done() -> tuple[int, int] | None:
+        async with engine.connect() as connection:
+            processed = await connection.scalar(select(func.count()).select_from(processed_events))
+            unpublished = await connection.scalar(
+                select(func.count()).select_from(actions).where(actions.c.published_at.is_(None))
+            )
+        return (processed, unpublished) if processed == count and unpublished == 0 else None
+
+    await eventually(done, timeout_s=timeout_s, interval_s=0.5)

@@ -77,7 +77,11 @@ def workload(members: int, *, seed: int = 7, shop: str = "shop-1") -> list[dict[
 
 def _interleave(stories: list[list[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
     """Merges the stories by business time, keeping each member's own order."""
-    flat = [(event["time"], story_index, position) for story_index, story in enumerate(stories) for position, event in enumerate(story)]
+    flat = [
+        (event["time"], story_index, position)
+        for story_index, story in enumerate(stories)
+        for position, event in enumerate(story)
+    ]
     flat.sort()
     for _, story_index, position in flat:
         yield stories[story_index][position]

@@ -82,7 +82,9 @@ class EngagementConsumer:
                 offset=record.offset,
                 reason=rejection.reason,
             )
-            futures.append(await self._producer.send(self._dlq_topic, key=record.key, value=dead_letter(record, rejection)))
+            futures.append(
+                await self._producer.send(self._dlq_topic, key=record.key, value=dead_letter(record, rejection))
+            )
         await asyncio.gather(*futures)
 
     async def run_once(self) -> int:

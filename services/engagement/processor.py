@@ -130,9 +130,7 @@ class BatchProcessor:
                     outcome = apply_event(context, event, self._playbook.for_shop(event.shop_id))
                 except Exception as error:  # a bug must not stall the partition
                     log.exception("engagement.apply_failed", event_type=event.type, source=event.source)
-                    result.dead_letters.append(
-                        (by_key[event.key], Rejection("processing_error", type(error).__name__))
-                    )
+                    result.dead_letters.append((by_key[event.key], Rejection("processing_error", type(error).__name__)))
                     continue
                 if outcome.rejected is not None:
                     result.dead_letters.append(

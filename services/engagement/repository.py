@@ -147,7 +147,9 @@ async def save_orders(connection: AsyncConnection, rows: Iterable[tuple[str, Ord
     statement = insert(orders)
     update = {name: statement.excluded[name] for name in _ORDER_FIELDS if name != "order_id"}
     update["updated_at"] = text("now()")  # type: ignore[assignment]
-    await connection.execute(statement.on_conflict_do_update(index_elements=["shop_id", "order_id"], set_=update), values)
+    await connection.execute(
+        statement.on_conflict_do_update(index_elements=["shop_id", "order_id"], set_=update), values
+    )
 
 
 async def park_events(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:

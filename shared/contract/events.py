@@ -152,7 +152,7 @@ def _event(type_name: str, payload: type[Payload]) -> Any:
     return type(
         "Event_" + type_name.replace(".", "_"),
         (Envelope,),
-        {"__annotations__": {"type": Literal[type_name], "data": payload}},  # type: ignore[valid-type]
+        {"__annotations__": {"type": Literal[type_name], "data": payload}},
     )
 
 
@@ -182,4 +182,4 @@ EVENT_MODELS: dict[str, type[Envelope]] = {name: _event(name, model) for name, m
 AnyEvent = Annotated[Union[tuple(EVENT_MODELS.values())], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
 """Any valid input event; ``event.type`` tells which, ``event.data`` is its payload."""
 
-EVENT_ADAPTER: TypeAdapter[Envelope] = TypeAdapter(AnyEvent)
+EVENT_ADAPTER: TypeAdapter[Envelope] = TypeAdapter(AnyEvent)  # type: ignore[arg-type]

@@ -41,7 +41,9 @@ def next_tier(playbook: ShopPlaybook, current: str | None, net_spend: Decimal, p
     if rank + 1 >= len(playbook.tiers):
         return None
     target = playbook.tiers[rank + 1]
-    spend_needed = max(Decimal("0.00"), playbook.spend_threshold(target) - net_spend) if target.spend_multiple > 0 else None
+    spend_needed = (
+        max(Decimal("0.00"), playbook.spend_threshold(target) - net_spend) if target.spend_multiple > 0 else None
+    )
     orders_needed = max(0, target.min_orders - paid_orders) if target.min_orders > 0 else None
     return NextTier(
         code=target.code,

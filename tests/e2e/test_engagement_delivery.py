@@ -137,8 +137,11 @@ async def test_sigkill_mid_stream_then_restart_gives_the_state_and_actions_of_an
 
     await _truncate(engine)
     actions_topic = await create_topic(topic_env["TOPIC_ACTIONS"] + ".rerun")
-    env = {"ENGAGEMENT_GROUP_ID": f"crash-{uuid.uuid4().hex[:6]}", "TOPIC_ACTIONS": actions_topic,
-           "ENGAGEMENT_BATCH_MAX_RECORDS": "200"}
+    env = {
+        "ENGAGEMENT_GROUP_ID": f"crash-{uuid.uuid4().hex[:6]}",
+        "TOPIC_ACTIONS": actions_topic,
+        "ENGAGEMENT_BATCH_MAX_RECORDS": "200",
+    }
     victim = start_service("engagement", **env)
 
     async def partly_done() -> bool:
