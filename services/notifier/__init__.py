@@ -1,0 +1,1 @@
+"""The notifier: applies the contact policy to actions and delivers them through channels."""

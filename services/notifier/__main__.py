@@ -1,0 +1,113 @@
+"""``python -m services.notifier``: wiring of the consume loop, deferred loop, relay and health server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import structlog
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.notifier import metrics
+from services.notifier.channels import ConfigurationError, build_channels
+from services.notifier.worker import NotifierWorker
+from shared.db.engine import create_engine
+from shared.db.schema import notifications
+from shared.kafka_io import create_consumer, create_producer
+from shared.observability import configure_logging, health_app, health_server
+from shared.outbox import OutboxRelay
+from shared.playbook import load_playbook
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+BACKLOG_INTERVAL_S = 5.0
+
+
+async def _watch_backlog(relay: OutboxRelay, stop: asyncio.Event) -> None:
+    """Keeps the outbox backlog gauge current."""
+    while not stop.is_set():
+        try:
+            metrics.OUTBOX_BACKLOG.set(await relay.backlog())
+        except Exception:
+            log.exception("notifier.backlog_failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=BACKLOG_INTERVAL_S)
+
+
+async def _database_ok(engine: AsyncEngine) -> bool:
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception:
+        return False
+    return True
+
+
+async def main() -> None:
+    settings = Settings()
+    configure_logging(settings.log_level)
+    channels = build_channels(settings)  # refuses to start on a half-configured channel
+    playbook = load_playbook(settings.playbook_path)
+    topics = settings.topics
+    engine = create_engine(settings)
+    producer = create_producer(settings, name="notifier")
+    consumer = create_consumer(settings, topics.actions, group_id=settings.notifier_group_id, name="notifier")
+    relay = OutboxRelay(
+        engine,
+        producer,
+        notifications,
+        topics.notifications,
+        batch_size=settings.relay_batch_size,
+        idle_interval_s=settings.relay_idle_interval_ms / 1000,
+        time_column="at",
+    )
+    worker = NotifierWorker(settings, playbook, engine, consumer, channels, on_outcomes=relay.wake)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def ready() -> bool:
+        return worker.ready and not stop.is_set() and await _database_ok(engine)
+
+    server = health_server(health_app("notifier", ready), "127.0.0.1", settings.notifier_metrics_port)
+    server_task = asyncio.create_task(server.serve())
+    await producer.start()
+    await consumer.start()
+    log.info("notifier.started", channels=list(channels), topic=topics.actions)
+    try:
+        tasks = [
+            asyncio.create_task(worker.run(stop)),
+            asyncio.create_task(worker.run_deferred(stop)),
+            asyncio.create_task(relay.run(stop)),
+            asyncio.create_task(_watch_backlog(relay, stop)),
+        ]
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if task.exception() is not None:
+                log.error("notifier.task_crashed", error=repr(task.exception()))
+                stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await relay.publish_pending()  # outcomes of the last batch leave before the producer stops
+    finally:
+        stop.set()
+        await consumer.stop()
+        await producer.stop()
+        for channel in channels.values():
+            await channel.aclose()
+        server.should_exit = True
+        await server_task
+        await engine.dispose()
+        log.info("notifier.stopped")
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except ConfigurationError as exc:
+        log.error("notifier.configuration_error", error=str(exc))
+        raise SystemExit(2) from None

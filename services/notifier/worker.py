@@ -1,0 +1,247 @@
+"""The notifier's loops: consume actions, deliver deferred ones when due, give up interrupted ones.
+
+Per consumed batch, one transaction claims each (action, channel) in ``deliveries``
+(the idempotency key), decides it by the contact policy and writes the suppressed and
+deferred outcomes; Kafka offsets are committed after it. Only then are the ``sending``
+rows delivered. A crash in between leaves them ``sending``: they are later marked
+``failed``/``interrupted`` rather than delivered again (at most once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.notifier import metrics, planner, repository
+from services.notifier.channels import Channel
+from services.notifier.delivery import Dispatcher
+from services.notifier.outcomes import make_outcome
+from shared.contract.actions import Action, NotificationOutcome, NotificationStatus
+from shared.domain.playbook import Playbook
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+BATCH_MAX_RECORDS = 500
+BATCH_TIMEOUT_MS = 200
+DUE_BATCH = 500
+
+
+class NotifierWorker:
+    def __init__(
+        self,
+        settings: Settings,
+        playbook: Playbook,
+        engine: AsyncEngine,
+        consumer: AIOKafkaConsumer,
+        channels: dict[str, Channel],
+        *,
+        on_outcomes: Callable[[], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._playbook = playbook
+        self._engine = engine
+        self._consumer = consumer
+        self._channels = channels
+        self._dispatcher = Dispatcher(engine, channels, on_outcomes=on_outcomes)
+        self.ready = False
+
+    @property
+    def stale_after_s(self) -> float:
+        """How long a row may stay ``sending`` before its process is presumed dead.
+
+        Longer than any delivery can take (every attempt timing out plus the longest
+        backoffs), so a live process, e.g. the old one in a rolling deploy, is never
+        robbed of a delivery it is still making.
+        """
+        s = self._settings
+        return s.webhook_max_attempts * (s.webhook_timeout_s + s.webhook_backoff_max_s) + 60.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consumes until ``stop`` is set; the batch in hand is finished first."""
+        await self.recover_interrupted()
+        self.ready = True
+        while not stop.is_set():
+            polled = await self._consumer.getmany(timeout_ms=BATCH_TIMEOUT_MS, max_records=BATCH_MAX_RECORDS)
+            records = [record for batch in polled.values() for record in batch]
+            if not records:
+                continue
+            try:
+                sending = await self.handle(records)
+            except Exception:
+                # Nothing was stored: rewind to the batch's first records and try again.
+                log.exception("notifier.batch_failed", records=len(records))
+                self._rewind(polled)
+                await asyncio.sleep(1.0)
+                continue
+            try:
+                await self._consumer.commit()
+            except Exception:
+                # The batch is stored; a re-read finds every (action, channel) already claimed.
+                log.exception("notifier.offset_commit_failed")
+            await self._deliver(sending)
+
+    def _rewind(self, polled: dict[Any, list[Any]]) -> None:
+        for partition, batch in polled.items():
+            try:
+                self._consumer.seek(partition, batch[0].offset)
+            except Exception:
+                # Revoked meanwhile: its new owner starts from the committed offset anyway.
+                log.warning("notifier.rewind_failed", partition=str(partition))
+
+    async def handle(self, records: Sequence[Any]) -> list[tuple[Action, str]]:
+        """Decides one batch in one transaction; returns the (action, channel) pairs to deliver now."""
+        actions = planner.business_order(self._parse(records))
+        channels = list(self._channels)
+        at = datetime.now(UTC)
+        async with self._engine.begin() as connection:
+            new = await repository.insert_deliveries(connection, [(a, c) for a in actions for c in channels])
+            fresh = [a for a in actions if any((a.action_id, c) in new for c in channels)]
+            incentives = [a for a in fresh if a.category == "incentive"]
+            contacts = await repository.load_contacts(connection, [(a.shop_id, a.member_id) for a in incentives])
+            counts = await repository.count_recent_incentives(
+                connection, planner.window_queries(fresh, self._playbook), [a.action_id for a in fresh]
+            )
+            decisions = planner.plan(fresh, self._playbook, contacts, counts)
+            changes: list[repository.StatusChange] = []
+            outcomes: list[NotificationOutcome] = []
+            sending: list[tuple[Action, str]] = []
+            for action, decision in zip(fresh, decisions, strict=True):
+                for channel in channels:
+                    if (action.action_id, channel) not in new:
+                        continue
+                    if decision.kind == "send":
+                        changes.append(repository.StatusChange(action.action_id, channel, repository.SENDING))
+                        sending.append((action, channel))
+                        continue
+                    status: NotificationStatus = "suppressed" if decision.kind == "suppress" else "deferred"
+                    changes.append(
+                        repository.StatusChange(action.action_id, channel, status, decision.reason, decision.due_at)
+                    )
+                    outcomes.append(_outcome(action, channel, status, decision.reason, at))
+            await repository.change_statuses(connection, repository.PENDING, changes)
+            written = await repository.insert_outcomes(connection, outcomes)
+        self._dispatcher.recorded(written)
+        return sending
+
+    def _parse(self, records: Sequence[Any]) -> list[Action]:
+        """Valid actions of the batch; anything else is logged, counted and skipped (never stalls)."""
+        actions: list[Action] = []
+        for record in records:
+            metrics.ACTIONS_CONSUMED.inc()
+            try:
+                if record.value is None:
+                    raise ValueError("empty record")
+                if len(record.value) > self._settings.max_record_bytes:
+                    raise ValueError(f"record larger than {self._settings.max_record_bytes} bytes")
+                action = Action.model_validate_json(record.value)
+                if "\\u0000" in action.model_dump_json():
+                    raise ValueError("NUL character, which PostgreSQL text cannot store")
+                actions.append(action)
+            except (ValidationError, ValueError) as exc:
+                metrics.INVALID_ACTIONS.inc()
+                log.warning(
+                    "notifier.invalid_action",
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    error=str(exc).splitlines()[0][:200],
+                )
+        return actions
+
+    async def _deliver(self, items: Sequence[tuple[Action, str]]) -> None:
+        try:
+            await self._dispatcher.deliver(items)
+        except Exception:
+            log.exception("notifier.record_failed", deliveries=len(items))
+
+    async def run_deferred(self, stop: asyncio.Event) -> None:
+        """Every notifier_deferred_poll_ms, delivers deferred rows that came due; sweeps interrupted ones."""
+        interval = self._settings.notifier_deferred_poll_ms / 1000
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time() + self.stale_after_s / 2
+        while not stop.is_set():
+            try:
+                while await self.deliver_due() >= DUE_BATCH and not stop.is_set():
+                    pass
+                if loop.time() >= next_sweep:
+                    next_sweep = loop.time() + self.stale_after_s / 2
+                    await self.recover_interrupted()
+            except Exception:
+                log.exception("notifier.deferred_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+
+    async def deliver_due(self) -> int:
+        """Claims due deferred rows, re-checks consent, delivers; returns how many were claimed.
+
+        Consent is checked again at delivery: a member who withdrew it while the
+        message waited for the morning does not get it (``suppressed``/``no_consent``).
+        """
+        at = datetime.now(UTC)
+        async with self._engine.begin() as connection:
+            claimed = await repository.claim_due(connection, DUE_BATCH)
+            changes: list[repository.StatusChange] = []
+            outcomes: list[NotificationOutcome] = []
+            sending: list[tuple[Action, str]] = []
+            for item in claimed:
+                if item.action.category == "incentive" and item.consent is not True:
+                    changes.append(
+                        repository.StatusChange(item.action.action_id, item.channel, "suppressed", "no_consent")
+                    )
+                    outcomes.append(_outcome(item.action, item.channel, "suppressed", "no_consent", at))
+                else:
+                    changes.append(repository.StatusChange(item.action.action_id, item.channel, repository.SENDING))
+                    sending.append((item.action, item.channel))
+            await repository.change_statuses(connection, "deferred", changes)
+            written = await repository.insert_outcomes(connection, outcomes)
+        self._dispatcher.recorded(written)
+        await self._deliver(sending)
+        return len(claimed)
+
+    async def recover_interrupted(self) -> int:
+        """Gives up deliveries left ``sending`` by a dead process (see ``stale_after_s``)."""
+        at = datetime.now(UTC)
+        async with self._engine.begin() as connection:
+            rows = await repository.fail_interrupted(connection, self.stale_after_s)
+            written = await repository.insert_outcomes(
+                connection,
+                [
+                    make_outcome(
+                        action_id=row.action_id,
+                        shop_id=row.shop_id,
+                        member_id=row.member_id,
+                        channel=row.channel,
+                        status="failed",
+                        reason="interrupted",
+                        at=at,
+                    )
+                    for row in rows
+                ],
+            )
+        self._dispatcher.recorded(written)
+        if rows:
+            log.warning("notifier.interrupted_deliveries_failed", count=len(rows))
+        return len(rows)
+
+
+def _outcome(
+    action: Action, channel: str, status: NotificationStatus, reason: str | None, at: datetime
+) -> NotificationOutcome:
+    return make_outcome(
+        action_id=action.action_id,
+        shop_id=action.shop_id,
+        member_id=action.member_id,
+        channel=channel,
+        status=status,
+        reason=reason,
+        at=at,
+    )
