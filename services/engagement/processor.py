@@ -36,8 +36,8 @@ class BatchResult:
     types: list[tuple[str, str]] = field(default_factory=list)
 
 
-def action_row(decision: ActionDecision, created_at: datetime) -> dict[str, Any]:
-    """The outbox row and its contract payload (section 4); ``incentive`` only on incentives."""
+def action_row(decision: ActionDecision, created_at: datetime) -> tuple[Any, ...]:
+    """The outbox row (``repository.insert_actions`` column order) with its contract payload."""
     payload: dict[str, Any] = {
         "action_id": decision.action_id,
         "shop_id": decision.shop_id,
@@ -51,16 +51,16 @@ def action_row(decision: ActionDecision, created_at: datetime) -> dict[str, Any]
     }
     if decision.incentive is not None:
         payload["incentive"] = dict(decision.incentive)
-    return {
-        "action_id": decision.action_id,
-        "shop_id": decision.shop_id,
-        "member_id": decision.member_id,
-        "rule": decision.rule,
-        "category": decision.category,
-        "occurred_at": decision.occurred_at,
-        "created_at": created_at,
-        "payload": payload,
-    }
+    return (
+        decision.action_id,
+        decision.shop_id,
+        decision.member_id,
+        decision.rule,
+        decision.category,
+        decision.occurred_at,
+        created_at,
+        payload,
+    )
 
 
 class BatchProcessor:
@@ -69,9 +69,11 @@ class BatchProcessor:
         self._playbook = playbook
         self._max_record_bytes = max_record_bytes
 
-    def _decode_batch(self, records: Sequence[ConsumerRecord[bytes, bytes]], result: BatchResult) -> list[Event]:
-        events: list[Event] = []
-        seen: set[tuple[str, str]] = set()
+    def _decode_batch(
+        self, records: Sequence[ConsumerRecord[bytes, bytes]], result: BatchResult
+    ) -> dict[tuple[str, str], tuple[Event, ConsumerRecord[bytes, bytes]]]:
+        """Valid events by key, first delivery wins; rejected records go to ``dead_letters``."""
+        events: dict[tuple[str, str], tuple[Event, ConsumerRecord[bytes, bytes]]] = {}
         for record in records:
             decoded = decode(record.value, self._playbook, self._max_record_bytes)
             if isinstance(decoded, Rejection):
@@ -79,17 +81,16 @@ class BatchProcessor:
                 result.types.append((record.topic, "invalid"))
                 continue
             result.types.append((record.topic, decoded.type))
-            if decoded.key in seen:
+            if decoded.key in events:
                 result.duplicates += 1
                 continue
-            seen.add(decoded.key)
-            events.append(decoded)
+            events[decoded.key] = (decoded, record)
         return events
 
     async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> BatchResult:
         result = BatchResult()
-        decoded = self._decode_batch(records, result)
-        by_key = {event.key: record for event, record in zip(decoded, _records_of(decoded, records), strict=True)}
+        by_key = self._decode_batch(records, result)
+        decoded = [event for event, _ in by_key.values()]
         if not decoded:
             return result
         async with self._engine.begin() as connection:
@@ -130,11 +131,13 @@ class BatchProcessor:
                     outcome = apply_event(context, event, self._playbook.for_shop(event.shop_id))
                 except Exception as error:  # a bug must not stall the partition
                     log.exception("engagement.apply_failed", event_type=event.type, source=event.source)
-                    result.dead_letters.append((by_key[event.key], Rejection("processing_error", type(error).__name__)))
+                    result.dead_letters.append(
+                        (by_key[event.key][1], Rejection("processing_error", type(error).__name__))
+                    )
                     continue
                 if outcome.rejected is not None:
                     result.dead_letters.append(
-                        (by_key[event.key], Rejection(outcome.rejected, "the order belongs to another member"))
+                        (by_key[event.key][1], Rejection(outcome.rejected, "the order belongs to another member"))
                     )
                     continue
                 result.accepted += 1
@@ -166,25 +169,6 @@ class BatchProcessor:
                 connection, [action_row(decision, now) for decision in unique.values()]
             )
         return result
-
-
-def _records_of(
-    events: Sequence[Event], records: Sequence[ConsumerRecord[bytes, bytes]]
-) -> list[ConsumerRecord[bytes, bytes]]:
-    """The record each decoded event came from (first occurrence of its key)."""
-    wanted = {event.key for event in events}
-    found: dict[tuple[str, str], ConsumerRecord[bytes, bytes]] = {}
-    for record in records:
-        if len(found) == len(wanted):
-            break
-        try:
-            body = json.loads(record.value or b"")
-            key = (str(body.get("source")), str(body.get("id")))
-        except (ValueError, AttributeError):
-            continue
-        if key in wanted and key not in found:
-            found[key] = record
-    return [found[event.key] for event in events]
 
 
 def _decode_parked(raw: str, playbook: Playbook) -> Event:

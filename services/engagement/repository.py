@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import delete, text, tuple_
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Column, Table, delete, text, tuple_
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.schema import actions, members, orders, pending_events
@@ -128,28 +130,62 @@ async def load_pending(connection: AsyncConnection, keys: Sequence[MemberKey]) -
     return [((row[0], row[1]), row[2]) for row in rows]
 
 
-async def save_members(connection: AsyncConnection, rows: Iterable[Member]) -> None:
-    values = [{name: getattr(member, name) for name in _MEMBER_FIELDS} for member in rows]
-    if not values:
-        return
-    statement = insert(members)
-    update = {name: statement.excluded[name] for name in _MEMBER_FIELDS if name not in ("shop_id", "member_id")}
-    update["updated_at"] = text("now()")  # type: ignore[assignment]
-    await connection.execute(
-        statement.on_conflict_do_update(index_elements=["shop_id", "member_id"], set_=update), values
+def _array_type(column: Column[Any]) -> str:
+    """The PostgreSQL array type a column's values travel in; JSON and arrays go as text."""
+    kind = column.type
+    if isinstance(kind, (JSONB, ARRAY)):
+        return "text[]"
+    return f"{kind.compile(dialect=postgresql.dialect())}[]"  # type: ignore[no-untyped-call]
+
+
+def _unnest_insert(table: Table, names: Sequence[str]) -> str:
+    """``INSERT ... SELECT FROM unnest(arrays)``: one statement and one parameter per column."""
+    selects = []
+    for name in names:
+        column = table.c[name]
+        if isinstance(column.type, JSONB):
+            selects.append(f"u.{name}::jsonb")
+        elif isinstance(column.type, ARRAY):
+            selects.append(f"ARRAY(SELECT jsonb_array_elements_text(u.{name}::jsonb))")
+        else:
+            selects.append(f"u.{name}")
+    arrays = ", ".join(f"CAST(:{name} AS {_array_type(table.c[name])})" for name in names)
+    return (
+        f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {', '.join(selects)} "
+        f"FROM unnest({arrays}) AS u({', '.join(names)})"
     )
+
+
+def _arrays(table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> dict[str, list[Any]]:
+    params: dict[str, list[Any]] = {}
+    for index, name in enumerate(names):
+        values = [row[index] for row in rows]
+        if isinstance(table.c[name].type, (JSONB, ARRAY)):
+            values = [json.dumps(value, default=str) for value in values]
+        params[name] = values
+    return params
+
+
+def _upsert(table: Table, names: Sequence[str], keys: Sequence[str]) -> str:
+    updates = ", ".join(f"{name} = excluded.{name}" for name in names if name not in keys)
+    return f"{_unnest_insert(table, names)} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}, updated_at = now()"
+
+
+_MEMBER_UPSERT = text(_upsert(members, _MEMBER_FIELDS, ["shop_id", "member_id"]))
+_ORDER_COLUMNS = ["shop_id", *_ORDER_FIELDS]
+_ORDER_UPSERT = text(_upsert(orders, _ORDER_COLUMNS, ["shop_id", "order_id"]))
+
+
+async def save_members(connection: AsyncConnection, rows: Iterable[Member]) -> None:
+    values = [[getattr(member, name) for name in _MEMBER_FIELDS] for member in rows]
+    if values:
+        await connection.execute(_MEMBER_UPSERT, _arrays(members, _MEMBER_FIELDS, values))
 
 
 async def save_orders(connection: AsyncConnection, rows: Iterable[tuple[str, Order]]) -> None:
-    values = [{"shop_id": shop, **{name: getattr(order, name) for name in _ORDER_FIELDS}} for shop, order in rows]
-    if not values:
-        return
-    statement = insert(orders)
-    update = {name: statement.excluded[name] for name in _ORDER_FIELDS if name != "order_id"}
-    update["updated_at"] = text("now()")  # type: ignore[assignment]
-    await connection.execute(
-        statement.on_conflict_do_update(index_elements=["shop_id", "order_id"], set_=update), values
-    )
+    values = [[shop, *(getattr(order, name) for name in _ORDER_FIELDS)] for shop, order in rows]
+    if values:
+        await connection.execute(_ORDER_UPSERT, _arrays(orders, _ORDER_COLUMNS, values))
 
 
 async def park_events(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
@@ -164,12 +200,13 @@ async def release_events(connection: AsyncConnection, keys: Sequence[EventKey]) 
         )
 
 
-async def insert_actions(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Writes actions to the outbox; returns the rules of those that were new."""
+_ACTION_COLUMNS = ["action_id", "shop_id", "member_id", "rule", "category", "occurred_at", "created_at", "payload"]
+_ACTION_INSERT = text(f"{_unnest_insert(actions, _ACTION_COLUMNS)} ON CONFLICT (action_id) DO NOTHING RETURNING rule")
+
+
+async def insert_actions(connection: AsyncConnection, rows: Sequence[Sequence[Any]]) -> list[str]:
+    """Writes actions (values in ``_ACTION_COLUMNS`` order) to the outbox; returns the new ones' rules."""
     if not rows:
         return []
-    result = await connection.execute(
-        insert(actions).on_conflict_do_nothing(index_elements=["action_id"]).returning(actions.c.rule),
-        list(rows),
-    )
+    result = await connection.execute(_ACTION_INSERT, _arrays(actions, _ACTION_COLUMNS, rows))
     return [row[0] for row in result]

@@ -43,6 +43,7 @@ members = Table(
     Column("timezone", Text),
     Column("channel", Text),
     Column("marketing_consent", Boolean, nullable=False, server_default=text("true")),
+    Column("consent_at", TS),
     Column("first_purchase_rewarded", Boolean, nullable=False, server_default=text("false")),
     Column("rewarded_tiers", ARRAY(Text), nullable=False, server_default=text("'{}'")),
     Column("last_event_at", TS),

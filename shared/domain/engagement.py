@@ -151,7 +151,9 @@ def figures_as_of(orders: Iterable[Order], at: datetime) -> tuple[Decimal, int]:
 def _upgrade_tier(decider: _Decider) -> None:
     """Raises the tier at once when the figures reach a higher one; never lowers it."""
     member, playbook, at = decider.member, decider.playbook, decider.event.time
-    reached = qualifying_tier(playbook, *figures_as_of(decider.context.orders.values(), at))
+    # A payment consumed after later ones is judged together with them.
+    as_of = max(at, member.last_order_at) if member.last_order_at is not None else at
+    reached = qualifying_tier(playbook, *figures_as_of(decider.context.orders.values(), as_of))
     if reached is None:
         return
     current_rank = playbook.tier_rank(member.tier)
@@ -206,10 +208,11 @@ def _member_joined(decider: _Decider) -> None:
         return  # a repeated join changes nothing
     member.joined_by_event = True
     _set_joined_at(member, at)
-    member.channel = data.get("channel", member.channel)
-    member.birthday = data.get("birthday") or member.birthday
-    member.timezone = data.get("timezone") or member.timezone
-    member.marketing_consent = bool(data.get("marketing_consent", True))
+    # A join consumed after a profile update must not undo it: it only fills gaps.
+    member.channel = member.channel or data.get("channel")
+    member.birthday = member.birthday or data.get("birthday")
+    member.timezone = member.timezone or data.get("timezone")
+    _set_consent(member, bool(data.get("marketing_consent", True)), at)
     _enter_base_tier(member, decider.playbook, at)
 
 
@@ -220,8 +223,14 @@ def _profile_updated(decider: _Decider) -> None:
             setattr(member, name, data[name])
 
 
+def _set_consent(member: Member, consent: bool, at: datetime) -> None:
+    """The latest statement of consent by business time wins, whatever order they arrive in."""
+    if member.consent_at is None or at >= member.consent_at:
+        member.marketing_consent, member.consent_at = consent, at
+
+
 def _consent_changed(decider: _Decider) -> None:
-    decider.member.marketing_consent = bool(decider.event.data["marketing_consent"])
+    _set_consent(decider.member, bool(decider.event.data["marketing_consent"]), decider.event.time)
 
 
 def _order_created(decider: _Decider, order: Order) -> None:

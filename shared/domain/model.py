@@ -77,6 +77,7 @@ class Member:
     timezone: str | None = None
     channel: str | None = None
     marketing_consent: bool = True
+    consent_at: datetime | None = None
     first_purchase_rewarded: bool = False
     rewarded_tiers: list[str] = field(default_factory=list)
     last_event_at: datetime | None = None

@@ -153,7 +153,7 @@ async def test_sigkill_mid_stream_then_restart_gives_the_state_and_actions_of_an
 
     after = await _run_to_end(engine, start_service, events, **env)
     assert after == reference
-    published = await consume_all(actions_topic, expect=len(reference["actions"]))
+    published = await consume_all(actions_topic)  # the outbox is drained: read until quiet
     assert _distinct_action_ids(published) == {action_id for action_id, _ in reference["actions"]}
 
 

@@ -352,11 +352,6 @@ def test_parked_refund_does_not_hide_a_tier_reached_in_business_time_by_another_
     assert shuffled.member.tier == in_order.member.tier
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tier upgrades are judged on figures as of the arriving payment's business time, so when the earlier "
-    "payment arrives last neither judgement sees both orders: 350.00 net spend stays at member",
-)
 def test_payments_arriving_in_reverse_business_time_order_still_reach_the_tier_their_sum_qualifies_for() -> None:
     history = [paid("o-1", "200.00", 0), paid("o-2", "150.00", 2)]
     in_order, _ = run(history)
@@ -460,11 +455,6 @@ def test_late_arriving_join_with_earlier_business_time_sets_joined_at() -> None:
     assert context.member.joined_at == at(1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="member.joined overwrites marketing_consent regardless of business time, so a late-arriving join "
-    "re-grants consent that a later consent_changed withdrew",
-)
 def test_late_arriving_join_does_not_undo_a_later_consent_withdrawal() -> None:
     context, _ = run([event("member.consent_changed", 5, marketing_consent=False), joined(1)])
     assert context.member.marketing_consent is False

@@ -70,6 +70,7 @@ def upgrade() -> None:
     sa.Column('timezone', sa.Text(), nullable=True),
     sa.Column('channel', sa.Text(), nullable=True),
     sa.Column('marketing_consent', sa.Boolean(), server_default=sa.text('true'), nullable=False),
+    sa.Column('consent_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('first_purchase_rewarded', sa.Boolean(), server_default=sa.text('false'), nullable=False),
     sa.Column('rewarded_tiers', postgresql.ARRAY(sa.Text()), server_default=sa.text("'{}'"), nullable=False),
     sa.Column('last_event_at', sa.DateTime(timezone=True), nullable=True),

@@ -1,0 +1,211 @@
+"""Engagement throughput benchmark: ``make bench`` (``BENCH_EVENTS`` events, default 200,000).
+
+Runs the real engagement process against the local Kafka and PostgreSQL, on fresh
+topics and a fresh database, and prints one line:
+
+* end-to-end events/s: from the first record produced to the last event committed;
+* p50/p99 event-to-action latency: from an input record's produce timestamp to the
+  timestamp of the action it triggered on ``member.actions``;
+* the raw aiokafka consume rate of the same input topics (no processing), so the
+  ratio shows how close the service comes to what the client alone can read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from shared.db.schema import actions, processed_events
+from tests.support import KAFKA, ROOT, TOPIC_OF_FAMILY, ServiceProcess, topic_for
+from tests.workload import workload
+
+ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:55432/postgres")
+EVENTS_PER_MEMBER = 16.3
+PARTITIONS = 6
+
+
+async def _admin_sql(statement: str) -> None:
+    engine = create_async_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as connection:
+        await connection.execute(text(statement))
+    await engine.dispose()
+
+
+async def _create_topics(names: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, num_partitions=PARTITIONS, replication_factor=1) for name in names])
+    finally:
+        await admin.close()
+
+
+async def _produce(topics: dict[str, str], events: list[dict[str, Any]]) -> dict[str, int]:
+    """Produces every event; returns each event id's produce timestamp in ms."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=KAFKA, acks="all", enable_idempotence=True, linger_ms=5, max_batch_size=262144
+    )
+    await producer.start()
+    stamps: dict[str, int] = {}
+    try:
+        pending = []
+        for event in events:
+            now_ms = int(time.time() * 1000)
+            stamps[event["id"]] = now_ms
+            pending.append(
+                await producer.send(
+                    topic_for(event, topics),
+                    value=json.dumps(event).encode(),
+                    key=f"{event['shopid']}:{event['memberid']}".encode(),
+                    timestamp_ms=now_ms,
+                )
+            )
+            if len(pending) >= 5000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return stamps
+
+
+async def _raw_consume_rate(topic_names: list[str], expected: int) -> float:
+    """Events/s that aiokafka alone reads from the same topics, with a fresh group."""
+    consumer = AIOKafkaConsumer(
+        *topic_names,
+        bootstrap_servers=KAFKA,
+        group_id=f"bench-raw-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=32 * 1024 * 1024,
+    )
+    await consumer.start()
+    seen = 0
+    started = None
+    try:
+        while seen < expected:
+            batch = await consumer.getmany(timeout_ms=500, max_records=2000)
+            count = sum(len(records) for records in batch.values())
+            if count and started is None:
+                started = time.perf_counter()
+            seen += count
+        elapsed = time.perf_counter() - (started or time.perf_counter())
+    finally:
+        await consumer.stop()
+    return seen / elapsed if elapsed > 0 else float("inf")
+
+
+async def _action_latencies(topic: str, expected: int, stamps: dict[str, int]) -> list[float]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=KAFKA, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    latencies: list[float] = []
+    seen = 0
+    deadline = time.monotonic() + 120
+    try:
+        while seen < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    seen += 1
+                    trigger = json.loads(record.value)["trigger"]
+                    produced = stamps.get(trigger.get("event_id", ""))
+                    if produced is not None:
+                        latencies.append((record.timestamp - produced) / 1000)
+    finally:
+        await consumer.stop()
+    return latencies
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def main() -> None:
+    target = int(os.environ.get("BENCH_EVENTS", "200000"))
+    events = workload(max(1, round(target / EVENTS_PER_MEMBER)), seed=2026)
+    suffix = uuid.uuid4().hex[:8]
+    topics = {env: f"bench{suffix}.{env.removeprefix('TOPIC_').lower()}" for env in TOPIC_OF_FAMILY.values()}
+    topics["TOPIC_ACTIONS"] = f"bench{suffix}.member.actions"
+    topics["TOPIC_DLQ"] = f"bench{suffix}.commerce.dlq"
+    topics["TOPIC_NOTIFICATIONS"] = f"bench{suffix}.member.notifications"
+    await _create_topics(list(topics.values()))
+
+    database = f"bench_{suffix}"
+    await _admin_sql(f'CREATE DATABASE "{database}"')
+    database_url = ADMIN_URL.rsplit("/", 1)[0] + "/" + database
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["database_url"] = database_url
+    await asyncio.to_thread(command.upgrade, config, "head")
+    engine = create_async_engine(database_url)
+
+    log_path = Path(tempfile.gettempdir()) / f"engagement-bench-{suffix}.log"
+    service = ServiceProcess(
+        "services.engagement",
+        {
+            **topics,
+            "DATABASE_URL": database_url,
+            "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
+            "ENGAGEMENT_GROUP_ID": f"bench-{suffix}",
+            "ENGAGEMENT_METRICS_PORT": os.environ.get("BENCH_METRICS_PORT", "9191"),
+            "LOG_LEVEL": "WARNING",
+        },
+        log_path,
+    ).start()
+    try:
+        await asyncio.sleep(3)  # let it join the group before the clock starts
+        started = time.perf_counter()
+        stamps = await _produce(topics, events)
+        produced_at = time.perf_counter()
+        while True:
+            async with engine.connect() as connection:
+                done = await connection.scalar(select(func.count()).select_from(processed_events))
+            if (done or 0) >= len(events):
+                break
+            if service.process is not None and service.process.poll() is not None:
+                raise SystemExit(f"the engagement service died:\n{service.log_tail()}")
+            await asyncio.sleep(0.2)
+        finished = time.perf_counter()
+        async with engine.connect() as connection:
+            action_count = int(await connection.scalar(select(func.count()).select_from(actions)) or 0)
+    finally:
+        service.stop()
+    latencies = await _action_latencies(topics["TOPIC_ACTIONS"], action_count, stamps)
+    raw_rate = await _raw_consume_rate([topics[env] for env in TOPIC_OF_FAMILY.values()], len(events))
+    await engine.dispose()
+    await _admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+    rate = len(events) / (finished - started)
+    machine = f"{platform.machine()} {os.cpu_count()} cores, Python {sys.version.split()[0]}"
+    print(
+        f"bench: {len(events)} events, {action_count} actions | end-to-end {rate:,.0f} events/s "
+        f"(produce {len(events) / (produced_at - started):,.0f}/s) | event-to-action p50 "
+        f"{_percentile(latencies, 0.5) * 1000:,.0f} ms p99 {_percentile(latencies, 0.99) * 1000:,.0f} ms | "
+        f"raw aiokafka consume {raw_rate:,.0f} events/s (service at {rate / raw_rate:.0%} of it) | {machine} | "
+        f"mean p={statistics.fmean(latencies) if latencies else float('nan'):.2f}s"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
