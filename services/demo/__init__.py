@@ -1,0 +1,1 @@
+"""A demo stream for `make run`."""
