@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     kafka_client_id: str = "member-engagement"
     playbook_path: Path = DEFAULT_PLAYBOOK
     log_level: str = "INFO"
+    metrics_host: str = "127.0.0.1"
 
     # Engagement service
     engagement_group_id: str = "engagement"
@@ -88,6 +89,17 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    def weak_secrets(self) -> list[str]:
+        """Names of secrets that are missing or too short to be real: fatal outside development."""
+        weak = []
+        if any(len(token.get_secret_value()) < 16 for token in self.api_tokens):
+            weak.append("API_TOKENS (each token needs at least 16 characters)")
+        if "webhook" in self.notifier_channels and (
+            self.webhook_secret is None or len(self.webhook_secret.get_secret_value()) < 16
+        ):
+            weak.append("WEBHOOK_SECRET (at least 16 characters)")
+        return weak
 
     @property
     def topics(self) -> Topics:

@@ -74,6 +74,10 @@ def create_app(settings: Settings, playbook: Playbook) -> FastAPI:
         raise ConfigurationError(
             "API_TOKENS is empty: set it to one or more comma-separated bearer tokens before starting the API"
         )
+    if settings.environment != "development" and settings.weak_secrets():
+        raise ConfigurationError(
+            f"weak secrets outside development (APP_ENV={settings.environment}): " + ", ".join(settings.weak_secrets())
+        )
     state = ApiState(settings=settings, playbook=playbook, token_digests=token_digests(tokens))
 
     @asynccontextmanager

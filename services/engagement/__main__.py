@@ -79,7 +79,7 @@ async def main() -> None:
             return False
         return not stop.is_set()
 
-    server = health_server(health_app("engagement", ready), "127.0.0.1", settings.engagement_metrics_port)
+    server = health_server(health_app("engagement", ready), settings.metrics_host, settings.engagement_metrics_port)
     await producer.start()
     await consumer.start()
     log.info("engagement.started", topics=topics.inputs, group=settings.engagement_group_id)

@@ -74,7 +74,7 @@ async def main() -> None:
     async def ready() -> bool:
         return worker.ready and not stop.is_set() and await _database_ok(engine)
 
-    server = health_server(health_app("notifier", ready), "127.0.0.1", settings.notifier_metrics_port)
+    server = health_server(health_app("notifier", ready), settings.metrics_host, settings.notifier_metrics_port)
     server_task = asyncio.create_task(server.serve())
     await producer.start()
     await consumer.start()

@@ -15,6 +15,8 @@ KNOWN = ("log", "webhook")
 def build_channels(settings: Settings) -> dict[str, Channel]:
     """The channels named in settings.notifier_channels; refuses unknown or half-configured ones."""
     names = list(dict.fromkeys(settings.notifier_channels))
+    if settings.environment != "development" and "webhook" in names and settings.weak_secrets():
+        raise ConfigurationError(f"weak secrets outside development: {', '.join(settings.weak_secrets())}")
     if not names:
         raise ConfigurationError("NOTIFIER_CHANNELS is empty: enable at least one channel")
     unknown = [name for name in names if name not in KNOWN]
