@@ -210,13 +210,13 @@ async def wait_until_processed(engine: Any, count: int, *, timeout_s: float = 18
     """Until ``count`` events are processed and every action has left through the outbox."""
     from sqlalchemy import func, select
 
-    from shared.db.schema import actions, processed_events
+    from shared.db.schema import outbox, processed_events
 
     async def done() -> tuple[int, int] | None:
         async with engine.connect() as connection:
             processed = await connection.scalar(select(func.count()).select_from(processed_events))
             unpublished = await connection.scalar(
-                select(func.count()).select_from(actions).where(actions.c.published_at.is_(None))
+                select(func.count()).select_from(outbox).where(outbox.c.stream == "actions")
             )
         return (processed, unpublished) if processed == count and unpublished == 0 else None
 

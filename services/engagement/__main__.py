@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import structlog
@@ -14,7 +15,6 @@ from services.engagement import metrics
 from services.engagement.consumer import EngagementConsumer
 from services.engagement.processor import BatchProcessor
 from shared.db.engine import create_engine
-from shared.db.schema import actions
 from shared.kafka_io import create_consumer, create_producer
 from shared.observability import configure_logging, health_app, health_server
 from shared.outbox import OutboxRelay
@@ -24,10 +24,10 @@ from shared.settings import Settings
 log = structlog.get_logger(__name__)
 
 
-def _observe_published(rows: object) -> None:
+def _observe_published(occurred: Sequence[datetime]) -> None:
     now = datetime.now(UTC)
-    for row in rows:  # type: ignore[attr-defined]
-        metrics.EVENT_TO_ACTION_SECONDS.observe(max(0.0, (now - row[4]).total_seconds()))
+    for at in occurred:
+        metrics.EVENT_TO_ACTION_SECONDS.observe(max(0.0, (now - at).total_seconds()))
 
 
 async def _watch_backlog(relay: OutboxRelay, stop: asyncio.Event) -> None:
@@ -54,11 +54,10 @@ async def main() -> None:
     relay = OutboxRelay(
         engine,
         producer,
-        actions,
+        "actions",
         topics.actions,
         batch_size=settings.relay_batch_size,
         idle_interval_s=settings.relay_idle_interval_ms / 1000,
-        time_column="occurred_at",
         on_published=_observe_published,
     )
     worker = EngagementConsumer(

@@ -201,11 +201,20 @@ async def release_events(connection: AsyncConnection, keys: Sequence[EventKey]) 
 
 
 _ACTION_COLUMNS = ["action_id", "shop_id", "member_id", "rule", "category", "occurred_at", "created_at", "payload"]
-_ACTION_INSERT = text(f"{_unnest_insert(actions, _ACTION_COLUMNS)} ON CONFLICT (action_id) DO NOTHING RETURNING rule")
+_ACTION_INSERT = text(
+    f"WITH new AS ({_unnest_insert(actions, _ACTION_COLUMNS)} ON CONFLICT (action_id) DO NOTHING "
+    "RETURNING shop_id, member_id, rule, payload, occurred_at), "
+    "queued AS (INSERT INTO outbox (stream, key, payload, event_time) "
+    "SELECT 'actions', shop_id || ':' || member_id, payload::text, occurred_at FROM new) "
+    "SELECT rule FROM new"
+)
 
 
 async def insert_actions(connection: AsyncConnection, rows: Sequence[Sequence[Any]]) -> list[str]:
-    """Writes actions (values in ``_ACTION_COLUMNS`` order) to the outbox; returns the new ones' rules."""
+    """Logs actions (values in ``_ACTION_COLUMNS`` order) and queues the new ones in the outbox.
+
+    Returns the rules of the new actions; an action id seen before is neither logged nor queued again.
+    """
     if not rows:
         return []
     result = await connection.execute(_ACTION_INSERT, _arrays(actions, _ACTION_COLUMNS, rows))

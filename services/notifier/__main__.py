@@ -14,7 +14,6 @@ from services.notifier import metrics
 from services.notifier.channels import ConfigurationError, build_channels
 from services.notifier.worker import NotifierWorker
 from shared.db.engine import create_engine
-from shared.db.schema import notifications
 from shared.kafka_io import create_consumer, create_producer
 from shared.observability import configure_logging, health_app, health_server
 from shared.outbox import OutboxRelay
@@ -58,11 +57,10 @@ async def main() -> None:
     relay = OutboxRelay(
         engine,
         producer,
-        notifications,
+        "notifications",
         topics.notifications,
         batch_size=settings.relay_batch_size,
         idle_interval_s=settings.relay_idle_interval_ms / 1000,
-        time_column="at",
     )
     worker = NotifierWorker(settings, playbook, engine, consumer, channels, on_outcomes=relay.wake)
 

@@ -221,24 +221,30 @@ async def record_results(connection: AsyncConnection, results: Sequence[Delivery
 
 
 async def insert_outcomes(connection: AsyncConnection, outcomes: Sequence[NotificationOutcome]) -> list[Key]:
-    """Writes outcome rows (the outbox); returns (channel, status) of each row that was new."""
+    """Logs outcomes and queues the new ones in the outbox; returns (channel, status) of each new one."""
     if not outcomes:
         return []
     result = await connection.execute(
         text(
             """
-            INSERT INTO notifications (notification_id, action_id, channel, shop_id, member_id, status, reason, at,
-                                       payload)
-            SELECT t.notification_id, t.action_id, t.channel, t.shop_id, t.member_id, t.status, t.reason, t.at,
-                   CAST(t.payload AS jsonb)
-            FROM unnest(CAST(:ids AS text[]), CAST(:action_ids AS text[]), CAST(:channels AS text[]),
-                        CAST(:shops AS text[]), CAST(:members AS text[]), CAST(:statuses AS text[]),
-                        CAST(:reasons AS text[]), CAST(:ats AS timestamptz[]), CAST(:payloads AS text[]))
-                 WITH ORDINALITY AS t(notification_id, action_id, channel, shop_id, member_id, status, reason, at,
-                                      payload, ord)
-            ORDER BY t.ord
-            ON CONFLICT (notification_id) DO NOTHING
-            RETURNING channel, status
+            WITH new AS (
+                INSERT INTO notifications (notification_id, action_id, channel, shop_id, member_id, status, reason,
+                                           at, payload)
+                SELECT t.notification_id, t.action_id, t.channel, t.shop_id, t.member_id, t.status, t.reason, t.at,
+                       CAST(t.payload AS jsonb)
+                FROM unnest(CAST(:ids AS text[]), CAST(:action_ids AS text[]), CAST(:channels AS text[]),
+                            CAST(:shops AS text[]), CAST(:members AS text[]), CAST(:statuses AS text[]),
+                            CAST(:reasons AS text[]), CAST(:ats AS timestamptz[]), CAST(:payloads AS text[]))
+                     WITH ORDINALITY AS t(notification_id, action_id, channel, shop_id, member_id, status, reason,
+                                          at, payload, ord)
+                ORDER BY t.ord
+                ON CONFLICT (notification_id) DO NOTHING
+                RETURNING seq, channel, status, shop_id, member_id, at, payload
+            ), queued AS (
+                INSERT INTO outbox (stream, key, payload, event_time)
+                SELECT 'notifications', shop_id || ':' || member_id, payload::text, at FROM new ORDER BY seq
+            )
+            SELECT channel, status FROM new
             """
         ),
         {

@@ -101,8 +101,7 @@ pending_events = Table(
     Index("ix_pending_events_member", "shop_id", "member_id"),
 )
 
-# The actions log doubles as the transactional outbox: rows are written with the state
-# change and published by the relay, which sets published_at.
+# Every action ever decided, for the API; new ones also get an outbox row.
 actions = Table(
     "actions",
     metadata,
@@ -115,9 +114,7 @@ actions = Table(
     Column("occurred_at", TS, nullable=False),
     Column("created_at", TS, nullable=False),
     Column("payload", JSONB, nullable=False),
-    Column("published_at", TS),
     Index("ix_actions_member", "shop_id", "member_id", text("occurred_at DESC"), text("seq DESC")),
-    Index("ix_actions_unpublished", "seq", postgresql_where=text("published_at IS NULL")),
 )
 
 # One row per (action, channel): the notifier's idempotency key and delivery state.
@@ -149,7 +146,7 @@ deliveries = Table(
     ),
 )
 
-# Notification outcomes: the log the API reads and the notifier's outbox.
+# Notification outcomes: the log the API reads; new ones also get an outbox row.
 notifications = Table(
     "notifications",
     metadata,
@@ -163,7 +160,20 @@ notifications = Table(
     Column("reason", Text),
     Column("at", TS, nullable=False),
     Column("payload", JSONB, nullable=False),
-    Column("published_at", TS),
     Index("ix_notifications_member", "shop_id", "member_id", text("seq DESC")),
-    Index("ix_notifications_unpublished", "seq", postgresql_where=text("published_at IS NULL")),
+)
+
+# The transactional outbox: messages written in the same transaction as the change that
+# caused them, published by a relay and then deleted. ``stream`` names the logical output
+# ("actions", "notifications"); each service maps it to its configured topic.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("seq", BigInteger, Identity(), primary_key=True),
+    Column("stream", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("event_time", TS, nullable=False),
+    Column("created_at", TS, nullable=False, server_default=text("now()")),
+    Index("ix_outbox_stream", "stream", "seq"),
 )

@@ -122,8 +122,10 @@ async def _run_to_end(
     events: list[dict[str, Any]],
     **env: str,
 ) -> dict[str, Any]:
-    start_service("engagement", **env)
+    """Runs one engagement instance over ``events`` and stops it, so it cannot touch the next run."""
+    service = start_service("engagement", **env)
     await wait_until_processed(engine, len(events))
+    service.stop()
     return await snapshot(engine)
 
 

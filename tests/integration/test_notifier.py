@@ -155,7 +155,7 @@ async def running_notifier(settings: Settings) -> AsyncIterator[NotifierWorker]:
     producer = create_producer(settings, name="notifier")
     consumer = create_consumer(settings, settings.topics.actions, group_id=settings.notifier_group_id, name="notifier")
     channels = build_channels(settings)
-    relay = OutboxRelay(engine, producer, notifications, settings.topics.notifications, time_column="at")
+    relay = OutboxRelay(engine, producer, "notifications", settings.topics.notifications)
     worker = NotifierWorker(
         settings, load_playbook(settings.playbook_path), engine, consumer, channels, on_outcomes=relay.wake
     )
