@@ -76,16 +76,9 @@ class Settings(BaseSettings):
     api_port: int = 8000
     api_tokens: Annotated[list[SecretStr], NoDecode] = []
 
-    @field_validator("notifier_channels", mode="before")
+    @field_validator("notifier_channels", "api_tokens", mode="before")
     @classmethod
-    def _split_channels(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
-        return value
-
-    @field_validator("api_tokens", mode="before")
-    @classmethod
-    def _split_tokens(cls, value: object) -> object:
+    def _split_comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
