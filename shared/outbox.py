@@ -28,7 +28,8 @@ PublishedHook = Callable[[Sequence[datetime]], None]
 
 _CLAIM = text(
     "DELETE FROM outbox WHERE seq IN ("
-    "  SELECT seq FROM outbox WHERE stream = :stream ORDER BY seq LIMIT :limit FOR UPDATE SKIP LOCKED"
+    "  SELECT seq FROM outbox WHERE stream = :stream AND seq > :after ORDER BY seq LIMIT :limit"
+    "  FOR UPDATE SKIP LOCKED"
     ") RETURNING seq, key, payload, event_time"
 )
 
@@ -55,6 +56,10 @@ class OutboxRelay:
         self._idle_interval_s = idle_interval_s
         self._on_published = on_published
         self._wake = asyncio.Event()
+        # Where the last batch ended: the next claim starts there instead of wading through
+        # the index entries of rows just deleted. Reset to 0 whenever a claim comes back
+        # empty, so a row whose transaction committed late (a lower seq) is still found.
+        self._after = 0
 
     def wake(self) -> None:
         """Called after a commit that wrote rows, so they leave without waiting for the poll."""
@@ -63,15 +68,17 @@ class OutboxRelay:
     async def publish_pending(self) -> int:
         """Publishes one batch of pending rows; returns how many."""
         async with self._engine.begin() as connection:
-            result = await connection.execute(_CLAIM, {"stream": self._stream, "limit": self._batch_size})
-            rows = sorted(result.all())
+            params = {"stream": self._stream, "limit": self._batch_size, "after": self._after}
+            rows = sorted((await connection.execute(_CLAIM, params)).all())
             if not rows:
+                self._after = 0
                 return 0
             futures = [
                 await self._producer.send(self._topic, key=key.encode(), value=payload.encode())
                 for _, key, payload, _ in rows
             ]
             await asyncio.gather(*futures)
+        self._after = rows[-1][0]
         if self._on_published is not None:
             self._on_published([row[3] for row in rows])
         return len(rows)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
@@ -53,7 +50,7 @@ def decode(value: bytes | None, playbook: Playbook, max_bytes: int) -> Event | R
         parsed: Any = EVENT_ADAPTER.validate_json(value)
     except ValidationError as error:
         return _describe(error)
-    data = dict(parsed.data)
+    data = dict(parsed.data.__dict__)
     currency = data.get("currency")
     if currency is not None:
         expected = playbook.for_shop(parsed.shopid).currency
@@ -68,28 +65,3 @@ def decode(value: bytes | None, playbook: Playbook, max_bytes: int) -> Event | R
         member_id=parsed.memberid,
         data=data,
     )
-
-
-def _default(value: object) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
-def encode(event: Event) -> str:
-    """The event back in its contract form, for parking it until its order arrives."""
-    envelope = {
-        "specversion": "1.0",
-        "id": event.id,
-        "source": event.source,
-        "type": event.type,
-        "time": event.time.isoformat(),
-        "shopid": event.shop_id,
-        "memberid": event.member_id,
-        "data": {key: value for key, value in event.data.items() if value is not None},
-    }
-    return json.dumps(envelope, default=_default, ensure_ascii=False)

@@ -7,7 +7,6 @@ together with the processed-event ids and the outbox rows, in a single transacti
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +17,7 @@ from aiokafka.structs import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.engagement import repository
-from services.engagement.decode import Rejection, decode, encode
+from services.engagement.decode import Rejection, decode
 from shared.domain.engagement import MemberContext, apply_event
 from shared.domain.model import ActionDecision, Event, Order
 from shared.domain.playbook import Playbook
@@ -101,11 +100,14 @@ class BatchProcessor:
                 return result
             member_keys = sorted({(e.shop_id, e.member_id) for e in events})
             members = await repository.lock_members(connection, member_keys)
-            parked_rows = await repository.load_pending(connection, member_keys)
-            parked = [(key, _decode_parked(raw, self._playbook)) for key, raw in parked_rows]
-            loaded_orders = await repository.load_member_orders(connection, member_keys)
             order_keys = {(e.shop_id, e.order_id) for e in events if e.order_id is not None}
-            order_keys |= {(e.shop_id, e.order_id) for _, e in parked if e.order_id is not None}
+            parked = [
+                (key, event)
+                for key, raw in await repository.load_pending(connection, sorted(order_keys))
+                if key in members  # another member's events about this order stay parked
+                and (event := _decode_parked(raw, self._playbook)) is not None
+            ]
+            loaded_orders = await repository.load_member_orders(connection, member_keys)
             loaded_orders.update(await repository.load_orders(connection, sorted(order_keys - loaded_orders.keys())))
 
             shop_orders: dict[str, dict[str, Order]] = {}
@@ -161,7 +163,9 @@ class BatchProcessor:
                     for order_id in context.touched_orders
                 ],
             )
-            await repository.park_events(connection, [_parked_row(key, event) for key, event in still_parked])
+            await repository.park_events(
+                connection, [_parked_row(key, event, by_key[event.key][1]) for key, event in still_parked]
+            )
             await repository.release_events(connection, sorted(released_keys & previously_parked))
             now = datetime.now(UTC)
             unique = {decision.action_id: decision for decision in decisions}
@@ -171,21 +175,16 @@ class BatchProcessor:
         return result
 
 
-def _decode_parked(raw: str, playbook: Playbook) -> Event:
+def _decode_parked(raw: str, playbook: Playbook) -> Event | None:
+    """A parked event, or None (logged) if it no longer passes, e.g. after a shop's currency changed."""
     event = decode(raw.encode(), playbook, max_bytes=1 << 30)
-    if isinstance(event, Rejection):  # it was valid when parked
-        raise RuntimeError(f"a parked event no longer decodes: {event.error}")
+    if isinstance(event, Rejection):
+        log.error("engagement.parked_event_unreadable", reason=event.reason)
+        return None
     return event
 
 
-def _parked_row(key: tuple[str, str], event: Event) -> dict[str, Any]:
-    return {
-        "shop_id": key[0],
-        "member_id": key[1],
-        "order_id": event.order_id,
-        "source": event.source,
-        "event_id": event.id,
-        "event_type": event.type,
-        "event_time": event.time,
-        "event": json.loads(encode(event)),
-    }
+def _parked_row(key: tuple[str, str], event: Event, record: ConsumerRecord[bytes, bytes]) -> tuple[Any, ...]:
+    """A pending_events row; the record's own bytes are kept, they are the event as published."""
+    raw = (record.value or b"").decode()
+    return (key[0], key[1], event.order_id, event.source, event.id, event.type, event.time, raw)

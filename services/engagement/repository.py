@@ -7,9 +7,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import Column, Table, delete, text, tuple_
+from sqlalchemy import Column, Table, text
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.schema import actions, members, orders, pending_events
@@ -115,14 +115,17 @@ def _orders(rows: Iterable[Any]) -> dict[OrderKey, Order]:
     return loaded
 
 
-async def load_pending(connection: AsyncConnection, keys: Sequence[MemberKey]) -> list[tuple[MemberKey, str]]:
-    """Parked events of these members as (member key, event JSON), oldest business time first."""
+async def load_pending(connection: AsyncConnection, keys: Sequence[OrderKey]) -> list[tuple[MemberKey, str]]:
+    """Parked events about these orders as (member key, event JSON), oldest business time first.
+
+    Only an event about its order can release a parked event, so a batch loads just those.
+    """
     if not keys:
         return []
     rows = await connection.execute(
         text(
             f"SELECT p.shop_id, p.member_id, p.event::text FROM pending_events p "
-            f"JOIN {_UNNEST} AS k(shop_id, member_id) USING (shop_id, member_id) "
+            f"JOIN {_UNNEST} AS k(shop_id, order_id) USING (shop_id, order_id) "
             "ORDER BY p.event_time, p.seq"
         ),
         _columns(keys),
@@ -161,7 +164,8 @@ def _arrays(table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]) -
     for index, name in enumerate(names):
         values = [row[index] for row in rows]
         if isinstance(table.c[name].type, (JSONB, ARRAY)):
-            values = [json.dumps(value, default=str) for value in values]
+            # A str is taken to be JSON text already (e.g. a record's original bytes).
+            values = [value if isinstance(value, str) else json.dumps(value, default=str) for value in values]
         params[name] = values
     return params
 
@@ -188,15 +192,25 @@ async def save_orders(connection: AsyncConnection, rows: Iterable[tuple[str, Ord
         await connection.execute(_ORDER_UPSERT, _arrays(orders, _ORDER_COLUMNS, values))
 
 
-async def park_events(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+_PENDING_COLUMNS = ["shop_id", "member_id", "order_id", "source", "event_id", "event_type", "event_time", "event"]
+_PARK = text(f"{_unnest_insert(pending_events, _PENDING_COLUMNS)} ON CONFLICT DO NOTHING")
+
+
+async def park_events(connection: AsyncConnection, rows: Sequence[Sequence[Any]]) -> None:
+    """Keeps events (values in ``_PENDING_COLUMNS`` order, the event as JSON text) until their order arrives."""
     if rows:
-        await connection.execute(insert(pending_events).on_conflict_do_nothing(), list(rows))
+        await connection.execute(_PARK, _arrays(pending_events, _PENDING_COLUMNS, rows))
 
 
 async def release_events(connection: AsyncConnection, keys: Sequence[EventKey]) -> None:
+    """Deletes parked events that have now been applied, by their (source, id)."""
     if keys:
         await connection.execute(
-            delete(pending_events).where(tuple_(pending_events.c.source, pending_events.c.event_id).in_(list(keys)))
+            text(
+                f"DELETE FROM pending_events p USING {_UNNEST} AS k(source, event_id) "
+                "WHERE p.source = k.source AND p.event_id = k.event_id"
+            ),
+            _columns(keys),
         )
 
 

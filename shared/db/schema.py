@@ -98,7 +98,7 @@ pending_events = Table(
     Column("event", JSONB, nullable=False),
     Column("parked_at", TS, nullable=False, server_default=text("now()")),
     UniqueConstraint("source", "event_id", name="uq_pending_events_event"),
-    Index("ix_pending_events_member", "shop_id", "member_id"),
+    Index("ix_pending_events_order", "shop_id", "order_id"),
 )
 
 # Every action ever decided, for the API; new ones also get an outbox row.
