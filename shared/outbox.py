@@ -34,6 +34,10 @@ _CLAIM = text(
 )
 
 
+def _seq(row: tuple[int, str, str, datetime]) -> int:
+    return row[0]
+
+
 class OutboxRelay:
     """Moves the outbox rows of one ``stream`` to ``topic``, oldest first."""
 
@@ -69,7 +73,7 @@ class OutboxRelay:
         """Publishes one batch of pending rows; returns how many."""
         async with self._engine.begin() as connection:
             params = {"stream": self._stream, "limit": self._batch_size, "after": self._after}
-            rows = sorted((await connection.execute(_CLAIM, params)).all())
+            rows = sorted((await connection.execute(_CLAIM, params)).tuples(), key=_seq)
             if not rows:
                 self._after = 0
                 return 0

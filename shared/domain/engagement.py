@@ -409,7 +409,7 @@ def apply_event(context: MemberContext, event: Event, playbook: ShopPlaybook) ->
 
 def _release_parked(context: MemberContext, order_id: str, playbook: ShopPlaybook, outcome: Outcome) -> None:
     """Applies, oldest business time first, the parked events of ``order_id`` that now fit."""
-    while True:
+    while context.pending:
         order = context.orders.get(order_id)
         ready = [e for e in context.pending if e.order_id == order_id and _can_apply(e, order)]
         if not ready:
