@@ -25,7 +25,9 @@ def member_story(rng: random.Random, shop: str, member: str, start: datetime) ->
     def add(event_type: str, data: dict[str, Any], after_minutes: float) -> None:
         nonlocal clock
         clock = clock + timedelta(minutes=after_minutes)
-        events.append(envelope(event_type, f"{member}-{len(events)}", clock, member, data, shop=shop, source="bench"))
+        events.append(
+            envelope(event_type, f"{shop}/{member}-{len(events)}", clock, member, data, shop=shop, source="bench")
+        )
 
     add("member.joined", {"channel": rng.choice(["online", "offline", "mini-program"])}, 0)
     orders = rng.choices([0, 1, 2, 3, 5, 8], weights=[10, 40, 25, 12, 8, 5])[0]

@@ -5,7 +5,8 @@ topics and a fresh database, and prints one line:
 
 * end-to-end events/s: from the first record produced to the last event committed;
 * p50/p99 event-to-action latency: from an input record's produce timestamp to the
-  timestamp of the action it triggered on ``member.actions``;
+  timestamp of the action it triggered on ``member.actions``, both for the saturating
+  run (queueing included) and for a second, steady stream at half the measured capacity;
 * the raw aiokafka consume rate of the same input topics (no processing), so the
   ratio shows how close the service comes to what the client alone can read.
 """
@@ -16,7 +17,6 @@ import asyncio
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -56,8 +56,8 @@ async def _create_topics(names: list[str]) -> None:
         await admin.close()
 
 
-async def _produce(topics: dict[str, str], events: list[dict[str, Any]]) -> dict[str, int]:
-    """Produces every event; returns each event id's produce timestamp in ms."""
+async def _produce(topics: dict[str, str], events: list[dict[str, Any]], rate: float | None = None) -> dict[str, int]:
+    """Produces every event, as fast as possible or at ``rate`` events/s; returns produce timestamps (ms) by id."""
     producer = AIOKafkaProducer(
         bootstrap_servers=KAFKA, acks="all", enable_idempotence=True, linger_ms=5, max_batch_size=262144
     )
@@ -65,7 +65,10 @@ async def _produce(topics: dict[str, str], events: list[dict[str, Any]]) -> dict
     stamps: dict[str, int] = {}
     try:
         pending = []
-        for event in events:
+        started = time.perf_counter()
+        for index, event in enumerate(events):
+            if rate is not None and index % 50 == 0:
+                await asyncio.sleep(max(0.0, started + index / rate - time.perf_counter()))
             now_ms = int(time.time() * 1000)
             stamps[event["id"]] = now_ms
             pending.append(
@@ -76,7 +79,7 @@ async def _produce(topics: dict[str, str], events: list[dict[str, Any]]) -> dict
                     timestamp_ms=now_ms,
                 )
             )
-            if len(pending) >= 5000:
+            if len(pending) >= 5000 or (rate is not None and index % 50 == 49):
                 await asyncio.gather(*pending)
                 pending.clear()
         await asyncio.gather(*pending)
@@ -160,6 +163,7 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 async def main() -> None:
     target = int(os.environ.get("BENCH_EVENTS", "200000"))
+    paced_target = int(os.environ.get("BENCH_PACED_EVENTS", str(max(1000, target // 10))))
     events = workload(max(1, round(target / EVENTS_PER_MEMBER)), seed=2026)
     suffix = uuid.uuid4().hex[:8]
     topics = {env: f"bench{suffix}.{env.removeprefix('TOPIC_').lower()}" for env in TOPIC_OF_FAMILY.values()}
@@ -189,32 +193,44 @@ async def main() -> None:
         },
         log_path,
     ).start()
+    group = f"bench-{suffix}"
+    paced_events = workload(max(1, round(paced_target / EVENTS_PER_MEMBER)), seed=2027, shop="shop-2")
     try:
         await asyncio.sleep(3)  # let it join the group before the clock starts
         started = time.perf_counter()
         stamps = await _produce(topics, events)
         produced_at = time.perf_counter()
-        await _wait_until_committed(f"bench-{suffix}", len(events), service)
+        await _wait_until_committed(group, len(events), service)
         finished = time.perf_counter()
+        rate = len(events) / (finished - started)
+        # Second phase: a steady stream at half the measured capacity, for latency without a backlog.
+        paced_stamps = await _produce(topics, paced_events, rate=rate / 2)
+        await _wait_until_committed(group, len(events) + len(paced_events), service)
         await asyncio.sleep(1)  # the relay's last round
         async with engine.connect() as connection:
             action_count = int(await connection.scalar(select(func.count()).select_from(actions)) or 0)
     finally:
         service.stop()
     latencies = await _action_latencies(topics["TOPIC_ACTIONS"], action_count, stamps)
-    raw_rate = await _raw_consume_rate([topics[env] for env in TOPIC_OF_FAMILY.values()], len(events))
+    paced_latencies = await _action_latencies(topics["TOPIC_ACTIONS"], action_count, paced_stamps)
+    raw_rate = await _raw_consume_rate(
+        [topics[env] for env in TOPIC_OF_FAMILY.values()], len(events) + len(paced_events)
+    )
     await engine.dispose()
     await _admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
-    rate = len(events) / (finished - started)
     machine = f"{platform.machine()} {os.cpu_count()} cores, Python {sys.version.split()[0]}"
     print(
-        f"bench: {len(events)} events, {action_count} actions | end-to-end {rate:,.0f} events/s "
-        f"(produce {len(events) / (produced_at - started):,.0f}/s) | event-to-action p50 "
-        f"{_percentile(latencies, 0.5) * 1000:,.0f} ms p99 {_percentile(latencies, 0.99) * 1000:,.0f} ms | "
-        f"raw aiokafka consume {raw_rate:,.0f} events/s (service at {rate / raw_rate:.0%} of it) | {machine} | "
-        f"mean p={statistics.fmean(latencies) if latencies else float('nan'):.2f}s"
+        f"bench: {len(events)} events, {action_count} actions in all | end-to-end {rate:,.0f} events/s "
+        f"(producer {len(events) / (produced_at - started):,.0f}/s; backlog p50/p99 event-to-action "
+        f"{_ms(latencies, 0.5)}/{_ms(latencies, 0.99)} ms) | steady {len(paced_events)} events at "
+        f"{rate / 2:,.0f}/s: event-to-action p50 {_ms(paced_latencies, 0.5)} ms p99 {_ms(paced_latencies, 0.99)} ms | "
+        f"raw aiokafka consume {raw_rate:,.0f} events/s (service at {rate / raw_rate:.1%} of it) | {machine}"
     )
+
+
+def _ms(values: list[float], fraction: float) -> str:
+    return f"{_percentile(values, fraction) * 1000:,.0f}"
 
 
 if __name__ == "__main__":
