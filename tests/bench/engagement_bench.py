@@ -29,9 +29,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from shared.db.schema import actions
+from shared.db.schema import actions, outbox
 from tests.support import KAFKA, ROOT, TOPIC_OF_FAMILY, ServiceProcess, topic_for
 from tests.workload import workload
 
@@ -154,6 +154,15 @@ async def _wait_until_committed(group: str, total: int, service: ServiceProcess)
         await admin.close()
 
 
+async def _wait_until_relayed(engine: AsyncEngine) -> None:
+    """Until the outbox is empty, so the steady phase does not queue behind the first one's actions."""
+    while True:
+        async with engine.connect() as connection:
+            if not await connection.scalar(select(func.count()).select_from(outbox)):
+                return
+        await asyncio.sleep(0.5)
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     if not values:
         return float("nan")
@@ -203,6 +212,7 @@ async def main() -> None:
         await _wait_until_committed(group, len(events), service)
         finished = time.perf_counter()
         rate = len(events) / (finished - started)
+        await _wait_until_relayed(engine)
         # Second phase: a steady stream at half the measured capacity, for latency without a backlog.
         paced_stamps = await _produce(topics, paced_events, rate=rate / 2)
         await _wait_until_committed(group, len(events) + len(paced_events), service)
