@@ -14,10 +14,11 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import func, select, text
+from sqlalchemy import Row, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db.schema import outbox
@@ -34,8 +35,8 @@ _CLAIM = text(
 )
 
 
-def _seq(row: tuple[int, str, str, datetime]) -> int:
-    return row[0]
+def _seq(row: Row[Any]) -> int:
+    return int(row[0])
 
 
 class OutboxRelay:
@@ -73,7 +74,7 @@ class OutboxRelay:
         """Publishes one batch of pending rows; returns how many."""
         async with self._engine.begin() as connection:
             params = {"stream": self._stream, "limit": self._batch_size, "after": self._after}
-            rows = sorted((await connection.execute(_CLAIM, params)).tuples(), key=_seq)
+            rows = sorted((await connection.execute(_CLAIM, params)).all(), key=_seq)
             if not rows:
                 self._after = 0
                 return 0
