@@ -78,29 +78,21 @@ async def lock_members(connection: AsyncConnection, keys: Sequence[MemberKey]) -
 
 
 async def load_orders(connection: AsyncConnection, keys: Sequence[OrderKey]) -> dict[OrderKey, Order]:
-    if not keys:
-        return {}
-    columns = ", ".join(f"o.{name}" for name in _ORDER_FIELDS)
-    rows = await connection.execute(
-        text(
-            f"SELECT o.shop_id, {columns} FROM orders o JOIN {_UNNEST} AS k(shop_id, order_id) "
-            "USING (shop_id, order_id)"
-        ),
-        _columns(keys),
-    )
-    return _orders(rows)
+    """Orders by (shop, order id): those the batch names that are not its members' own."""
+    return await _load_orders(connection, keys, "order_id")
 
 
 async def load_member_orders(connection: AsyncConnection, keys: Sequence[MemberKey]) -> dict[OrderKey, Order]:
     """Every order of these members: tier decisions need their figures as of a business time."""
+    return await _load_orders(connection, keys, "member_id")
+
+
+async def _load_orders(connection: AsyncConnection, keys: Sequence[tuple[str, str]], by: str) -> dict[OrderKey, Order]:
     if not keys:
         return {}
     columns = ", ".join(f"o.{name}" for name in _ORDER_FIELDS)
     rows = await connection.execute(
-        text(
-            f"SELECT o.shop_id, {columns} FROM orders o JOIN {_UNNEST} AS k(shop_id, member_id) "
-            "USING (shop_id, member_id)"
-        ),
+        text(f"SELECT o.shop_id, {columns} FROM orders o JOIN {_UNNEST} AS k(shop_id, {by}) USING (shop_id, {by})"),
         _columns(keys),
     )
     return _orders(rows)
