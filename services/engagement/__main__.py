@@ -9,12 +9,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import text
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.engagement import metrics
 from services.engagement.consumer import EngagementConsumer
 from services.engagement.processor import BatchProcessor
 from shared.db.engine import create_engine
+from shared.db.schema import pending_events
 from shared.kafka_io import create_consumer, create_producer
 from shared.observability import configure_logging, health_app, health_server
 from shared.outbox import OutboxRelay
@@ -30,10 +32,14 @@ def _observe_published(occurred: Sequence[datetime]) -> None:
         metrics.EVENT_TO_ACTION_SECONDS.observe(max(0.0, (now - at).total_seconds()))
 
 
-async def _watch_backlog(relay: OutboxRelay, stop: asyncio.Event) -> None:
+async def _watch_backlogs(relay: OutboxRelay, engine: AsyncEngine, stop: asyncio.Event) -> None:
+    """Keeps the outbox and parked-event gauges current."""
     while not stop.is_set():
         with contextlib.suppress(Exception):
             metrics.OUTBOX_BACKLOG.set(await relay.backlog())
+            async with engine.connect() as connection:
+                parked = await connection.scalar(select(func.count()).select_from(pending_events))
+                metrics.PARKED_BACKLOG.set(parked or 0)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=5)
 
@@ -85,7 +91,7 @@ async def main() -> None:
     tasks = [
         asyncio.create_task(worker.run(stop), name="consumer"),
         asyncio.create_task(relay.run(stop), name="relay"),
-        asyncio.create_task(_watch_backlog(relay, stop), name="backlog"),
+        asyncio.create_task(_watch_backlogs(relay, engine, stop), name="backlog"),
         asyncio.create_task(server.serve(), name="health"),
     ]
     stopper = asyncio.create_task(stop.wait())

@@ -24,4 +24,5 @@ EVENT_TO_ACTION_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400),
 )
 OUTBOX_BACKLOG = Gauge("engagement_outbox_backlog", "Actions written but not yet published")
+PARKED_BACKLOG = Gauge("engagement_parked_backlog", "Events waiting for their order to arrive")
 ACTIONS = Counter("engagement_actions_total", "Actions decided, by rule", ["rule"])
