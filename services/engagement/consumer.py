@@ -12,8 +12,8 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy.exc import DBAPIError, OperationalError
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
 
 from services.engagement import metrics
 from services.engagement.decode import Rejection
@@ -21,6 +21,16 @@ from services.engagement.processor import BatchProcessor, BatchResult
 from shared.contract.actions import DeadLetter
 
 log = structlog.get_logger(__name__)
+
+# Serialization failure and deadlock: another transaction won, trying again will succeed.
+_RETRYABLE_SQLSTATES = {"40001", "40P01"}
+
+
+def _transient(error: BaseException) -> bool:
+    """Connection trouble and lost races are worth retrying; anything else the database said is final."""
+    if isinstance(error, (OperationalError, InterfaceError, OSError, TimeoutError)):
+        return True
+    return isinstance(error, DBAPIError) and getattr(error.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
 def dead_letter(record: ConsumerRecord[bytes, bytes], rejection: Rejection) -> bytes:
@@ -61,14 +71,33 @@ class EngagementConsumer:
         self._on_committed = on_committed
 
     async def _process(self, records: list[ConsumerRecord[bytes, bytes]]) -> BatchResult:
-        """Retries the whole transaction on database trouble: it is idempotent by design."""
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type((OperationalError, DBAPIError, OSError)),
-            wait=wait_exponential(multiplier=0.2, max=10),
-            reraise=True,
-        ):
-            with attempt:
-                return await self._processor.process(records)
+        """Retries transient database trouble; isolates a record the database refuses outright.
+
+        The transaction is idempotent, so retrying it is safe. An error that retrying cannot
+        cure (a value PostgreSQL will not store, say) splits the batch in halves until the
+        record behind it stands alone and goes to the dead-letter topic: the partition never
+        stalls on it. Halves commit in order, so each partition's order is kept.
+        """
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(_transient),
+                wait=wait_exponential(multiplier=0.2, max=10),
+                before_sleep=lambda state: log.warning(
+                    "engagement.batch_retry", error=type(state.outcome.exception()).__name__ if state.outcome else None
+                ),
+                reraise=True,
+            ):
+                with attempt:
+                    return await self._processor.process(records)
+        except DBAPIError as error:
+            if len(records) == 1:
+                log.error("engagement.record_refused_by_database", error=type(error.orig).__name__)
+                result = BatchResult(types=[(records[0].topic, "refused")])
+                result.dead_letters.append((records[0], Rejection("processing_error", type(error.orig).__name__)))
+                return result
+            middle = len(records) // 2
+            first = await self._process(records[:middle])
+            return first.merge(await self._process(records[middle:]))
         raise AssertionError("unreachable")
 
     async def _send_dead_letters(self, result: BatchResult) -> None:

@@ -46,6 +46,8 @@ def decode(value: bytes | None, playbook: Playbook, max_bytes: int) -> Event | R
         return Rejection("invalid_json", "the record has no value")
     if len(value) > max_bytes:
         return Rejection("too_large", f"{len(value)} bytes exceeds the maximum of {max_bytes}")
+    if b"\\u0000" in value:
+        return Rejection("invalid_envelope", "text may not contain NUL characters (\\u0000)")
     try:
         parsed: Any = EVENT_ADAPTER.validate_json(value)
     except ValidationError as error:

@@ -34,6 +34,16 @@ class BatchResult:
     dead_letters: list[tuple[ConsumerRecord[bytes, bytes], Rejection]] = field(default_factory=list)
     types: list[tuple[str, str]] = field(default_factory=list)
 
+    def merge(self, other: BatchResult) -> BatchResult:
+        """This result followed by ``other``'s (for a batch processed in parts)."""
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.parked += other.parked
+        self.new_actions += other.new_actions
+        self.dead_letters += other.dead_letters
+        self.types += other.types
+        return self
+
 
 def action_row(decision: ActionDecision, created_at: datetime) -> tuple[Any, ...]:
     """The outbox row (``repository.insert_actions`` column order) with its contract payload."""

@@ -173,3 +173,26 @@ async def test_two_instances_in_one_group_end_with_the_state_of_one(
     await wait_until_processed(engine, len(events))
     await asyncio.sleep(0.5)
     assert await snapshot(engine) == reference
+
+
+async def test_a_record_the_database_refuses_goes_to_the_dead_letter_topic_alone(
+    engine: AsyncEngine, topic_env: dict[str, str], start_service: Callable[..., ServiceProcess]
+) -> None:
+    """Two maximal payments overflow net_spend's column: only the second one is refused."""
+    stream = Stream()
+    stream.add("order.paid", "m-big", 0, order_id="o-1", amount="999999999999.99", currency="CNY")
+    refused = stream.add("order.paid", "m-big", 1, order_id="o-2", amount="999999999999.99", currency="CNY")
+    stream.add("order.paid", "m-small", 2, order_id="o-3", amount="10.00", currency="CNY")
+    start_service("engagement", ENGAGEMENT_BATCH_TIMEOUT_MS="500")
+    await produce(topic_env, stream.events)
+
+    dead = await consume_all(topic_env["TOPIC_DLQ"], expect=1)
+    assert [record["error"].split(":", 1)[0] for record in dead] == ["processing_error"]
+    assert json.loads(base64.b64decode(dead[0]["value"]))["id"] == refused["id"]
+
+    async def spends() -> dict[str, str] | None:
+        state = await snapshot(engine)
+        found = {m["member_id"]: str(m["net_spend"]) for m in state["members"]}
+        return found if found.get("m-small") == "10.00" else None
+
+    assert await eventually(spends) == {"m-big": "999999999999.99", "m-small": "10.00"}

@@ -188,3 +188,11 @@ def test_time_in_utc_is_kept_as_the_same_instant() -> None:
 def test_unknown_payload_fields_are_ignored() -> None:
     data = {"order_id": "o-1", "amount": "1.00", "currency": "CNY", "warehouse": "north"}
     assert "warehouse" not in accept(raw(envelope(data=data))).data
+
+
+def test_text_with_nul_characters_is_rejected_before_it_reaches_the_database() -> None:
+    record = raw(envelope(data={"order_id": "o-\u0000", "amount": "1.00", "currency": "CNY"}))
+    assert b"\\u0000" in record
+    rejection = decode(record, PLAYBOOK, 65536)
+    assert isinstance(rejection, Rejection)
+    assert rejection.reason == "invalid_envelope"
