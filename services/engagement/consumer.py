@@ -91,9 +91,13 @@ class EngagementConsumer:
                     return await self._processor.process(records)
         except DBAPIError as error:
             if len(records) == 1:
-                log.error("engagement.record_refused_by_database", error=type(error.orig).__name__)
+                cause = getattr(error.orig, "__cause__", None) or error.orig
+                detail = (
+                    f"the database refused it ({type(cause).__name__}, SQLSTATE {getattr(error.orig, 'sqlstate', '?')})"
+                )
+                log.error("engagement.record_refused_by_database", detail=detail)
                 result = BatchResult(types=[(records[0].topic, "refused")])
-                result.dead_letters.append((records[0], Rejection("processing_error", type(error.orig).__name__)))
+                result.dead_letters.append((records[0], Rejection("processing_error", detail)))
                 return result
             middle = len(records) // 2
             first = await self._process(records[:middle])
