@@ -93,7 +93,8 @@ async def _show(api_url: str, token: str, members: list[str]) -> None:
                 status = await client.get(base)
                 actions = (await client.get(f"{base}/actions", params={"limit": 200})).json().get("items", [])
                 notes = await client.get(f"{base}/notifications", params={"limit": 200})
-                notified = {n["action_id"] for n in notes.json().get("items", [])}
+                # Deferred is an interim outcome: wait for what followed it.
+                notified = {n["action_id"] for n in notes.json().get("items", []) if n["status"] != "deferred"}
                 if status.status_code == 200 and actions and {a["action_id"] for a in actions} <= notified:
                     break
                 if time.monotonic() > deadline:
@@ -112,10 +113,10 @@ async def _show(api_url: str, token: str, members: list[str]) -> None:
             for action in reversed(actions):
                 outcomes = [
                     f"{n['channel']}:{n['status']}{'/' + n['reason'] if n['reason'] else ''}"
-                    for n in notes.json()["items"]
+                    for n in reversed(notes.json()["items"])
                     if n["action_id"] == action["action_id"]
                 ]
-                print(f"      {action['category']:9s} {action['rule']:24s} {' '.join(outcomes) or 'pending'}")
+                print(f"      {action['category']:9s} {action['rule']:24s} {' -> '.join(outcomes) or 'pending'}")
 
 
 async def main() -> None:
