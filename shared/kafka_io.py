@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.client import AIOKafkaClient
 
 from shared.settings import Settings
 
@@ -38,3 +41,13 @@ def create_consumer(settings: Settings, *topics: str, group_id: str, name: str) 
 def member_key(shop_id: str, member_id: str) -> bytes:
     """The record key: every record about one member lands on one partition."""
     return f"{shop_id}:{member_id}".encode()
+
+
+async def kafka_ready(client: AIOKafkaClient, timeout_s: float = 2.0) -> bool:
+    """A metadata round trip to the brokers within the timeout."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await client.fetch_all_metadata()
+    except Exception:
+        return False
+    return True

@@ -6,25 +6,12 @@ import asyncio
 
 import structlog
 from aiokafka.client import AIOKafkaClient
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.settings import Settings
 
 log = structlog.get_logger("services.api")
 
 PROBE_TIMEOUT_S = 2.0
-
-
-async def database_ready(engine: AsyncEngine, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
-    """``select 1`` within the timeout; any failure counts as not ready."""
-    try:
-        async with asyncio.timeout(timeout_s), engine.connect() as connection:
-            await connection.execute(text("select 1"))
-    except Exception as exc:
-        log.warning("api.readiness.database_unavailable", error_type=type(exc).__name__)
-        return False
-    return True
 
 
 class KafkaProbe:

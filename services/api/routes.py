@@ -13,7 +13,6 @@ from services.api import repository
 from services.api.auth import Authenticated
 from services.api.dependencies import DbConnection, Engine, Playbooks, State
 from services.api.errors import ApiError
-from services.api.readiness import database_ready
 from services.api.schemas import (
     ActionPage,
     ErrorResponse,
@@ -25,6 +24,7 @@ from services.api.schemas import (
     Readiness,
     Tier,
 )
+from shared.db.engine import database_ready
 from shared.db.schema import actions, notifications
 from shared.domain.playbook import ShopPlaybook
 from shared.domain.tiers import next_tier

@@ -9,15 +9,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.engagement import metrics
 from services.engagement.consumer import EngagementConsumer
 from services.engagement.processor import BatchProcessor
-from shared.db.engine import create_engine
+from shared.db.engine import create_engine, database_ready
 from shared.db.schema import pending_events
-from shared.kafka_io import create_consumer, create_producer
+from shared.kafka_io import create_consumer, create_producer, kafka_ready
 from shared.observability import configure_logging, health_app, health_server
 from shared.outbox import OutboxRelay
 from shared.playbook import load_playbook
@@ -77,12 +77,7 @@ async def main() -> None:
     )
 
     async def ready() -> bool:
-        try:
-            async with engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
-        except Exception:
-            return False
-        return not stop.is_set()
+        return not stop.is_set() and await database_ready(engine) and await kafka_ready(producer.client)
 
     server = health_server(health_app("engagement", ready), settings.metrics_host, settings.engagement_metrics_port)
     await producer.start()

@@ -7,14 +7,12 @@ import contextlib
 import signal
 
 import structlog
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.notifier import metrics
 from services.notifier.channels import ConfigurationError, build_channels
 from services.notifier.worker import NotifierWorker
-from shared.db.engine import create_engine
-from shared.kafka_io import create_consumer, create_producer
+from shared.db.engine import create_engine, database_ready
+from shared.kafka_io import create_consumer, create_producer, kafka_ready
 from shared.observability import configure_logging, health_app, health_server
 from shared.outbox import OutboxRelay
 from shared.playbook import load_playbook
@@ -34,15 +32,6 @@ async def _watch_backlog(relay: OutboxRelay, stop: asyncio.Event) -> None:
             log.exception("notifier.backlog_failed")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=BACKLOG_INTERVAL_S)
-
-
-async def _database_ok(engine: AsyncEngine) -> bool:
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-    except Exception:
-        return False
-    return True
 
 
 async def main() -> None:
@@ -70,7 +59,9 @@ async def main() -> None:
         loop.add_signal_handler(sig, stop.set)
 
     async def ready() -> bool:
-        return worker.ready and not stop.is_set() and await _database_ok(engine)
+        return (
+            worker.ready and not stop.is_set() and await database_ready(engine) and await kafka_ready(producer.client)
+        )
 
     server = health_server(health_app("notifier", ready), settings.metrics_host, settings.notifier_metrics_port)
     server_task = asyncio.create_task(server.serve())

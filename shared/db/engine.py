@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import structlog
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -14,3 +20,14 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_pre_ping=True,
         connect_args={"server_settings": {"application_name": settings.kafka_client_id}},
     )
+
+
+async def database_ready(engine: AsyncEngine, timeout_s: float = 2.0) -> bool:
+    """``select 1`` within the timeout; any failure counts as not ready."""
+    try:
+        async with asyncio.timeout(timeout_s), engine.connect() as connection:
+            await connection.execute(text("select 1"))
+    except Exception as exc:
+        log.warning("readiness.database_unavailable", error_type=type(exc).__name__)
+        return False
+    return True
