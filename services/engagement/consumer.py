@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -22,15 +23,23 @@ from shared.contract.actions import DeadLetter
 
 log = structlog.get_logger(__name__)
 
-# Serialization failure and deadlock: another transaction won, trying again will succeed.
+# SQLSTATE classes worth retrying: connection exceptions (08), insufficient resources (53),
+# operator intervention such as a terminated backend or a restart (57), and the lost races
+# of serialization failure and deadlock (40001, 40P01).
+_RETRYABLE_SQLSTATE_CLASSES = ("08", "53", "57")
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}
 
 
-def _transient(error: BaseException) -> bool:
+def is_transient(error: BaseException) -> bool:
     """Connection trouble and lost races are worth retrying; anything else the database said is final."""
     if isinstance(error, (OperationalError, InterfaceError, OSError, TimeoutError)):
         return True
-    return isinstance(error, DBAPIError) and getattr(error.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    sqlstate = str(getattr(error.orig, "sqlstate", None) or "")
+    return sqlstate in _RETRYABLE_SQLSTATES or sqlstate.startswith(_RETRYABLE_SQLSTATE_CLASSES)
 
 
 def dead_letter(record: ConsumerRecord[bytes, bytes], rejection: Rejection) -> bytes:
@@ -80,7 +89,7 @@ class EngagementConsumer:
         """
         try:
             async for attempt in AsyncRetrying(
-                retry=retry_if_exception(_transient),
+                retry=retry_if_exception(is_transient),
                 wait=wait_exponential(multiplier=0.2, max=10),
                 before_sleep=lambda state: log.warning(
                     "engagement.batch_retry", error=type(state.outcome.exception()).__name__ if state.outcome else None
@@ -127,8 +136,15 @@ class EngagementConsumer:
         if not records:
             return 0
         started = time.perf_counter()
-        result = await self._process(records)
-        await self._send_dead_letters(result)
+        try:
+            result = await self._process(records)
+            await self._send_dead_letters(result)
+        except Exception:
+            # Kafka or the database went away mid-batch. Go back to the batch's first
+            # records so they are read again: committed events turn into no-ops, and dead
+            # letters that were not acknowledged are sent again.
+            self._rewind(batches)
+            raise
         offsets = {TopicPartition(tp.topic, tp.partition): recs[-1].offset + 1 for tp, recs in batches.items()}
         self._on_committed()
         try:
@@ -147,6 +163,23 @@ class EngagementConsumer:
         metrics.PARKED_EVENTS.inc(result.parked)
         return len(records)
 
+    def _rewind(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        for partition, records in batches.items():
+            try:
+                self._consumer.seek(partition, records[0].offset)
+            except Exception:  # revoked meanwhile: its new owner starts from the committed offset
+                log.warning("engagement.rewind_skipped", topic=partition.topic, partition=partition.partition)
+
     async def run(self, stop: asyncio.Event) -> None:
+        """Consumes until ``stop``; an outage pauses the loop with backoff instead of ending it."""
+        failures = 0
         while not stop.is_set():
-            await self.run_once()
+            try:
+                await self.run_once()
+                failures = 0
+            except Exception:
+                failures += 1
+                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                log.exception("engagement.batch_failed", retry_in_s=delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=delay)

@@ -196,3 +196,36 @@ async def test_a_record_the_database_refuses_goes_to_the_dead_letter_topic_alone
         return found if found.get("m-small") == "10.00" else None
 
     assert await eventually(spends) == {"m-big": "999999999999.99", "m-small": "10.00"}
+
+
+async def test_database_connections_dropped_mid_stream_lose_and_double_nothing(
+    engine: AsyncEngine, topic_env: dict[str, str], start_service: Callable[..., ServiceProcess]
+) -> None:
+    events = workload(150, seed=31)
+    await produce(topic_env, events)
+    reference = await _run_to_end(engine, start_service, events)
+
+    await _truncate(engine)
+    env = {
+        "ENGAGEMENT_GROUP_ID": f"outage-{uuid.uuid4().hex[:6]}",
+        "ENGAGEMENT_BATCH_MAX_RECORDS": "150",
+        "KAFKA_CLIENT_ID": "engagement-under-fire",
+    }
+    service = start_service("engagement", **env)
+    kills = 0
+    async with engine.connect() as connection:
+        await connection.execute(text("SET application_name = 'test-observer'"))
+        while await _count(engine, processed_events) < len(events) and kills < 60:
+            await asyncio.sleep(0.05)
+            result = await connection.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = 'engagement-under-fire' AND datname = current_database()"
+                )
+            )
+            kills += int(result.scalar() or 0)
+            await connection.commit()
+    assert kills > 0, "the test should have cut some of the service's connections"
+    await wait_until_processed(engine, len(events))
+    service.stop()
+    assert await snapshot(engine) == reference
