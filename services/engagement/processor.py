@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.engagement import repository
 from services.engagement.decode import Rejection, decode
@@ -72,6 +72,19 @@ def action_row(decision: ActionDecision, created_at: datetime) -> tuple[Any, ...
     )
 
 
+EventKey = tuple[str, str]
+_Decoded = tuple[Event, ConsumerRecord[bytes, bytes]]
+
+
+@dataclass(slots=True)
+class _Batch:
+    """The loaded state of one batch's members while the transaction is open."""
+
+    contexts: dict[tuple[str, str], MemberContext]
+    previously_parked: set[EventKey]
+    released: set[EventKey] = field(default_factory=set)
+
+
 class BatchProcessor:
     def __init__(self, engine: AsyncEngine, playbook: Playbook, max_record_bytes: int) -> None:
         self._engine = engine
@@ -80,9 +93,9 @@ class BatchProcessor:
 
     def _decode_batch(
         self, records: Sequence[ConsumerRecord[bytes, bytes]], result: BatchResult
-    ) -> dict[tuple[str, str], tuple[Event, ConsumerRecord[bytes, bytes]]]:
+    ) -> dict[EventKey, _Decoded]:
         """Valid events by key, first delivery wins; rejected records go to ``dead_letters``."""
-        events: dict[tuple[str, str], tuple[Event, ConsumerRecord[bytes, bytes]]] = {}
+        events: dict[EventKey, _Decoded] = {}
         for record in records:
             decoded = decode(record.value, self._playbook, self._max_record_bytes)
             if isinstance(decoded, Rejection):
@@ -97,92 +110,106 @@ class BatchProcessor:
         return events
 
     async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> BatchResult:
+        """Applies a batch in one transaction: claim, load, apply in memory, write."""
         result = BatchResult()
         by_key = self._decode_batch(records, result)
-        decoded = [event for event, _ in by_key.values()]
-        if not decoded:
+        if not by_key:
             return result
         async with self._engine.begin() as connection:
-            fresh = await repository.claim_events(connection, [event.key for event in decoded])
-            events = [event for event in decoded if event.key in fresh]
-            result.duplicates += len(decoded) - len(events)
+            fresh = await repository.claim_events(connection, list(by_key))
+            events = [event for key, (event, _) in by_key.items() if key in fresh]
+            result.duplicates += len(by_key) - len(events)
             if not events:
                 return result
-            member_keys = sorted({(e.shop_id, e.member_id) for e in events})
-            members = await repository.lock_members(connection, member_keys)
-            order_keys = {(e.shop_id, e.order_id) for e in events if e.order_id is not None}
-            parked = [
-                (key, event)
-                for key, raw in await repository.load_pending(connection, sorted(order_keys))
-                if key in members  # another member's events about this order stay parked
-                and (event := _decode_parked(raw, self._playbook)) is not None
-            ]
-            loaded_orders = await repository.load_member_orders(connection, member_keys)
-            loaded_orders.update(await repository.load_orders(connection, sorted(order_keys - loaded_orders.keys())))
-
-            shop_orders: dict[str, dict[str, Order]] = {}
-            for (shop, order_id), order in loaded_orders.items():
-                shop_orders.setdefault(shop, {})[order_id] = order
-            contexts = {
-                key: MemberContext(member=member, shop_orders=shop_orders.setdefault(key[0], {}))
-                for key, member in members.items()
-            }
-            for (shop, _), order in loaded_orders.items():
-                own = contexts.get((shop, order.member_id))
-                if own is not None:
-                    own.orders[order.order_id] = order
-            for key, event in parked:
-                contexts[key].pending.append(event)
-            previously_parked = {event.key for _, event in parked}
-
-            decisions: list[ActionDecision] = []
-            released: list[Event] = []
-            for event in events:
-                context = contexts[(event.shop_id, event.member_id)]
-                try:
-                    outcome = apply_event(context, event, self._playbook.for_shop(event.shop_id))
-                except Exception as error:  # a bug must not stall the partition
-                    log.exception("engagement.apply_failed", event_type=event.type, source=event.source)
-                    result.dead_letters.append(
-                        (by_key[event.key][1], Rejection("processing_error", type(error).__name__))
-                    )
-                    continue
-                if outcome.rejected is not None:
-                    result.dead_letters.append(
-                        (by_key[event.key][1], Rejection(outcome.rejected, "the order belongs to another member"))
-                    )
-                    continue
-                result.accepted += 1
-                result.parked += int(outcome.parked)
-                decisions.extend(outcome.actions)
-                released.extend(outcome.released)
-
-            released_keys = {event.key for event in released}
-            still_parked = [
-                (key, event)
-                for key, context in contexts.items()
-                for event in context.pending
-                if event.key not in previously_parked
-            ]
-            await repository.save_members(connection, [c.member for c in contexts.values()])
-            await repository.save_orders(
-                connection,
-                [
-                    (key[0], context.orders[order_id])
-                    for key, context in contexts.items()
-                    for order_id in context.touched_orders
-                ],
-            )
-            await repository.park_events(
-                connection, [_parked_row(key, event, by_key[event.key][1]) for key, event in still_parked]
-            )
-            await repository.release_events(connection, sorted(released_keys & previously_parked))
-            now = datetime.now(UTC)
-            unique = {decision.action_id: decision for decision in decisions}
-            result.new_actions = await repository.insert_actions(
-                connection, [action_row(decision, now) for decision in unique.values()]
-            )
+            batch = await self._load(connection, events)
+            decisions = self._apply(batch, events, by_key, result)
+            await self._write(connection, batch, decisions, by_key, result)
         return result
+
+    async def _load(self, connection: AsyncConnection, events: Sequence[Event]) -> _Batch:
+        """Locks the batch's members and loads their orders and the parked events it may release."""
+        member_keys = sorted({(e.shop_id, e.member_id) for e in events})
+        members = await repository.lock_members(connection, member_keys)
+        order_keys = {(e.shop_id, e.order_id) for e in events if e.order_id is not None}
+        parked = [
+            (key, event)
+            for key, raw in await repository.load_pending(connection, sorted(order_keys))
+            if key in members  # another member's events about this order stay parked
+            and (event := _decode_parked(raw, self._playbook)) is not None
+        ]
+        orders = await repository.load_member_orders(connection, member_keys)
+        orders.update(await repository.load_orders(connection, sorted(order_keys - orders.keys())))
+
+        shop_orders: dict[str, dict[str, Order]] = {}
+        for (shop, order_id), order in orders.items():
+            shop_orders.setdefault(shop, {})[order_id] = order
+        contexts = {
+            key: MemberContext(member=member, shop_orders=shop_orders.setdefault(key[0], {}))
+            for key, member in members.items()
+        }
+        for (shop, _), order in orders.items():
+            own = contexts.get((shop, order.member_id))
+            if own is not None:
+                own.orders[order.order_id] = order
+        for key, event in parked:
+            contexts[key].pending.append(event)
+        return _Batch(contexts=contexts, previously_parked={event.key for _, event in parked})
+
+    def _apply(
+        self, batch: _Batch, events: Sequence[Event], by_key: dict[EventKey, _Decoded], result: BatchResult
+    ) -> list[ActionDecision]:
+        """Runs the pure domain event by event, in the batch's (per-partition) order."""
+        decisions: list[ActionDecision] = []
+        for event in events:
+            context = batch.contexts[(event.shop_id, event.member_id)]
+            try:
+                outcome = apply_event(context, event, self._playbook.for_shop(event.shop_id))
+            except Exception as error:  # a bug must not stall the partition
+                log.exception("engagement.apply_failed", event_type=event.type, source=event.source)
+                result.dead_letters.append((by_key[event.key][1], Rejection("processing_error", type(error).__name__)))
+                continue
+            if outcome.rejected is not None:
+                rejection = Rejection(outcome.rejected, "the order belongs to another member")
+                result.dead_letters.append((by_key[event.key][1], rejection))
+                continue
+            result.accepted += 1
+            result.parked += int(outcome.parked)
+            decisions.extend(outcome.actions)
+            batch.released.update(released.key for released in outcome.released)
+        return decisions
+
+    async def _write(
+        self,
+        connection: AsyncConnection,
+        batch: _Batch,
+        decisions: Sequence[ActionDecision],
+        by_key: dict[EventKey, _Decoded],
+        result: BatchResult,
+    ) -> None:
+        """Members, touched orders, parked and released events, actions and outbox rows: a few statements."""
+        contexts = batch.contexts
+        await repository.save_members(connection, [context.member for context in contexts.values()])
+        await repository.save_orders(
+            connection,
+            [
+                (key[0], context.orders[order_id])
+                for key, context in contexts.items()
+                for order_id in context.touched_orders
+            ],
+        )
+        newly_parked = [
+            _parked_row(key, event, by_key[event.key][1])
+            for key, context in contexts.items()
+            for event in context.pending
+            if event.key not in batch.previously_parked
+        ]
+        await repository.park_events(connection, newly_parked)
+        await repository.release_events(connection, sorted(batch.released & batch.previously_parked))
+        now = datetime.now(UTC)
+        unique = {decision.action_id: decision for decision in decisions}
+        result.new_actions = await repository.insert_actions(
+            connection, [action_row(decision, now) for decision in unique.values()]
+        )
 
 
 def _decode_parked(raw: str, playbook: Playbook) -> Event | None:
