@@ -52,7 +52,12 @@ class Order:
     completed_at: datetime | None = None
     shipment_status: str | None = None
     refunds: dict[str, dict[str, str]] = field(default_factory=dict)
-    reviews: list[str] = field(default_factory=list)
+    reviews: dict[str, dict[str, Any]] = field(default_factory=dict)
+    shipments: dict[str, dict[str, str]] = field(default_factory=dict)
+    care_done: list[str] = field(default_factory=list)
+    points_earned: int = 0
+    points_reversed: int = 0
+    review_rewarded: bool = False
 
     @property
     def is_paid(self) -> bool:
@@ -82,6 +87,28 @@ class Member:
     rewarded_tiers: list[str] = field(default_factory=list)
     last_event_at: datetime | None = None
     joined_by_event: bool = False
+    repurchase_rewarded: bool = False
+    stage: str | None = None
+    stage_since: datetime | None = None
+    win_backs: int = 0
+    tier_reviewed_at: datetime | None = None
+    tier_lowered_at: datetime | None = None
+    qualifying_net_spend: Decimal = ZERO
+    qualifying_orders: int = 0
+    points_balance: int = 0
+    points_next_expiry_at: datetime | None = None
+    score: int = 0
+    score_band: str | None = None
+    score_parts: dict[str, int] = field(default_factory=dict)
+    schedule_marks: dict[str, str] = field(default_factory=dict)
+    scheduled_until: datetime | None = None
+    next_due_at: datetime | None = None
+
+    @property
+    def as_of(self) -> datetime | None:
+        """The business time the member's state reflects: its latest event or scheduler run."""
+        times = [t for t in (self.last_event_at, self.scheduled_until) if t is not None]
+        return max(times) if times else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,3 +125,23 @@ class ActionDecision:
     template: str
     variables: Mapping[str, Any]
     incentive: Mapping[str, Any] | None = None
+
+
+LedgerKind = Literal["earn", "reverse", "review_reward", "gift", "redeem", "expire"]
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One line of a member's append-only points ledger; credits are positive, debits negative.
+
+    ``entry_id`` names the business fact (``earn:<order>``, ``reverse:<refund>``,
+    ``redeem:<idempotency key>`` ...), so the same fact can never be booked twice.
+    ``shortfall`` is what a debit could not take because the balance was too low.
+    """
+
+    entry_id: str
+    kind: LedgerKind
+    points: int
+    at: datetime
+    expires_at: datetime | None = None
+    shortfall: int = 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import time
+from datetime import time, timedelta
 from decimal import Decimal
 
 
@@ -30,9 +30,89 @@ class IncentiveSpec:
 
 @dataclass(frozen=True, slots=True)
 class RuleConfig:
+    """A rule's switch and parameters; each rule reads only the fields it needs."""
+
     enabled: bool = True
     incentive: IncentiveSpec | None = None
     per_tier: dict[str, IncentiveSpec] = field(default_factory=dict)
+    delay: timedelta | None = None  # scheduled rules: how long after their reference time they fall due
+    lead: timedelta | None = None  # points_expiry_reminder: how long before the expiry
+    send_at: time = time(10, 0)  # calendar gifts: local time of day they fall due
+    min_photos: int = 1  # review_reward
+    min_text_length: int = 30  # review_reward
+
+
+@dataclass(frozen=True, slots=True)
+class LifecyclePolicy:
+    """Stage thresholds in days since the first (``new``) or the last (the others) paid order."""
+
+    new_days: int = 30
+    active_days: int = 90
+    at_risk_days: int = 180
+    dormant_days: int = 365
+
+
+@dataclass(frozen=True, slots=True)
+class TierPolicy:
+    """Tiers qualify on a rolling window of figures and are kept for a retention period."""
+
+    qualifying_window_days: int = 365
+    retention_days: int = 365
+
+
+@dataclass(frozen=True, slots=True)
+class PointsPolicy:
+    per_currency_unit: Decimal = Decimal(1)  # points per 1.00 paid, rounded down
+    expire_after_months: int = 12
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreBand:
+    name: str
+    min: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScorePolicy:
+    """The engagement score: purchase + interaction + base parts over a rolling window."""
+
+    window_days: int = 365
+    per_reference_order: int = 100  # purchase: points per R of net spend in the window
+    spend_cap: int = 1500
+    per_order: int = 50  # purchase: points per paid order in the window
+    orders_cap: int = 500
+    per_review: int = 10  # interaction
+    per_photo_review: int = 20
+    per_appended_review: int = 10
+    interaction_cap: int = 500
+    base: int = 100  # base: every member starts here
+    per_membership_month: int = 10
+    membership_cap: int = 240
+    per_tier_rank: int = 50
+    refund_rate_threshold: Decimal = Decimal("0.2")
+    refund_penalty: int = 300  # taken off the base part above the threshold
+    bands: tuple[ScoreBand, ...] = (
+        ScoreBand("basic", 0),
+        ScoreBand("silver", 300),
+        ScoreBand("gold", 1000),
+        ScoreBand("diamond", 2500),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RfmSegment:
+    """A segment matches when each score lies in its inclusive [low, high] range."""
+
+    name: str
+    r: tuple[int, int] = (1, 5)
+    f: tuple[int, int] = (1, 5)
+    m: tuple[int, int] = (1, 5)
+
+
+@dataclass(frozen=True, slots=True)
+class RfmPolicy:
+    recompute_every_hours: int = 24
+    segments: tuple[RfmSegment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +138,11 @@ class ShopPlaybook:
     tiers: tuple[TierDefinition, ...] = ()
     rules: dict[str, RuleConfig] = field(default_factory=dict)
     contact: ContactPolicy = field(default_factory=ContactPolicy)
+    lifecycle: LifecyclePolicy = field(default_factory=LifecyclePolicy)
+    tier_policy: TierPolicy = field(default_factory=TierPolicy)
+    points: PointsPolicy = field(default_factory=PointsPolicy)
+    score: ScorePolicy = field(default_factory=ScorePolicy)
+    rfm: RfmPolicy = field(default_factory=RfmPolicy)
 
     def rule(self, name: str) -> RuleConfig | None:
         """The rule's settings when it is switched on for this shop, else None."""
