@@ -16,9 +16,9 @@ import structlog
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.engagement import repository
 from services.engagement.decode import Rejection, decode
-from shared.domain.engagement import MemberContext, apply_event
+from shared.db import store
+from shared.domain.engagement import MemberContext, apply_event, settle
 from shared.domain.model import ActionDecision, Event, Order
 from shared.domain.playbook import Playbook
 
@@ -46,7 +46,7 @@ class BatchResult:
 
 
 def action_row(decision: ActionDecision, created_at: datetime) -> tuple[Any, ...]:
-    """The outbox row (``repository.insert_actions`` column order) with its contract payload."""
+    """The outbox row (``store.insert_actions`` column order) with its contract payload."""
     payload: dict[str, Any] = {
         "action_id": decision.action_id,
         "shop_id": decision.shop_id,
@@ -116,7 +116,7 @@ class BatchProcessor:
         if not by_key:
             return result
         async with self._engine.begin() as connection:
-            fresh = await repository.claim_events(connection, list(by_key))
+            fresh = await store.claim_events(connection, list(by_key))
             events = [event for key, (event, _) in by_key.items() if key in fresh]
             result.duplicates += len(by_key) - len(events)
             if not events:
@@ -129,16 +129,16 @@ class BatchProcessor:
     async def _load(self, connection: AsyncConnection, events: Sequence[Event]) -> _Batch:
         """Locks the batch's members and loads their orders and the parked events it may release."""
         member_keys = sorted({(e.shop_id, e.member_id) for e in events})
-        members = await repository.lock_members(connection, member_keys)
+        members = await store.lock_members(connection, member_keys)
         order_keys = {(e.shop_id, e.order_id) for e in events if e.order_id is not None}
         parked = [
             (key, event)
-            for key, raw in await repository.load_pending(connection, sorted(order_keys))
+            for key, raw in await store.load_pending(connection, sorted(order_keys))
             if key in members  # another member's events about this order stay parked
             and (event := _decode_parked(raw, self._playbook)) is not None
         ]
-        orders = await repository.load_member_orders(connection, member_keys)
-        orders.update(await repository.load_orders(connection, sorted(order_keys - orders.keys())))
+        orders = await store.load_member_orders(connection, member_keys)
+        orders.update(await store.load_orders(connection, sorted(order_keys - orders.keys())))
 
         shop_orders: dict[str, dict[str, Order]] = {}
         for (shop, order_id), order in orders.items():
@@ -176,6 +176,8 @@ class BatchProcessor:
             result.parked += int(outcome.parked)
             decisions.extend(outcome.actions)
             batch.released.update(released.key for released in outcome.released)
+        for (shop, _), context in batch.contexts.items():
+            settle(context, self._playbook.for_shop(shop))
         return decisions
 
     async def _write(
@@ -188,8 +190,8 @@ class BatchProcessor:
     ) -> None:
         """Members, touched orders, parked and released events, actions and outbox rows: a few statements."""
         contexts = batch.contexts
-        await repository.save_members(connection, [context.member for context in contexts.values()])
-        await repository.save_orders(
+        await store.save_members(connection, [context.member for context in contexts.values()])
+        await store.save_orders(
             connection,
             [
                 (key[0], context.orders[order_id])
@@ -197,17 +199,20 @@ class BatchProcessor:
                 for order_id in context.touched_orders
             ],
         )
+        await store.append_ledger(
+            connection, [(key, entry) for key, context in contexts.items() for entry in context.new_ledger]
+        )
         newly_parked = [
             _parked_row(key, event, by_key[event.key][1])
             for key, context in contexts.items()
             for event in context.pending
             if event.key not in batch.previously_parked
         ]
-        await repository.park_events(connection, newly_parked)
-        await repository.release_events(connection, sorted(batch.released & batch.previously_parked))
+        await store.park_events(connection, newly_parked)
+        await store.release_events(connection, sorted(batch.released & batch.previously_parked))
         now = datetime.now(UTC)
         unique = {decision.action_id: decision for decision in decisions}
-        result.new_actions = await repository.insert_actions(
+        result.new_actions = await store.insert_actions(
             connection, [action_row(decision, now) for decision in unique.values()]
         )
 

@@ -7,6 +7,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     Identity,
     Index,
     Integer,
@@ -34,7 +35,6 @@ members = Table(
     Column("joined_by_event", Boolean, nullable=False, server_default=text("false")),
     Column("tier", Text),
     Column("tier_since", TS),
-    Column("tier_qualified_at", TS),
     Column("net_spend", MONEY, nullable=False, server_default="0"),
     Column("paid_orders", Integer, nullable=False, server_default="0"),
     Column("first_order_at", TS),
@@ -47,9 +47,27 @@ members = Table(
     Column("first_purchase_rewarded", Boolean, nullable=False, server_default=text("false")),
     Column("rewarded_tiers", ARRAY(Text), nullable=False, server_default=text("'{}'")),
     Column("last_event_at", TS),
+    Column("repurchase_rewarded", Boolean, nullable=False, server_default=text("false")),
+    Column("stage", Text),
+    Column("stage_since", TS),
+    Column("win_backs", Integer, nullable=False, server_default="0"),
+    Column("tier_reviewed_at", TS),
+    Column("tier_lowered_at", TS),
+    Column("qualifying_net_spend", MONEY, nullable=False, server_default="0"),
+    Column("qualifying_orders", Integer, nullable=False, server_default="0"),
+    Column("points_balance", BigInteger, nullable=False, server_default="0"),
+    Column("points_next_expiry_at", TS),
+    Column("score", Integer, nullable=False, server_default="0"),
+    Column("score_band", Text),
+    Column("score_parts", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("schedule_marks", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("scheduled_until", TS),
+    # The earliest time-based rule due for the member: the scheduler reads only what is due.
+    Column("next_due_at", TS),
     Column("created_at", TS, nullable=False, server_default=text("now()")),
     Column("updated_at", TS, nullable=False, server_default=text("now()")),
     PrimaryKeyConstraint("shop_id", "member_id"),
+    Index("ix_members_next_due", "next_due_at", postgresql_where=text("next_due_at IS NOT NULL")),
 )
 
 orders = Table(
@@ -69,7 +87,12 @@ orders = Table(
     Column("completed_at", TS),
     Column("shipment_status", Text),
     Column("refunds", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
-    Column("reviews", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("reviews", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("shipments", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("care_done", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("points_earned", Integer, nullable=False, server_default="0"),
+    Column("points_reversed", Integer, nullable=False, server_default="0"),
+    Column("review_rewarded", Boolean, nullable=False, server_default=text("false")),
     Column("updated_at", TS, nullable=False, server_default=text("now()")),
     PrimaryKeyConstraint("shop_id", "order_id"),
     Index("ix_orders_member", "shop_id", "member_id"),
@@ -99,6 +122,38 @@ pending_events = Table(
     Column("parked_at", TS, nullable=False, server_default=text("now()")),
     UniqueConstraint("source", "event_id", name="uq_pending_events_event"),
     Index("ix_pending_events_order", "shop_id", "order_id"),
+)
+
+# The append-only points ledger; its lines always sum to members.points_balance.
+points_ledger = Table(
+    "points_ledger",
+    metadata,
+    Column("seq", BigInteger, Identity(), nullable=False),
+    Column("shop_id", Text, nullable=False),
+    Column("member_id", Text, nullable=False),
+    Column("entry_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("points", Integer, nullable=False),
+    Column("shortfall", Integer, nullable=False, server_default="0"),
+    Column("at", TS, nullable=False),
+    Column("expires_at", TS),
+    Column("detail", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("created_at", TS, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("shop_id", "member_id", "entry_id"),
+    Index("ix_points_ledger_member", "shop_id", "member_id", text("seq DESC")),
+)
+
+# Per shop: the RFM quintile edges of its buyers, recomputed by the scheduler.
+rfm_edges = Table(
+    "rfm_edges",
+    metadata,
+    Column("shop_id", Text, primary_key=True),
+    Column("as_of", TS, nullable=False),
+    Column("buyers", Integer, nullable=False),
+    Column("recency_days", ARRAY(Float), nullable=False),
+    Column("frequency", ARRAY(Float), nullable=False),
+    Column("monetary", ARRAY(Float), nullable=False),
+    Column("computed_at", TS, nullable=False, server_default=text("now()")),
 )
 
 # Every action ever decided, for the API; new ones also get an outbox row.

@@ -7,19 +7,19 @@ and applied, in business-time order, as soon as the order can take them.
 
 from __future__ import annotations
 
-import hashlib
-import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
-from shared.domain.model import ZERO, ActionDecision, Category, Event, Member, Order
-from shared.domain.playbook import IncentiveSpec, ShopPlaybook
-from shared.domain.tiers import qualifying_tier
+from shared.domain import points
+from shared.domain.decisions import Decider, MemberContext, action_id, money
+from shared.domain.membership import refresh_standing, refresh_tier
+from shared.domain.model import ZERO, ActionDecision, Event, Member, Order
+from shared.domain.playbook import ShopPlaybook
+from shared.domain.schedule import next_due
 
-ACTION_NAMESPACE = uuid.UUID("6f1c7f0e-3f43-4d7b-9a55-0b8f6c2b1e10")
+__all__ = ["MemberContext", "Outcome", "action_id", "apply_event", "settle"]
 
 # Events that need a paid order first; order.cancelled only needs the order to be known.
 _NEEDS_PAID_ORDER = ("shipment.", "refund.", "review.", "order.completed")
@@ -35,165 +35,12 @@ class Outcome:
     released: list[Event] = field(default_factory=list)
 
 
-@dataclass(slots=True)
-class MemberContext:
-    """A member with all of its orders and parked events.
-
-    ``shop_orders`` holds orders of other members that the batch refers to, so an
-    event naming another member's order can be told apart from a new order.
-    """
-
-    member: Member
-    orders: dict[str, Order] = field(default_factory=dict)
-    shop_orders: dict[str, Order] = field(default_factory=dict)
-    pending: list[Event] = field(default_factory=list)
-    touched_orders: set[str] = field(default_factory=set)
-
-
-def action_id(*parts: str) -> str:
-    """A stable id from the business fact that triggered the action."""
-    return str(uuid.uuid5(ACTION_NAMESPACE, "|".join(parts)))
-
-
-def _money(value: Decimal) -> str:
-    return str(value.quantize(Decimal("0.01")))
-
-
-def _incentive(spec: IncentiveSpec, action: str, at: datetime) -> dict[str, Any]:
-    """The incentive payload; coupon codes derive from the action id so replays reproduce them."""
-    body: dict[str, Any] = {"kind": spec.kind}
-    if spec.value is not None:
-        body["value"] = _money(spec.value)
-    if spec.min_spend is not None:
-        body["min_spend"] = _money(spec.min_spend)
-    if spec.points is not None:
-        body["points"] = spec.points
-    if spec.kind in ("coupon", "sample"):
-        body["code"] = spec.kind[0].upper() + hashlib.sha256(action.encode()).hexdigest()[:12].upper()
-        body["expires_at"] = (at + timedelta(days=spec.valid_days)).isoformat()
-    return body
-
-
-class _Decider:
-    """Collects the actions one event yields, honouring the shop's rule switches."""
-
-    def __init__(self, context: MemberContext, event: Event, playbook: ShopPlaybook) -> None:
-        self.context = context
-        self.member = context.member
-        self.event = event
-        self.playbook = playbook
-        self.actions: list[ActionDecision] = []
-
-    def emit(
-        self,
-        rule: str,
-        category: Category,
-        key: str,
-        variables: Mapping[str, Any],
-        incentive: IncentiveSpec | None = None,
-    ) -> None:
-        member, event = self.member, self.event
-        ident = action_id(member.shop_id, member.member_id, rule, key)
-        self.actions.append(
-            ActionDecision(
-                action_id=ident,
-                shop_id=member.shop_id,
-                member_id=member.member_id,
-                rule=rule,
-                category=category,
-                trigger={"event_id": event.id, "event_type": event.type},
-                occurred_at=event.time,
-                template=rule,
-                variables=dict(variables),
-                incentive=_incentive(incentive, ident, event.time) if incentive is not None else None,
-            )
-        )
-
-    def care(self, rule: str, key: str, variables: Mapping[str, Any]) -> None:
-        if self.playbook.rule(rule) is not None:
-            self.emit(rule, "care", key, variables)
-
-
-def _order_variables(order: Order, event: Event) -> dict[str, Any]:
-    variables: dict[str, Any] = {"order_id": order.order_id}
+def _order_variables(order: Order, event: Event) -> dict[str, object]:
+    variables: dict[str, object] = {"order_id": order.order_id}
     for name in ("shipment_id", "carrier", "tracking_no", "reason", "refund_id"):
         if event.data.get(name) is not None:
             variables[name] = event.data[name]
     return variables
-
-
-def figures_as_of(orders: Iterable[Order], at: datetime) -> tuple[Decimal, int]:
-    """Net spend and paid orders counting only what had happened by business time ``at``.
-
-    Refunds travel on their own topic and may be consumed before or after a later
-    payment; judging a payment on the figures as of its own time makes the decision
-    independent of that arrival order.
-    """
-    net_spend, paid_orders = ZERO, 0
-    for order in orders:
-        if order.paid_at is None or order.paid_amount is None or order.paid_at > at:
-            continue
-        refunded = sum(
-            (
-                Decimal(refund["applied"])
-                for refund in order.refunds.values()
-                if "applied" in refund and datetime.fromisoformat(refund["completed_at"]) <= at
-            ),
-            ZERO,
-        )
-        net_spend += order.paid_amount - refunded
-        cancelled = order.cancelled_at is not None and order.cancelled_at <= at
-        if not cancelled and refunded < order.paid_amount:
-            paid_orders += 1
-    return net_spend, paid_orders
-
-
-def _upgrade_tier(decider: _Decider) -> None:
-    """Raises the tier at once when the figures reach a higher one; never lowers it."""
-    member, playbook, at = decider.member, decider.playbook, decider.event.time
-    # A payment consumed after later ones is judged together with them.
-    as_of = max(at, member.last_order_at) if member.last_order_at is not None else at
-    reached = qualifying_tier(playbook, *figures_as_of(decider.context.orders.values(), as_of))
-    if reached is None:
-        return
-    current_rank = playbook.tier_rank(member.tier)
-    reached_rank = playbook.tier_rank(reached.code)
-    if reached_rank < current_rank:
-        return
-    if member.tier_qualified_at is None or at > member.tier_qualified_at:
-        member.tier_qualified_at = at
-    if reached_rank == current_rank:
-        return
-    was_ranked = current_rank >= 0
-    member.tier, member.tier_since = reached.code, at
-    if not was_ranked and reached_rank == 0:
-        return  # entering the base tier is joining, not an upgrade
-    gift = playbook.rule("tier_upgrade_gift")
-    if reached.code not in member.rewarded_tiers and gift is not None:
-        spec = gift.per_tier.get(reached.code)
-        if spec is not None:
-            decider.emit(
-                "tier_upgrade_gift",
-                "incentive",
-                reached.code,
-                {"tier": reached.code, "tier_name": reached.name},
-                spec,
-            )
-    # Tiers skipped on the way up count as given, so a later return to them gives nothing.
-    for tier in playbook.tiers[: reached_rank + 1]:
-        if tier.code not in member.rewarded_tiers:
-            member.rewarded_tiers.append(tier.code)
-
-
-def _enter_base_tier(member: Member, playbook: ShopPlaybook, at: datetime) -> None:
-    """The base tier dates from the earliest join or payment, whichever is consumed first."""
-    if not playbook.tiers:
-        return
-    base = playbook.tiers[0].code
-    if member.tier is None:
-        member.tier, member.tier_since, member.tier_qualified_at = base, at, at
-    elif member.tier == base and member.tier_since is not None and at < member.tier_since:
-        member.tier_since = at
 
 
 def _set_joined_at(member: Member, at: datetime) -> None:
@@ -202,7 +49,7 @@ def _set_joined_at(member: Member, at: datetime) -> None:
         member.joined_at = at
 
 
-def _member_joined(decider: _Decider) -> None:
+def _member_joined(decider: Decider) -> None:
     member, data, at = decider.member, decider.event.data, decider.event.time
     if member.joined_by_event:
         return  # a repeated join changes nothing
@@ -213,10 +60,10 @@ def _member_joined(decider: _Decider) -> None:
     member.birthday = member.birthday or data.get("birthday")
     member.timezone = member.timezone or data.get("timezone")
     _set_consent(member, bool(data.get("marketing_consent", True)), at)
-    _enter_base_tier(member, decider.playbook, at)
+    refresh_tier(decider)
 
 
-def _profile_updated(decider: _Decider) -> None:
+def _profile_updated(decider: Decider) -> None:
     member, data = decider.member, decider.event.data
     for name in ("birthday", "timezone", "channel"):
         if data.get(name) is not None:
@@ -229,11 +76,11 @@ def _set_consent(member: Member, consent: bool, at: datetime) -> None:
         member.marketing_consent, member.consent_at = consent, at
 
 
-def _consent_changed(decider: _Decider) -> None:
+def _consent_changed(decider: Decider) -> None:
     _set_consent(decider.member, bool(decider.event.data["marketing_consent"]), decider.event.time)
 
 
-def _order_created(decider: _Decider, order: Order) -> None:
+def _order_created(decider: Decider, order: Order) -> None:
     event = decider.event
     if order.created_at is None:
         order.created_at = event.time
@@ -241,7 +88,7 @@ def _order_created(decider: _Decider, order: Order) -> None:
         order.amount = event.data["amount"]
 
 
-def _order_paid(decider: _Decider, order: Order) -> None:
+def _order_paid(decider: Decider, order: Order) -> None:
     member, event, playbook = decider.member, decider.event, decider.playbook
     if order.is_paid:
         return  # the order was already paid: a second payment event is not a second order
@@ -260,18 +107,28 @@ def _order_paid(decider: _Decider, order: Order) -> None:
     if member.last_order_at is None or event.time > member.last_order_at:
         member.last_order_at = event.time
     _set_joined_at(member, event.time)
-    _enter_base_tier(member, playbook, event.time)
     decider.care(
         "payment_confirmation",
         order.order_id,
-        {"order_id": order.order_id, "amount": _money(amount), "currency": event.data["currency"]},
+        {"order_id": order.order_id, "amount": money(amount), "currency": event.data["currency"]},
     )
-    first_gift = playbook.rule("first_purchase_gift")
+    earned = points.points_for(amount, playbook.points.per_currency_unit)
+    if earned > 0:
+        order.points_earned = earned
+        decider.credit(f"earn:{order.order_id}", "earn", earned)
     if not member.first_purchase_rewarded:
         member.first_purchase_rewarded = True
-        if first_gift is not None and first_gift.incentive is not None:
-            decider.emit("first_purchase_gift", "incentive", "once", {"order_id": order.order_id}, first_gift.incentive)
-    _upgrade_tier(decider)
+        _incentive(decider, "first_purchase_gift", "once", {"order_id": order.order_id})
+    elif not member.repurchase_rewarded and sum(1 for o in decider.context.orders.values() if o.is_paid) >= 2:
+        member.repurchase_rewarded = True
+        _incentive(decider, "repurchase_gift", "once", {"order_id": order.order_id})
+    refresh_tier(decider)
+
+
+def _incentive(decider: Decider, rule: str, key: str, variables: dict[str, object]) -> None:
+    config = decider.playbook.rule(rule)
+    if config is not None and config.incentive is not None:
+        decider.emit(rule, "incentive", key, variables, config.incentive)
 
 
 def _uncount(member: Member, order: Order) -> None:
@@ -280,13 +137,14 @@ def _uncount(member: Member, order: Order) -> None:
         member.paid_orders -= 1
 
 
-def _order_cancelled(decider: _Decider, order: Order) -> None:
+def _order_cancelled(decider: Decider, order: Order) -> None:
     if order.cancelled_at is None:
         order.status, order.cancelled_at = "cancelled", decider.event.time
         _uncount(decider.member, order)
+        refresh_tier(decider)
 
 
-def _order_completed(decider: _Decider, order: Order) -> None:
+def _order_completed(decider: Decider, order: Order) -> None:
     if order.completed_at is None:
         order.completed_at = decider.event.time
         if order.status != "cancelled":
@@ -295,15 +153,26 @@ def _order_completed(decider: _Decider, order: Order) -> None:
 
 _SHIPMENT_RULES = {
     "shipment.shipped": "shipped_notice",
+    "shipment.out_for_delivery": "out_for_delivery_notice",
     "shipment.delivered": "delivered_notice",
 }
 
 
-def _shipment(decider: _Decider, order: Order) -> None:
+def _shipment(decider: Decider, order: Order) -> None:
     event = decider.event
-    order.shipment_status = event.type.removeprefix("shipment.")
-    variables = _order_variables(order, event)
+    status = event.type.removeprefix("shipment.")
+    order.shipment_status = status
     shipment_id = str(event.data["shipment_id"])
+    record = order.shipments.setdefault(shipment_id, {})
+    record["status"] = status
+    for name in ("carrier", "tracking_no"):
+        if event.data.get(name):
+            record[name] = str(event.data[name])
+    if status in ("shipped", "delivered"):
+        stamp = f"{status}_at"
+        if stamp not in record or event.time.isoformat() < record[stamp]:
+            record[stamp] = event.time.isoformat()
+    variables = _order_variables(order, event)
     rule = _SHIPMENT_RULES.get(event.type)
     if rule == "delivered_notice":
         variables["review_invitation"] = True
@@ -313,47 +182,91 @@ def _shipment(decider: _Decider, order: Order) -> None:
         decider.care("logistics_exception_care", f"{event.source}|{event.id}", variables)
 
 
-def _refund(decider: _Decider, order: Order) -> None:
+_REFUND_RULES = {
+    "requested": "refund_requested_ack",
+    "approved": "refund_approved_notice",
+    "rejected": "refund_rejected_notice",
+}
+
+
+def _refund(decider: Decider, order: Order) -> None:
     member, event = decider.member, decider.event
     refund_id = str(event.data["refund_id"])
     status = event.type.removeprefix("refund.")
-    entry = order.refunds.setdefault(refund_id, {"amount": _money(event.data["amount"])})
+    entry = order.refunds.setdefault(refund_id, {"amount": money(event.data["amount"])})
     if entry.get("status") == "completed":
         return  # a completed refund is final
     entry["status"] = status
+    variables = _order_variables(order, event)
+    variables.update(amount=money(event.data["amount"]), currency=event.data["currency"])
     if status != "completed":
+        decider.care(_REFUND_RULES[status], refund_id, variables)
         return
     paid = order.paid_amount or ZERO
     effective = min(event.data["amount"], max(ZERO, paid - order.refunded_amount))
-    entry["applied"] = _money(effective)
+    entry["applied"] = money(effective)
     entry["completed_at"] = event.time.isoformat()
     order.refunded_amount += effective
     member.net_spend -= effective
     if order.refunded_amount >= paid:
         _uncount(member, order)
-    variables = _order_variables(order, event)
-    variables.update(amount=_money(event.data["amount"]), currency=event.data["currency"])
     decider.care("refund_completed_notice", refund_id, variables)
+    target = points.reversal_target(order.points_earned, paid, order.refunded_amount)
+    if target > order.points_reversed:
+        decider.debit(f"reverse:{refund_id}", "reverse", target - order.points_reversed)
+        order.points_reversed = target
+    refresh_tier(decider)
 
 
-def _review(decider: _Decider, order: Order) -> None:
-    review_id = str(decider.event.data["review_id"])
-    if review_id not in order.reviews:
-        order.reviews.append(review_id)
+def _review(decider: Decider, order: Order) -> None:
+    event = decider.event
+    data = event.data
+    review = order.reviews.setdefault(str(data["review_id"]), {"appended": []})
+    if event.type == "review.appended":
+        stamp = event.time.isoformat()
+        if stamp not in review["appended"]:
+            review["appended"].append(stamp)
+        return
+    if review.get("at") is not None:
+        return  # the same review posted again
+    review.update(
+        at=event.time.isoformat(),
+        rating=int(data["rating"]),
+        text_length=int(data["text_length"]),
+        photos=int(data["photo_count"]),
+        videos=int(data.get("video_count") or 0),
+    )
+    config = decider.playbook.rule("review_reward")
+    if (
+        config is not None
+        and config.incentive is not None
+        and not order.review_rewarded
+        and review["photos"] >= config.min_photos
+        and review["text_length"] >= config.min_text_length
+    ):
+        order.review_rewarded = True
+        decider.emit(
+            "review_reward",
+            "incentive",
+            order.order_id,
+            {"order_id": order.order_id, "review_id": str(data["review_id"])},
+            config.incentive,
+            ledger_kind="review_reward",
+        )
 
 
-_ORDER_HANDLERS: dict[str, Callable[[_Decider, Order], None]] = {
+_ORDER_HANDLERS: dict[str, Callable[[Decider, Order], None]] = {
     "order.created": _order_created,
     "order.paid": _order_paid,
     "order.cancelled": _order_cancelled,
     "order.completed": _order_completed,
 }
-_MEMBER_HANDLERS: dict[str, Callable[[_Decider], None]] = {
+_MEMBER_HANDLERS: dict[str, Callable[[Decider], None]] = {
     "member.joined": _member_joined,
     "member.profile_updated": _profile_updated,
     "member.consent_changed": _consent_changed,
 }
-_FAMILY_HANDLERS: dict[str, Callable[[_Decider, Order], None]] = {
+_FAMILY_HANDLERS: dict[str, Callable[[Decider, Order], None]] = {
     "shipment": _shipment,
     "refund": _refund,
     "review": _review,
@@ -370,7 +283,7 @@ def _can_apply(event: Event, order: Order | None) -> bool:
 
 def _apply_now(context: MemberContext, event: Event, playbook: ShopPlaybook) -> list[ActionDecision]:
     member = context.member
-    decider = _Decider(context, event, playbook)
+    decider = Decider.for_event(context, event, playbook)
     member_handler = _MEMBER_HANDLERS.get(event.type)
     if member_handler is not None:
         member_handler(decider)
@@ -418,3 +331,9 @@ def _release_parked(context: MemberContext, order_id: str, playbook: ShopPlayboo
         context.pending.remove(event)
         outcome.released.append(event)
         outcome.actions.extend(_apply_now(context, event, playbook))
+
+
+def settle(context: MemberContext, playbook: ShopPlaybook) -> None:
+    """After a member's events are applied: its standing and next due time, as of its clock."""
+    refresh_standing(context, playbook)
+    context.member.next_due_at = next_due(context, playbook)

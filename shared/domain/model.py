@@ -73,7 +73,6 @@ class Member:
     joined_at: datetime | None = None
     tier: str | None = None
     tier_since: datetime | None = None
-    tier_qualified_at: datetime | None = None
     net_spend: Decimal = ZERO
     paid_orders: int = 0
     first_order_at: datetime | None = None

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 
+from shared.domain.model import ZERO, Order
 from shared.domain.playbook import ShopPlaybook, TierDefinition
 
 
@@ -50,3 +53,119 @@ def next_tier(playbook: ShopPlaybook, current: str | None, net_spend: Decimal, p
         spend_needed=spend_needed if spend_needed is not None else Decimal("0.00"),
         orders_needed=orders_needed if orders_needed is not None else 0,
     )
+
+
+def figures_as_of(orders: Iterable[Order], at: datetime) -> tuple[Decimal, int]:
+    """Net spend and paid orders counting only what had happened by business time ``at``.
+
+    Refunds travel on their own topic and may be consumed before or after a later
+    payment; judging a payment on the figures as of its own time makes the decision
+    independent of that arrival order.
+    """
+    net_spend, paid_orders = ZERO, 0
+    for order in orders:
+        if order.paid_at is None or order.paid_amount is None or order.paid_at > at:
+            continue
+        refunded = sum(
+            (
+                Decimal(refund["applied"])
+                for refund in order.refunds.values()
+                if "applied" in refund and datetime.fromisoformat(refund["completed_at"]) <= at
+            ),
+            ZERO,
+        )
+        net_spend += order.paid_amount - refunded
+        cancelled = order.cancelled_at is not None and order.cancelled_at <= at
+        if not cancelled and refunded < order.paid_amount:
+            paid_orders += 1
+    return net_spend, paid_orders
+
+
+def window_figures(orders: Iterable[Order], at: datetime, window: timedelta) -> tuple[Decimal, int]:
+    """Net spend and paid orders of the payments in the window (at - window, at], as of ``at``.
+
+    A refund counts against its order's payment once it has completed (by ``at``); a
+    payment older than the window no longer counts, nor do its refunds.
+    """
+    start = at - window
+    return figures_as_of((order for order in orders if order.paid_at is not None and order.paid_at > start), at)
+
+
+@dataclass(frozen=True, slots=True)
+class QualificationPoint:
+    """From ``at`` until the next point, the window figures reach the tier of ``rank``."""
+
+    at: datetime
+    rank: int
+
+
+def qualification_timeline(playbook: ShopPlaybook, orders: Iterable[Order]) -> list[QualificationPoint]:
+    """The qualifying tier's rank at every instant it can change, oldest first.
+
+    Figures move at payments, completed refunds and cancellations, and when a payment
+    leaves the rolling window; between those instants they are constant. Points
+    after the known facts describe what time alone will do.
+    """
+    paid = [order for order in orders if order.paid_at is not None and order.paid_amount is not None]
+    window = timedelta(days=playbook.tier_policy.qualifying_window_days)
+    moments: set[datetime] = set()
+    for order in paid:
+        assert order.paid_at is not None
+        moments.update((order.paid_at, order.paid_at + window))
+        if order.cancelled_at is not None:
+            moments.add(order.cancelled_at)
+        moments.update(
+            datetime.fromisoformat(refund["completed_at"])
+            for refund in order.refunds.values()
+            if "completed_at" in refund
+        )
+    points = []
+    for at in sorted(moments):
+        reached = qualifying_tier(playbook, *window_figures(paid, at, window))
+        points.append(QualificationPoint(at, playbook.tier_rank(reached.code) if reached is not None else -1))
+    return points
+
+
+def best_rank(points: Sequence[QualificationPoint], after: datetime | None, until: datetime | None = None) -> int:
+    """The highest rank qualified for at any instant in (after, until]; -1 when none.
+
+    The point in force at ``after`` itself counts: its figures held just after it.
+    """
+    best = -1
+    carried = -1
+    for point in points:
+        if until is not None and point.at > until:
+            break
+        if after is not None and point.at <= after:
+            carried = point.rank
+            continue
+        best = max(best, point.rank)
+    return max(best, carried)
+
+
+def reached_at(points: Sequence[QualificationPoint], rank: int, after: datetime | None) -> datetime | None:
+    """The start of the first qualifying spell for ``rank`` in force at some instant after ``after``."""
+    start: datetime | None = None
+    for point in points:
+        if after is not None and point.at > after and start is not None:
+            return start  # the spell in force at ``after`` still held just after it
+        if point.rank >= rank:
+            start = start or point.at
+            if after is None or point.at > after:
+                return start
+        else:
+            start = None
+    return start
+
+
+def lapses_at(points: Sequence[QualificationPoint], rank: int) -> datetime | None:
+    """The instant the member last stopped qualifying for ``rank``; None if never qualified."""
+    lapse: datetime | None = None
+    qualified = False
+    for point in points:
+        if point.rank >= rank:
+            qualified = True
+            lapse = None
+        elif qualified and lapse is None:
+            lapse = point.at
+    return lapse if qualified else None

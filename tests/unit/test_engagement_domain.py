@@ -91,17 +91,18 @@ def test_first_paid_order_confirms_payment_and_gives_the_first_purchase_gift() -
     assert confirmation.trigger == {"event_id": paid("o-1", "129.00", 0).id, "event_type": "order.paid"}
 
 
-def test_first_purchase_gift_is_given_once_ever_and_later_orders_only_confirm_payment() -> None:
-    _, outcomes = run([paid("o-1", "50.00", 0), paid("o-2", "50.00", 1)])
+def test_first_purchase_gift_once_ever_then_one_repurchase_gift_then_only_confirmations() -> None:
+    _, outcomes = run([paid("o-1", "50.00", 0), paid("o-2", "50.00", 1), paid("o-3", "50.00", 2)])
     assert [rules_of([outcome]) for outcome in outcomes] == [
         ["payment_confirmation", "first_purchase_gift"],
-        ["payment_confirmation"],
+        ["payment_confirmation", "repurchase_gift"],
+        ["payment_confirmation", "tier_changed", "tier_upgrade_gift"],
     ]
 
 
 def test_first_purchase_gift_is_not_given_again_after_the_first_order_was_fully_refunded() -> None:
     _, outcomes = run([paid("o-1", "50.00", 0), refund("o-1", "r-1", "50.00", 1), paid("o-2", "50.00", 2)])
-    assert rules_of(outcomes[2:]) == ["payment_confirmation"]
+    assert "first_purchase_gift" not in rules_of(outcomes[2:])
 
 
 def test_payment_confirmation_is_one_per_order_with_distinct_ids() -> None:
@@ -233,7 +234,7 @@ def test_the_same_refund_completed_twice_counts_once() -> None:
     assert outcomes[2].actions == []
 
 
-def test_refund_requested_and_approved_change_nothing_until_completed() -> None:
+def test_refund_requested_and_approved_are_acknowledged_but_change_no_figures_until_completed() -> None:
     context, outcomes = run(
         [
             paid("o-1", "100.00", 0),
@@ -242,7 +243,10 @@ def test_refund_requested_and_approved_change_nothing_until_completed() -> None:
         ]
     )
     assert context.member.net_spend == Decimal("100.00")
-    assert actions_of(outcomes[1:]) == []
+    assert [(a.rule, a.category) for a in actions_of(outcomes[1:])] == [
+        ("refund_requested_ack", "care"),
+        ("refund_approved_notice", "care"),
+    ]
     assert context.orders["o-1"].refunds["r-1"]["status"] == "approved"
 
 

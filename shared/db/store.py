@@ -1,4 +1,7 @@
-"""All SQL of the engagement service: set-based loads and writes, a few statements per batch."""
+"""Member state in SQL: set-based loads and writes, a few statements per batch.
+
+Shared by the event path (the engagement consumer) and the scheduler.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +15,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db.schema import actions, members, orders, pending_events
-from shared.domain.model import Member, Order
+from shared.db.schema import actions, members, orders, pending_events, points_ledger
+from shared.domain.model import LedgerEntry, Member, Order
 
 MemberKey = tuple[str, str]
 OrderKey = tuple[str, str]
@@ -102,7 +105,7 @@ def _orders(rows: Iterable[Any]) -> dict[OrderKey, Order]:
     loaded = {}
     for row in rows:
         order = Order(**dict(zip(_ORDER_FIELDS, row[1:], strict=True)))
-        order.reviews = list(order.reviews)
+        order.care_done = list(order.care_done)
         loaded[(row[0], order.order_id)] = order
     return loaded
 
@@ -225,3 +228,31 @@ async def insert_actions(connection: AsyncConnection, rows: Sequence[Sequence[An
         return []
     result = await connection.execute(_ACTION_INSERT, _arrays(actions, _ACTION_COLUMNS, rows))
     return [row[0] for row in result]
+
+
+_LEDGER_COLUMNS = ["shop_id", "member_id", "entry_id", "kind", "points", "shortfall", "at", "expires_at"]
+_LEDGER_INSERT = text(_unnest_insert(points_ledger, _LEDGER_COLUMNS))
+
+
+async def append_ledger(connection: AsyncConnection, rows: Sequence[tuple[MemberKey, LedgerEntry]]) -> None:
+    """Appends ledger lines; a line booked twice fails the transaction rather than drift from the balance."""
+    values = [[key[0], key[1], e.entry_id, e.kind, e.points, e.shortfall, e.at, e.expires_at] for key, e in rows]
+    if values:
+        await connection.execute(_LEDGER_INSERT, _arrays(points_ledger, _LEDGER_COLUMNS, values))
+
+
+async def load_ledgers(connection: AsyncConnection, keys: Sequence[MemberKey]) -> dict[MemberKey, list[LedgerEntry]]:
+    """Every ledger line of these members, in booking order."""
+    loaded: dict[MemberKey, list[LedgerEntry]] = {key: [] for key in keys}
+    if not keys:
+        return loaded
+    rows = await connection.execute(
+        text(
+            "SELECT l.shop_id, l.member_id, l.entry_id, l.kind, l.points, l.at, l.expires_at, l.shortfall "
+            f"FROM points_ledger l JOIN {_UNNEST} AS k(shop_id, member_id) USING (shop_id, member_id) ORDER BY l.seq"
+        ),
+        _columns(keys),
+    )
+    for row in rows:
+        loaded.setdefault((row[0], row[1]), []).append(LedgerEntry(*row[2:]))
+    return loaded

@@ -1,0 +1,150 @@
+"""Turning a rule's decision into an action, and booking the points an incentive gives.
+
+Shared by the event path and the scheduler: an action's id comes from the business
+fact that triggered it, so the same fact can never yield two actions, whoever
+decides it and however often.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from shared.domain import points
+from shared.domain.calendar import add_months
+from shared.domain.model import ActionDecision, Category, Event, LedgerEntry, LedgerKind, Member, Order
+from shared.domain.playbook import IncentiveSpec, ShopPlaybook
+
+ACTION_NAMESPACE = uuid.UUID("6f1c7f0e-3f43-4d7b-9a55-0b8f6c2b1e10")
+
+
+@dataclass(slots=True)
+class MemberContext:
+    """A member with all of its orders, parked events and the ledger lines booked meanwhile.
+
+    ``shop_orders`` holds orders of other members that the batch refers to, so an
+    event naming another member's order can be told apart from a new order.
+    ``ledger`` is the member's existing ledger when the caller loaded it (the
+    scheduler does, for expiries); ``new_ledger`` collects the lines to append.
+    """
+
+    member: Member
+    orders: dict[str, Order] = field(default_factory=dict)
+    shop_orders: dict[str, Order] = field(default_factory=dict)
+    pending: list[Event] = field(default_factory=list)
+    touched_orders: set[str] = field(default_factory=set)
+    ledger: list[LedgerEntry] | None = None
+    new_ledger: list[LedgerEntry] = field(default_factory=list)
+
+
+def action_id(*parts: str) -> str:
+    """A stable id from the business fact that triggered the action."""
+    return str(uuid.uuid5(ACTION_NAMESPACE, "|".join(parts)))
+
+
+def money(value: Decimal) -> str:
+    return str(value.quantize(Decimal("0.01")))
+
+
+def incentive_body(spec: IncentiveSpec, action: str, at: datetime) -> dict[str, Any]:
+    """The incentive payload; coupon codes derive from the action id so replays reproduce them."""
+    body: dict[str, Any] = {"kind": spec.kind}
+    if spec.value is not None:
+        body["value"] = money(spec.value)
+    if spec.min_spend is not None:
+        body["min_spend"] = money(spec.min_spend)
+    if spec.points is not None:
+        body["points"] = spec.points
+    if spec.kind in ("coupon", "sample"):
+        body["code"] = spec.kind[0].upper() + hashlib.sha256(action.encode()).hexdigest()[:12].upper()
+        body["expires_at"] = (at + timedelta(days=spec.valid_days)).isoformat()
+    return body
+
+
+class Decider:
+    """Collects the actions one event or one due item yields, honouring the shop's rule switches."""
+
+    def __init__(
+        self,
+        context: MemberContext,
+        playbook: ShopPlaybook,
+        at: datetime,
+        trigger: Mapping[str, str],
+        event: Event | None = None,
+    ) -> None:
+        self.context = context
+        self.member = context.member
+        self.playbook = playbook
+        self.at = at
+        self.trigger = trigger
+        self._event = event
+        self.actions: list[ActionDecision] = []
+
+    @classmethod
+    def for_event(cls, context: MemberContext, event: Event, playbook: ShopPlaybook) -> Decider:
+        return cls(context, playbook, event.time, {"event_id": event.id, "event_type": event.type}, event)
+
+    @property
+    def event(self) -> Event:
+        assert self._event is not None, "only event handlers read the event"
+        return self._event
+
+    def emit(
+        self,
+        rule: str,
+        category: Category,
+        key: str,
+        variables: Mapping[str, Any],
+        incentive: IncentiveSpec | None = None,
+        ledger_kind: LedgerKind = "gift",
+    ) -> None:
+        """Adds the action; an incentive of points is booked on the ledger under the same fact."""
+        member = self.member
+        ident = action_id(member.shop_id, member.member_id, rule, key)
+        body = incentive_body(incentive, ident, self.at) if incentive is not None else None
+        if incentive is not None and incentive.kind == "points" and incentive.points:
+            entry = self.credit(f"{rule}:{key}", ledger_kind, incentive.points)
+            if body is not None:
+                body["expires_at"] = entry.expires_at.isoformat() if entry.expires_at else None
+        self.actions.append(
+            ActionDecision(
+                action_id=ident,
+                shop_id=member.shop_id,
+                member_id=member.member_id,
+                rule=rule,
+                category=category,
+                trigger=dict(self.trigger),
+                occurred_at=self.at,
+                template=rule,
+                variables=dict(variables),
+                incentive=body,
+            )
+        )
+
+    def care(self, rule: str, key: str, variables: Mapping[str, Any]) -> None:
+        if self.playbook.rule(rule) is not None:
+            self.emit(rule, "care", key, variables)
+
+    def credit(self, entry_id: str, kind: LedgerKind, amount: int) -> LedgerEntry:
+        expires = add_months(self.at, self.playbook.points.expire_after_months)
+        entry = points.credit(entry_id, kind, amount, self.at, expires)
+        self._book(entry)
+        if self.member.points_next_expiry_at is None or expires < self.member.points_next_expiry_at:
+            self.member.points_next_expiry_at = expires
+        return entry
+
+    def debit(self, entry_id: str, kind: LedgerKind, wanted: int) -> LedgerEntry:
+        entry = points.debit(self.member.points_balance, entry_id, kind, wanted, self.at)
+        self._book(entry)
+        return entry
+
+    def _book(self, entry: LedgerEntry) -> None:
+        self.member.points_balance += entry.points
+        self.context.new_ledger.append(entry)
+        if self.context.ledger is not None:
+            self.context.ledger.append(entry)
