@@ -16,7 +16,7 @@ from services.api.auth import token_digests
 from services.api.dependencies import ApiState
 from services.api.errors import install_error_handlers
 from services.api.readiness import KafkaProbe
-from services.api.routes import members_router, operations
+from services.api.routes import admin_router, members_router, operations
 from shared.db.engine import create_engine
 from shared.domain.playbook import Playbook
 from shared.settings import Settings
@@ -108,4 +108,5 @@ def create_app(settings: Settings, playbook: Playbook) -> FastAPI:
     app.add_middleware(MetricsMiddleware)
     app.include_router(operations)
     app.include_router(members_router)
+    app.include_router(admin_router)
     return app

@@ -19,7 +19,9 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import ColumnElement, Table, and_, exists, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db.schema import actions, members, notifications
+from shared.db.schema import actions, members, notifications, points_ledger, rfm_edges
+from shared.domain.model import LedgerEntry
+from shared.domain.rfm import RfmEdges
 
 K = TypeVar("K")
 
@@ -40,6 +42,24 @@ class MemberRecord:
     first_order_at: datetime | None
     last_order_at: datetime | None
     updated_at: datetime
+    stage: str | None
+    stage_since: datetime | None
+    win_backs: int
+    qualifying_net_spend: Decimal
+    qualifying_orders: int
+    points_balance: int
+    points_next_expiry_at: datetime | None
+    score: int
+    score_band: str | None
+    score_parts: dict[str, int]
+    last_event_at: datetime | None
+    scheduled_until: datetime | None
+
+    @property
+    def as_of(self) -> datetime | None:
+        """The business time the stored state reflects: the latest event or scheduler run."""
+        times = [t for t in (self.last_event_at, self.scheduled_until) if t is not None]
+        return max(times) if times else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +71,8 @@ class ActionKey:
 
 
 @dataclass(frozen=True, slots=True)
-class NotificationKey:
-    """Position in a member's notifications list: the last row's seq."""
+class SeqKey:
+    """Position in a list ordered by seq (notifications, ledger lines): the last row's seq."""
 
     seq: int
 
@@ -104,12 +124,20 @@ def decode_action_cursor(cursor: str) -> ActionKey:
     return ActionKey(occurred_at=occurred_at, seq=_seq(document))
 
 
-def encode_notification_cursor(key: NotificationKey) -> str:
+def encode_ledger_cursor(key: SeqKey) -> str:
+    return _encode({"k": "l", "s": key.seq})
+
+
+def decode_ledger_cursor(cursor: str) -> SeqKey:
+    return SeqKey(seq=_seq(_decode(cursor, "l")))
+
+
+def encode_notification_cursor(key: SeqKey) -> str:
     return _encode({"k": "n", "s": key.seq})
 
 
-def decode_notification_cursor(cursor: str) -> NotificationKey:
-    return NotificationKey(seq=_seq(_decode(cursor, "n")))
+def decode_notification_cursor(cursor: str) -> SeqKey:
+    return SeqKey(seq=_seq(_decode(cursor, "n")))
 
 
 def _of_member(table: Table, shop_id: str, member_id: str) -> ColumnElement[bool]:
@@ -128,6 +156,18 @@ async def get_member(connection: AsyncConnection, shop_id: str, member_id: str) 
         members.c.first_order_at,
         members.c.last_order_at,
         members.c.updated_at,
+        members.c.stage,
+        members.c.stage_since,
+        members.c.win_backs,
+        members.c.qualifying_net_spend,
+        members.c.qualifying_orders,
+        members.c.points_balance,
+        members.c.points_next_expiry_at,
+        members.c.score,
+        members.c.score_band,
+        members.c.score_parts,
+        members.c.last_event_at,
+        members.c.scheduled_until,
     ).where(_of_member(members, shop_id, member_id))
     row = (await connection.execute(statement)).one_or_none()
     return None if row is None else MemberRecord(**row._asdict())
@@ -166,8 +206,8 @@ async def list_actions(
 
 
 async def list_notifications(
-    connection: AsyncConnection, shop_id: str, member_id: str, *, limit: int, after: NotificationKey | None
-) -> Page[NotificationKey]:
+    connection: AsyncConnection, shop_id: str, member_id: str, *, limit: int, after: SeqKey | None
+) -> Page[SeqKey]:
     """Up to ``limit`` outcomes recorded before ``after`` (newest first), matching ix_notifications_member."""
     statement = (
         select(notifications.c.seq, notifications.c.payload)
@@ -179,5 +219,79 @@ async def list_notifications(
         statement = statement.where(notifications.c.seq < after.seq)
     rows = (await connection.execute(statement)).all()
     page = rows[:limit]
-    next_key = NotificationKey(seq=page[-1].seq) if len(rows) > limit else None
+    next_key = SeqKey(seq=page[-1].seq) if len(rows) > limit else None
     return Page(items=[row.payload for row in page], next_key=next_key)
+
+
+async def get_rfm_edges(connection: AsyncConnection, shop_id: str) -> RfmEdges | None:
+    row = (
+        await connection.execute(
+            select(rfm_edges.c.as_of, rfm_edges.c.recency_days, rfm_edges.c.frequency, rfm_edges.c.monetary).where(
+                rfm_edges.c.shop_id == shop_id
+            )
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return RfmEdges(
+        as_of=row.as_of,
+        recency_days=tuple(row.recency_days),
+        frequency=tuple(row.frequency),
+        monetary=tuple(row.monetary),
+    )
+
+
+async def ledger_entries(connection: AsyncConnection, shop_id: str, member_id: str) -> list[LedgerEntry]:
+    """The member's whole ledger in booking order, to tell which points expire soon."""
+    rows = await connection.execute(
+        select(
+            points_ledger.c.entry_id,
+            points_ledger.c.kind,
+            points_ledger.c.points,
+            points_ledger.c.at,
+            points_ledger.c.expires_at,
+            points_ledger.c.shortfall,
+        )
+        .where(_of_member(points_ledger, shop_id, member_id))
+        .order_by(points_ledger.c.seq)
+    )
+    return [LedgerEntry(*row) for row in rows]
+
+
+async def list_ledger(
+    connection: AsyncConnection, shop_id: str, member_id: str, *, limit: int, after: SeqKey | None
+) -> Page[SeqKey]:
+    """Up to ``limit`` ledger lines booked before ``after`` (newest first), matching ix_points_ledger_member."""
+    statement = (
+        select(
+            points_ledger.c.seq,
+            points_ledger.c.entry_id,
+            points_ledger.c.kind,
+            points_ledger.c.points,
+            points_ledger.c.shortfall,
+            points_ledger.c.at,
+            points_ledger.c.expires_at,
+            points_ledger.c.created_at,
+        )
+        .where(_of_member(points_ledger, shop_id, member_id))
+        .order_by(points_ledger.c.seq.desc())
+        .limit(limit + 1)
+    )
+    if after is not None:
+        statement = statement.where(points_ledger.c.seq < after.seq)
+    rows = (await connection.execute(statement)).all()
+    page = rows[:limit]
+    next_key = SeqKey(seq=page[-1].seq) if len(rows) > limit else None
+    items = [
+        {
+            "entry_id": row.entry_id,
+            "kind": row.kind,
+            "points": row.points,
+            "shortfall": row.shortfall,
+            "at": row.at.isoformat(),
+            "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+            "booked_at": row.created_at.isoformat(),
+        }
+        for row in page
+    ]
+    return Page(items=items, next_key=next_key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
 
@@ -17,18 +18,34 @@ from services.api.schemas import (
     ActionPage,
     ErrorResponse,
     Health,
+    LedgerLine,
+    LedgerPage,
+    Lifecycle,
     MemberStatus,
     Metrics,
     NextTierStatus,
     NotificationPage,
+    PointsStatus,
+    Qualifying,
     Readiness,
+    RedeemRequest,
+    RedeemResponse,
+    RfmStatus,
+    SchedulerRunRequest,
+    SchedulerRunResponse,
+    ScoreStatus,
     Tier,
 )
+from shared.db import store
 from shared.db.engine import database_ready
-from shared.db.schema import actions, notifications
+from shared.db.schema import actions, notifications, points_ledger
+from shared.domain import points
+from shared.domain.model import LedgerEntry
 from shared.domain.playbook import ShopPlaybook
+from shared.domain.rfm import RfmEdges, rfm_scores, rfm_segment
 from shared.domain.tiers import next_tier
 from shared.observability import metrics_response
+from shared.scheduler import Scheduler
 
 CENT = Decimal("0.01")
 
@@ -65,12 +82,34 @@ def _invalid_cursor() -> ApiError:
     )
 
 
-def _status(member: repository.MemberRecord, playbook: ShopPlaybook) -> MemberStatus:
+def _rfm(member: repository.MemberRecord, edges: RfmEdges | None, playbook: ShopPlaybook) -> RfmStatus | None:
+    if edges is None:
+        return None
+    scores = rfm_scores(edges, member.last_order_at, member.paid_orders, member.net_spend)
+    if scores is None:
+        return None
+    r, f, m = scores
+    return RfmStatus(r=r, f=f, m=m, segment=rfm_segment(r, f, m, playbook.rfm.segments), as_of=edges.as_of)
+
+
+def _points(member: repository.MemberRecord, ledger: list[LedgerEntry], playbook: ShopPlaybook) -> PointsStatus:
+    reminder = playbook.rules.get("points_expiry_reminder")
+    lead = reminder.lead if reminder is not None and reminder.lead is not None else timedelta(days=14)
+    soon = 0
+    if member.as_of is not None:
+        soon = points.expiring_within(ledger, member.as_of, member.as_of + lead)
+    return PointsStatus(balance=member.points_balance, expiring_soon=soon, next_expiry_at=member.points_next_expiry_at)
+
+
+def _status(
+    member: repository.MemberRecord, playbook: ShopPlaybook, ledger: list[LedgerEntry], edges: RfmEdges | None
+) -> MemberStatus:
     tier = None
     if member.tier is not None:
         definition = playbook.tier(member.tier)
         tier = Tier(code=member.tier, name=definition.name if definition else member.tier, since=member.tier_since)
-    upcoming = next_tier(playbook, member.tier, member.net_spend, member.paid_orders)
+    # Tiers qualify on the rolling window, so the next rung is measured on its figures too.
+    upcoming = next_tier(playbook, member.tier, member.qualifying_net_spend, member.qualifying_orders)
     return MemberStatus(
         shop_id=member.shop_id,
         member_id=member.member_id,
@@ -88,6 +127,16 @@ def _status(member: repository.MemberRecord, playbook: ShopPlaybook) -> MemberSt
         else NextTierStatus(
             code=upcoming.code, spend_needed=_money(upcoming.spend_needed), orders_needed=upcoming.orders_needed
         ),
+        qualifying=Qualifying(
+            window_days=playbook.tier_policy.qualifying_window_days,
+            net_spend=_money(member.qualifying_net_spend),
+            paid_orders=member.qualifying_orders,
+        ),
+        lifecycle=Lifecycle(stage=member.stage, since=member.stage_since, win_backs=member.win_backs),
+        points=_points(member, ledger, playbook),
+        score=ScoreStatus(value=member.score, band=member.score_band, parts=member.score_parts),
+        rfm=_rfm(member, edges, playbook),
+        as_of=member.as_of,
         updated_at=member.updated_at,
     )
 
@@ -129,11 +178,13 @@ async def metrics() -> Response:
 async def member_status(
     shop_id: ShopId, member_id: MemberId, connection: DbConnection, playbook: Playbooks
 ) -> MemberStatus:
-    """Tier, spend figures and what the next tier needs, as of the last processed event."""
+    """Tier, figures, lifecycle, points, score and RFM, as of the member's business clock (``as_of``)."""
     member = await repository.get_member(connection, shop_id, member_id)
     if member is None:
         raise _member_not_found(shop_id, member_id)
-    return _status(member, playbook.for_shop(shop_id))
+    ledger = await repository.ledger_entries(connection, shop_id, member_id)
+    edges = await repository.get_rfm_edges(connection, shop_id)
+    return _status(member, playbook.for_shop(shop_id), ledger, edges)
 
 
 @members_router.get("/actions", response_model=ActionPage, summary="Member actions")
@@ -167,3 +218,65 @@ async def member_notifications(
         raise _member_not_found(shop_id, member_id)
     next_cursor = repository.encode_notification_cursor(page.next_key) if page.next_key else None
     return JSONResponse({"items": page.items, "next_cursor": next_cursor})
+
+
+@members_router.get("/points/ledger", response_model=LedgerPage, summary="Member points ledger")
+async def points_ledger_lines(
+    shop_id: ShopId, member_id: MemberId, connection: DbConnection, cursor: Cursor = None, limit: Limit = 50
+) -> JSONResponse:
+    """The member's ledger lines, most recently booked first; they always sum to the balance."""
+    try:
+        after = repository.decode_ledger_cursor(cursor) if cursor is not None else None
+    except repository.InvalidCursorError:
+        raise _invalid_cursor() from None
+    page = await repository.list_ledger(connection, shop_id, member_id, limit=limit, after=after)
+    if not page.items and not await repository.member_known(connection, shop_id, member_id, points_ledger):
+        raise _member_not_found(shop_id, member_id)
+    next_cursor = repository.encode_ledger_cursor(page.next_key) if page.next_key else None
+    return JSONResponse({"items": page.items, "next_cursor": next_cursor})
+
+
+@members_router.post(
+    "/points/redeem",
+    response_model=RedeemResponse,
+    summary="Redeem points",
+    responses={
+        status.HTTP_409_CONFLICT: {
+            "model": ErrorResponse,
+            "description": "The balance is short (`insufficient_points`) or the key was used for another amount.",
+        }
+    },
+)
+async def redeem(shop_id: ShopId, member_id: MemberId, body: RedeemRequest, engine: Engine) -> RedeemResponse:
+    """Takes points off the balance once per idempotency key; a repeated key returns the first result."""
+    at = body.at or datetime.now(UTC)
+    try:
+        async with engine.begin() as connection:
+            done = await store.redeem_points(connection, (shop_id, member_id), body.idempotency_key, body.points, at)
+    except store.RedemptionRefusedError as refused:
+        code = status.HTTP_404_NOT_FOUND if refused.code == "member_not_found" else status.HTTP_409_CONFLICT
+        raise ApiError(code, refused.code, str(refused)) from None
+    entry = done.entry
+    line = LedgerLine(
+        entry_id=entry.entry_id,
+        kind=entry.kind,
+        points=entry.points,
+        shortfall=entry.shortfall,
+        at=entry.at,
+        expires_at=entry.expires_at,
+        booked_at=None if done.replayed else datetime.now(UTC),
+    )
+    return RedeemResponse(entry=line, balance=done.balance, replayed=done.replayed)
+
+
+admin_router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Authenticated], responses=_ERRORS)
+
+
+@admin_router.post("/scheduler/run", response_model=SchedulerRunResponse, summary="Run the scheduler")
+async def run_scheduler(body: SchedulerRunRequest, engine: Engine, playbook: Playbooks) -> SchedulerRunResponse:
+    """Runs every time-based rule due up to ``as_of`` and answers once none is left.
+
+    Idempotent: the same ``as_of`` again emits nothing, and concurrent runs share the work.
+    """
+    report = await Scheduler(engine, playbook).run(body.as_of)
+    return SchedulerRunResponse.model_validate(report.as_dict())

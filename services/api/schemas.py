@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from shared.contract.actions import Action, NotificationOutcome
 
@@ -60,6 +60,42 @@ class NextTierStatus(BaseModel):
     orders_needed: int
 
 
+class Lifecycle(BaseModel):
+    stage: Literal["prospect", "new", "active", "at_risk", "dormant", "churned"] | None
+    since: datetime | None
+    win_backs: int = Field(description="Paid orders that brought the member back from dormant or churned.")
+
+
+class Qualifying(BaseModel):
+    """The figures tiers qualify on: payments of the rolling window, as of ``as_of``."""
+
+    window_days: int
+    net_spend: str = Field(pattern=MONEY_PATTERN)
+    paid_orders: int
+
+
+class PointsStatus(BaseModel):
+    balance: int
+    expiring_soon: int = Field(description="Points expiring within the reminder lead (14 days) after ``as_of``.")
+    next_expiry_at: datetime | None
+
+
+class ScoreStatus(BaseModel):
+    value: int
+    band: str | None = Field(examples=["silver"])
+    parts: dict[str, int] = Field(examples=[{"purchase": 250, "interaction": 30, "base": 120}])
+
+
+class RfmStatus(BaseModel):
+    """Scores 1..5 against the shop's quintile edges computed by the scheduler at ``as_of``."""
+
+    r: int
+    f: int
+    m: int
+    segment: str = Field(examples=["champions"])
+    as_of: datetime
+
+
 class MemberStatus(BaseModel):
     shop_id: str
     member_id: str
@@ -67,7 +103,56 @@ class MemberStatus(BaseModel):
     tier: Tier | None
     metrics: Metrics
     next_tier: NextTierStatus | None = Field(description="Null at the top of the ladder.")
+    qualifying: Qualifying
+    lifecycle: Lifecycle
+    points: PointsStatus
+    score: ScoreStatus
+    rfm: RfmStatus | None = Field(description="Null until the member has paid and the scheduler computed the edges.")
+    as_of: datetime | None = Field(description="Business time the state reflects: latest event or scheduler run.")
     updated_at: datetime
+
+
+class RedeemRequest(BaseModel):
+    points: int = Field(gt=0, le=1_000_000_000)
+    idempotency_key: str = Field(min_length=1, max_length=200, description="Repeating a key returns the first result.")
+    at: AwareDatetime | None = Field(default=None, description="Business time of the redemption; now when omitted.")
+
+
+class LedgerLine(BaseModel):
+    entry_id: str = Field(examples=["earn:1001"])
+    kind: Literal["earn", "reverse", "review_reward", "gift", "redeem", "expire"]
+    points: int = Field(description="Credits positive, debits negative.")
+    shortfall: int = Field(description="Points a debit could not take because the balance was short.")
+    at: datetime
+    expires_at: datetime | None
+    booked_at: datetime | None = Field(description="Wall-clock time the line was written.")
+
+
+class RedeemResponse(BaseModel):
+    entry: LedgerLine
+    balance: int
+    replayed: bool = Field(description="True when this idempotency key had already been redeemed.")
+
+
+class LedgerPage(BaseModel):
+    """Ledger lines, most recently booked first; pass ``next_cursor`` back as ``cursor``."""
+
+    items: list[LedgerLine]
+    next_cursor: str | None
+
+
+class SchedulerRunRequest(BaseModel):
+    as_of: AwareDatetime = Field(description="Run every time-based rule due up to this business time (RFC 3339).")
+
+
+class SchedulerRunResponse(BaseModel):
+    as_of: datetime
+    members: int = Field(description="Members whose due items were handled.")
+    actions: int = Field(description="New actions emitted.")
+    actions_by_rule: dict[str, int]
+    failed_members: int
+    rfm_shops: int = Field(description="Shops whose RFM edges were recomputed.")
+    batches: int
 
 
 class ActionPage(BaseModel):

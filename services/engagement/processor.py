@@ -17,6 +17,7 @@ from aiokafka.structs import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.engagement.decode import Rejection, decode
+from shared.actions import action_row
 from shared.db import store
 from shared.domain.engagement import MemberContext, apply_event, settle
 from shared.domain.model import ActionDecision, Event, Order
@@ -43,33 +44,6 @@ class BatchResult:
         self.dead_letters += other.dead_letters
         self.types += other.types
         return self
-
-
-def action_row(decision: ActionDecision, created_at: datetime) -> tuple[Any, ...]:
-    """The outbox row (``store.insert_actions`` column order) with its contract payload."""
-    payload: dict[str, Any] = {
-        "action_id": decision.action_id,
-        "shop_id": decision.shop_id,
-        "member_id": decision.member_id,
-        "rule": decision.rule,
-        "category": decision.category,
-        "trigger": dict(decision.trigger),
-        "occurred_at": decision.occurred_at.isoformat(),
-        "created_at": created_at.isoformat(),
-        "message": {"template": decision.template, "variables": dict(decision.variables)},
-    }
-    if decision.incentive is not None:
-        payload["incentive"] = dict(decision.incentive)
-    return (
-        decision.action_id,
-        decision.shop_id,
-        decision.member_id,
-        decision.rule,
-        decision.category,
-        decision.occurred_at,
-        created_at,
-        payload,
-    )
 
 
 EventKey = tuple[str, str]

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Column, Table, text
@@ -16,6 +17,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.schema import actions, members, orders, pending_events, points_ledger
+from shared.domain import points
 from shared.domain.model import LedgerEntry, Member, Order
 
 MemberKey = tuple[str, str]
@@ -72,12 +74,13 @@ async def lock_members(connection: AsyncConnection, keys: Sequence[MemberKey]) -
         ),
         params,
     )
-    loaded = {}
-    for row in rows:
-        member = Member(**dict(zip(_MEMBER_FIELDS, row, strict=True)))
-        member.rewarded_tiers = list(member.rewarded_tiers)
-        loaded[(member.shop_id, member.member_id)] = member
-    return loaded
+    return {(member.shop_id, member.member_id): member for member in map(_member, rows)}
+
+
+def _member(row: Any) -> Member:
+    member = Member(**dict(zip(_MEMBER_FIELDS, row, strict=True)))
+    member.rewarded_tiers = list(member.rewarded_tiers)
+    return member
 
 
 async def load_orders(connection: AsyncConnection, keys: Sequence[OrderKey]) -> dict[OrderKey, Order]:
@@ -256,3 +259,138 @@ async def load_ledgers(connection: AsyncConnection, keys: Sequence[MemberKey]) -
     for row in rows:
         loaded.setdefault((row[0], row[1]), []).append(LedgerEntry(*row[2:]))
     return loaded
+
+
+async def claim_due_members(connection: AsyncConnection, as_of: datetime, limit: int) -> dict[MemberKey, Member]:
+    """Locks up to ``limit`` members with something due by ``as_of``, skipping rows others hold.
+
+    Two scheduler runs, or a run and the event path, never wait for each other here:
+    a member locked elsewhere is left for a later pass.
+    """
+    columns = ", ".join(_MEMBER_FIELDS)
+    rows = await connection.execute(
+        text(
+            f"SELECT {columns} FROM members WHERE next_due_at <= :as_of "
+            "ORDER BY next_due_at LIMIT :limit FOR UPDATE SKIP LOCKED"
+        ),
+        {"as_of": as_of, "limit": limit},
+    )
+    return {(member.shop_id, member.member_id): member for member in map(_member, rows)}
+
+
+async def count_due(connection: AsyncConnection, as_of: datetime) -> int:
+    """Members with something due by ``as_of``, locked or not."""
+    return int(
+        await connection.scalar(text("SELECT count(*) FROM members WHERE next_due_at <= :as_of"), {"as_of": as_of}) or 0
+    )
+
+
+async def shops_with_buyers(connection: AsyncConnection) -> dict[str, datetime | None]:
+    """Every shop with at least one buyer, and the business time its RFM edges were computed at."""
+    rows = await connection.execute(
+        text(
+            "SELECT s.shop_id, e.as_of FROM (SELECT DISTINCT shop_id FROM members WHERE last_order_at IS NOT NULL) s "
+            "LEFT JOIN rfm_edges e USING (shop_id)"
+        )
+    )
+    return {row[0]: row[1] for row in rows}
+
+
+async def compute_rfm_edges(connection: AsyncConnection, shops: Sequence[str], as_of: datetime) -> int:
+    """Recomputes the quintile edges of these shops' buyers as of ``as_of``, in one statement.
+
+    Recency is days from the last paid order to ``as_of``; frequency and monetary are
+    lifetime paid orders and net spend. Edges computed at a later business time are kept.
+    """
+    if not shops:
+        return 0
+    result = await connection.execute(
+        text(
+            "INSERT INTO rfm_edges (shop_id, as_of, buyers, recency_days, frequency, monetary, computed_at) "
+            "SELECT shop_id, :as_of, count(*), "
+            "percentile_cont(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP "
+            "(ORDER BY extract(epoch FROM (CAST(:as_of AS timestamptz) - last_order_at)) / 86400), "
+            "percentile_cont(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY paid_orders), "
+            "percentile_cont(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY CAST(net_spend AS float8)), now() "
+            "FROM members WHERE shop_id = ANY(CAST(:shops AS text[])) AND last_order_at <= :as_of "
+            "GROUP BY shop_id "
+            "ON CONFLICT (shop_id) DO UPDATE SET as_of = excluded.as_of, buyers = excluded.buyers, "
+            "recency_days = excluded.recency_days, frequency = excluded.frequency, monetary = excluded.monetary, "
+            "computed_at = excluded.computed_at WHERE rfm_edges.as_of <= excluded.as_of"
+        ),
+        {"as_of": as_of, "shops": list(shops)},
+    )
+    return int(result.rowcount or 0)
+
+
+async def postpone(connection: AsyncConnection, keys: Sequence[MemberKey], until: datetime) -> None:
+    """Moves these members' next due time to ``until``, leaving the rest of their state alone."""
+    if keys:
+        await connection.execute(
+            text(
+                f"UPDATE members m SET next_due_at = :until FROM {_UNNEST} AS k(shop_id, member_id) "
+                "WHERE m.shop_id = k.shop_id AND m.member_id = k.member_id"
+            ),
+            {**_columns(keys), "until": until},
+        )
+
+
+class RedemptionRefusedError(Exception):
+    """A redemption that cannot be booked; ``code`` says why."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Redemption:
+    entry: LedgerEntry
+    balance: int
+    replayed: bool
+
+
+async def redeem_points(
+    connection: AsyncConnection, key: MemberKey, idempotency_key: str, wanted: int, at: datetime
+) -> Redemption:
+    """Books a redemption once per idempotency key, under the member's row lock.
+
+    Repeating a key returns the first booking; reusing it for another amount, an
+    unknown member or a short balance raises ``RedemptionRefusedError``.
+    """
+    params = {"shop_id": key[0], "member_id": key[1]}
+    balance = await connection.scalar(
+        text("SELECT points_balance FROM members WHERE shop_id = :shop_id AND member_id = :member_id FOR UPDATE"),
+        params,
+    )
+    if balance is None:
+        raise RedemptionRefusedError("member_not_found", f"No member {key[1]!r} in shop {key[0]!r}")
+    entry_id = f"redeem:{idempotency_key}"
+    existing = (
+        await connection.execute(
+            text(
+                "SELECT entry_id, kind, points, at, expires_at, shortfall FROM points_ledger "
+                "WHERE shop_id = :shop_id AND member_id = :member_id AND entry_id = :entry_id"
+            ),
+            {**params, "entry_id": entry_id},
+        )
+    ).one_or_none()
+    if existing is not None:
+        entry = LedgerEntry(*existing)
+        if -entry.points != wanted:
+            raise RedemptionRefusedError(
+                "idempotency_key_reused", f"Key {idempotency_key!r} already redeemed {-entry.points} points"
+            )
+        return Redemption(entry=entry, balance=int(balance), replayed=True)
+    if balance < wanted:
+        raise RedemptionRefusedError("insufficient_points", f"The balance is {balance} points; {wanted} were asked for")
+    entry = points.debit(int(balance), entry_id, "redeem", wanted, at)
+    await append_ledger(connection, [(key, entry)])
+    await connection.execute(
+        text(
+            "UPDATE members SET points_balance = points_balance + :delta, updated_at = now() "
+            "WHERE shop_id = :shop_id AND member_id = :member_id"
+        ),
+        {**params, "delta": entry.points},
+    )
+    return Redemption(entry=entry, balance=int(balance) + entry.points, replayed=False)

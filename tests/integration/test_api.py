@@ -146,8 +146,13 @@ async def test_member_status_with_average_and_next_tier(client: httpx.AsyncClien
         tier_since=BASE,
         net_spend=Decimal("250.00"),
         paid_orders=2,
+        qualifying_net_spend=Decimal("250.00"),
+        qualifying_orders=2,
         first_order_at=BASE + timedelta(days=1),
         last_order_at=BASE + timedelta(days=5),
+        last_event_at=BASE + timedelta(days=5),
+        stage="new",
+        stage_since=BASE + timedelta(days=1),
     )
     response = await client.get(f"/v1/shops/{SHOP}/members/m-1", headers=AUTH)
     assert response.status_code == 200, response.text
@@ -167,6 +172,11 @@ async def test_member_status_with_average_and_next_tier(client: httpx.AsyncClien
     }
     assert datetime.fromisoformat(body["metrics"]["last_order_at"]) == BASE + timedelta(days=5)
     assert body["next_tier"] == {"code": "advanced", "spend_needed": "50.00", "orders_needed": 1}
+    assert body["qualifying"] == {"window_days": 365, "net_spend": "250.00", "paid_orders": 2}
+    assert body["lifecycle"]["stage"] == "new"
+    assert body["points"] == {"balance": 0, "expiring_soon": 0, "next_expiry_at": None}
+    assert body["rfm"] is None
+    assert datetime.fromisoformat(body["as_of"]) == BASE + timedelta(days=5)
     assert datetime.fromisoformat(body["updated_at"]).tzinfo is not None
 
 

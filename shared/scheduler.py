@@ -1,0 +1,153 @@
+"""The scheduler: runs every time-based rule due up to a business time ``as_of``.
+
+Where time moves state: members whose indexed ``next_due_at`` has come are locked in
+batches (SKIP LOCKED, so concurrent runs and the event path never wait on each other),
+the pure domain (``shared.domain.schedule.run_due``) handles their due items on the
+items' own due times, and members, orders, ledger lines, actions and outbox rows are
+written in the batch's transaction. A run touches only what is due; running the same
+``as_of`` again finds nothing left and emits nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.actions import action_row
+from shared.db import store
+from shared.domain.decisions import MemberContext
+from shared.domain.model import ActionDecision
+from shared.domain.playbook import Playbook
+from shared.domain.schedule import run_due
+
+log = structlog.get_logger(__name__)
+
+RETRY_LATER = timedelta(hours=1)  # a member whose pass failed is looked at again this much later
+
+
+@dataclass(slots=True)
+class SchedulerReport:
+    """What one run did, for the API's answer, the CLI's output and metrics."""
+
+    as_of: datetime
+    members: int = 0
+    actions: int = 0
+    failed_members: int = 0
+    rfm_shops: int = 0
+    batches: int = 0
+    by_rule: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "as_of": self.as_of.isoformat(),
+            "members": self.members,
+            "actions": self.actions,
+            "actions_by_rule": dict(sorted(self.by_rule.items())),
+            "failed_members": self.failed_members,
+            "rfm_shops": self.rfm_shops,
+            "batches": self.batches,
+        }
+
+
+class Scheduler:
+    def __init__(self, engine: AsyncEngine, playbook: Playbook, batch_size: int = 500) -> None:
+        self._engine = engine
+        self._playbook = playbook
+        self._batch_size = batch_size
+
+    async def run(self, as_of: datetime, wait_for_locked_s: float = 30.0) -> SchedulerReport:
+        """Runs everything due up to ``as_of``; returns once nothing due is left.
+
+        Members held by another transaction are waited for, up to ``wait_for_locked_s``,
+        so the run's answer covers them too.
+        """
+        report = SchedulerReport(as_of=as_of)
+        await self._refresh_rfm(as_of, report)
+        waited = 0.0
+        while True:
+            if await self._run_batch(as_of, report):
+                continue
+            async with self._engine.connect() as connection:
+                remaining = await store.count_due(connection, as_of)
+            if remaining == 0 or waited >= wait_for_locked_s:
+                break
+            await asyncio.sleep(0.05)
+            waited += 0.05
+        log.info("scheduler.run", **report.as_dict())
+        return report
+
+    async def _refresh_rfm(self, as_of: datetime, report: SchedulerReport) -> None:
+        """Recomputes the RFM edges of shops whose edges are older than the shop's interval."""
+        async with self._engine.begin() as connection:
+            shops = await store.shops_with_buyers(connection)
+            stale = [
+                shop
+                for shop, computed in shops.items()
+                if computed is None
+                or as_of - computed >= timedelta(hours=self._playbook.for_shop(shop).rfm.recompute_every_hours)
+            ]
+            report.rfm_shops = await store.compute_rfm_edges(connection, sorted(stale), as_of)
+
+    async def _run_batch(self, as_of: datetime, report: SchedulerReport) -> bool:
+        """One transaction over a batch of due members; False when none could be claimed."""
+        async with self._engine.begin() as connection:
+            members = await store.claim_due_members(connection, as_of, self._batch_size)
+            if not members:
+                return False
+            keys = sorted(members)
+            orders = await store.load_member_orders(connection, keys)
+            ledgers = await store.load_ledgers(connection, keys)
+            contexts = {
+                key: MemberContext(member=member, ledger=ledgers.get(key, [])) for key, member in members.items()
+            }
+            for (shop, _), order in orders.items():
+                owner = contexts.get((shop, order.member_id))
+                if owner is not None:
+                    owner.orders[order.order_id] = order
+            decisions: list[ActionDecision] = []
+            failed = []
+            for key in keys:
+                actions = self._run_member(contexts[key], as_of, report)
+                if actions is None:
+                    failed.append(key)
+                    del contexts[key]
+                else:
+                    decisions.extend(actions)
+            await store.postpone(connection, failed, as_of + RETRY_LATER)
+            await store.save_members(connection, [context.member for context in contexts.values()])
+            await store.save_orders(
+                connection,
+                [(key[0], context.orders[o]) for key, context in contexts.items() for o in context.touched_orders],
+            )
+            await store.append_ledger(
+                connection, [(key, entry) for key, context in contexts.items() for entry in context.new_ledger]
+            )
+            now = datetime.now(UTC)
+            unique = {decision.action_id: decision for decision in decisions}
+            new_rules = await store.insert_actions(connection, [action_row(d, now) for d in unique.values()])
+        report.batches += 1
+        report.members += len(members)
+        report.actions += len(new_rules)
+        report.by_rule.update(new_rules)
+        return True
+
+    def _run_member(
+        self, context: MemberContext, as_of: datetime, report: SchedulerReport
+    ) -> list[ActionDecision] | None:
+        """The member's due items; None when they failed: the member is left as it was and retried later."""
+        member = context.member
+        try:
+            actions = run_due(context, self._playbook.for_shop(member.shop_id), as_of)
+        except Exception:
+            log.exception("scheduler.member_failed", shop_id=member.shop_id)
+            report.failed_members += 1
+            return None
+        if member.next_due_at is not None and member.next_due_at <= as_of:
+            log.error("scheduler.member_stuck", shop_id=member.shop_id, due=member.next_due_at.isoformat())
+            member.next_due_at = as_of + RETRY_LATER
+        return actions
