@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     max_record_bytes: int = 65536
     relay_batch_size: int = 1000
     relay_idle_interval_ms: int = 50
+    scheduler_interval_s: float = 60.0  # the background scheduler runs as of the wall clock this often; 0 = off
+    scheduler_batch_size: int = 500
 
     # Notifier
     notifier_group_id: str = "notifier"

@@ -93,6 +93,7 @@ def service_env(database_url: str, topic_env: dict[str, str], tmp_path: object) 
         "ENGAGEMENT_GROUP_ID": f"engagement-{uuid.uuid4().hex[:8]}",
         "NOTIFIER_GROUP_ID": f"notifier-{uuid.uuid4().hex[:8]}",
         "API_TOKENS": "test-token",
+        "SCHEDULER_INTERVAL_S": "0",  # tests drive business time through the scheduler route
         **topic_env,
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -21,6 +22,7 @@ from shared.kafka_io import create_consumer, create_producer, kafka_ready
 from shared.observability import configure_logging, health_app, health_server
 from shared.outbox import OutboxRelay
 from shared.playbook import load_playbook
+from shared.scheduler import Scheduler
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -42,6 +44,26 @@ async def _watch_backlogs(relay: OutboxRelay, engine: AsyncEngine, stop: asyncio
                 metrics.PARKED_BACKLOG.set(parked or 0)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=5)
+
+
+async def _schedule(scheduler: Scheduler, interval_s: float, stop: asyncio.Event) -> None:
+    """Runs the scheduler as of the wall clock every ``interval_s``; a failed run is retried next time."""
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            report = await scheduler.run(datetime.now(UTC), wait_for_locked_s=0)
+        except Exception:
+            log.exception("engagement.scheduler_failed")
+            metrics.SCHEDULER_RUNS.labels("error").inc()
+        else:
+            metrics.SCHEDULER_RUNS.labels("ok").inc()
+            metrics.SCHEDULER_MEMBERS.inc(report.members)
+            metrics.SCHEDULER_FAILED_MEMBERS.inc(report.failed_members)
+            for rule, count in report.by_rule.items():
+                metrics.ACTIONS.labels(rule).inc(count)
+        metrics.SCHEDULER_RUN_SECONDS.observe(time.monotonic() - started)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval_s)
 
 
 async def main() -> None:
@@ -76,6 +98,8 @@ async def main() -> None:
         on_committed=relay.wake,
     )
 
+    scheduler = Scheduler(engine, playbook, settings.scheduler_batch_size)
+
     async def ready() -> bool:
         return not stop.is_set() and await database_ready(engine) and await kafka_ready(producer.client)
 
@@ -85,6 +109,11 @@ async def main() -> None:
     log.info("engagement.started", topics=topics.inputs, group=settings.engagement_group_id)
     tasks = [
         asyncio.create_task(worker.run(stop), name="consumer"),
+        *(
+            [asyncio.create_task(_schedule(scheduler, settings.scheduler_interval_s, stop), name="scheduler")]
+            if settings.scheduler_interval_s > 0
+            else []
+        ),
         asyncio.create_task(relay.run(stop), name="relay"),
         asyncio.create_task(_watch_backlogs(relay, engine, stop), name="backlog"),
         asyncio.create_task(server.serve(), name="health"),

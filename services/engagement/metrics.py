@@ -26,3 +26,13 @@ EVENT_TO_ACTION_SECONDS = Histogram(
 OUTBOX_BACKLOG = Gauge("engagement_outbox_backlog", "Actions written but not yet published")
 PARKED_BACKLOG = Gauge("engagement_parked_backlog", "Events waiting for their order to arrive")
 ACTIONS = Counter("engagement_actions_total", "Actions decided, by rule", ["rule"])
+SCHEDULER_RUNS = Counter("engagement_scheduler_runs_total", "Background scheduler runs, by outcome", ["outcome"])
+SCHEDULER_RUN_SECONDS = Histogram(
+    "engagement_scheduler_run_seconds",
+    "Time of one background scheduler run",
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300),
+)
+SCHEDULER_MEMBERS = Counter("engagement_scheduler_members_total", "Members whose due items the scheduler handled")
+SCHEDULER_FAILED_MEMBERS = Counter(
+    "engagement_scheduler_failed_members_total", "Members whose due items failed and were postponed"
+)

@@ -57,6 +57,7 @@ members = Table(
     Column("qualifying_orders", Integer, nullable=False, server_default="0"),
     Column("points_balance", BigInteger, nullable=False, server_default="0"),
     Column("points_next_expiry_at", TS),
+    Column("points_expiries", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
     Column("score", Integer, nullable=False, server_default="0"),
     Column("score_band", Text),
     Column("score_parts", JSONB, nullable=False, server_default=text("'{}'::jsonb")),

@@ -80,6 +80,7 @@ async def lock_members(connection: AsyncConnection, keys: Sequence[MemberKey]) -
 def _member(row: Any) -> Member:
     member = Member(**dict(zip(_MEMBER_FIELDS, row, strict=True)))
     member.rewarded_tiers = list(member.rewarded_tiers)
+    member.points_expiries = list(member.points_expiries)
     return member
 
 

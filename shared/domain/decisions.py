@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -64,6 +64,13 @@ def incentive_body(spec: IncentiveSpec, action: str, at: datetime) -> dict[str, 
         body["code"] = spec.kind[0].upper() + hashlib.sha256(action.encode()).hexdigest()[:12].upper()
         body["expires_at"] = (at + timedelta(days=spec.valid_days)).isoformat()
     return body
+
+
+def set_expiries(member: Member, moments: Iterable[datetime]) -> None:
+    """Keeps the member's upcoming lot expiries (distinct, ascending) and the next one."""
+    ordered = sorted(set(moments))
+    member.points_expiries = [moment.isoformat() for moment in ordered]
+    member.points_next_expiry_at = ordered[0] if ordered else None
 
 
 class Decider:
@@ -134,8 +141,7 @@ class Decider:
         expires = add_months(self.at, self.playbook.points.expire_after_months)
         entry = points.credit(entry_id, kind, amount, self.at, expires)
         self._book(entry)
-        if self.member.points_next_expiry_at is None or expires < self.member.points_next_expiry_at:
-            self.member.points_next_expiry_at = expires
+        set_expiries(self.member, [expires, *(datetime.fromisoformat(e) for e in self.member.points_expiries)])
         return entry
 
     def debit(self, entry_id: str, kind: LedgerKind, wanted: int) -> LedgerEntry:

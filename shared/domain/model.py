@@ -96,6 +96,7 @@ class Member:
     qualifying_orders: int = 0
     points_balance: int = 0
     points_next_expiry_at: datetime | None = None
+    points_expiries: list[str] = field(default_factory=list)  # upcoming lot expiries, ISO, ascending
     score: int = 0
     score_band: str | None = None
     score_parts: dict[str, int] = field(default_factory=dict)

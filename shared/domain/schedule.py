@@ -16,7 +16,7 @@ from typing import Any
 
 from shared.domain import lifecycle, points
 from shared.domain.calendar import next_anniversary, next_birthday, zone
-from shared.domain.decisions import Decider, MemberContext
+from shared.domain.decisions import Decider, MemberContext, set_expiries
 from shared.domain.membership import paid_times, refresh_standing, review_tier, tier_timeline
 from shared.domain.model import ActionDecision, Order
 from shared.domain.playbook import ShopPlaybook
@@ -115,13 +115,16 @@ def _tier_review(context: MemberContext, playbook: ShopPlaybook) -> list[DueItem
 
 
 def _points(context: MemberContext, playbook: ShopPlaybook) -> list[DueItem]:
-    expiry = context.member.points_next_expiry_at
-    if expiry is None:
+    """The next lot expiry, and a reminder for the first expiry not reminded of yet."""
+    expiries = [datetime.fromisoformat(moment) for moment in context.member.points_expiries]
+    if not expiries:
         return []
-    items = [DueItem(expiry, "points_expiry", expiry.isoformat())]
+    items = [DueItem(expiries[0], "points_expiry", expiries[0].isoformat())]
     reminder = playbook.rule("points_expiry_reminder")
-    if reminder is not None and reminder.lead is not None and _mark(context, "points_expiry_reminder") != expiry:
-        items.append(DueItem(expiry - reminder.lead, "points_expiry_reminder", expiry.isoformat()))
+    reminded = _mark(context, "points_expiry_reminder")
+    upcoming = [moment for moment in expiries if reminded is None or moment > reminded]
+    if reminder is not None and reminder.lead is not None and upcoming:
+        items.append(DueItem(upcoming[0] - reminder.lead, "points_expiry_reminder", upcoming[0].isoformat()))
     return items
 
 
@@ -239,15 +242,18 @@ def _expiry(decider: Decider, item: DueItem) -> None:
     if expiring > 0:
         decider.debit(f"expire:{at.isoformat()}", "expire", expiring)
     # Lots a short balance could not expire stay open; only later ones fall due again.
-    later = [lot.expires_at for lot in points.open_lots(entries) if lot.expires_at > at]
-    context.member.points_next_expiry_at = min(later) if later else None
+    set_expiries(context.member, (lot.expires_at for lot in points.open_lots(entries) if lot.expires_at > at))
 
 
 def _expiry_reminder(decider: Decider, item: DueItem) -> None:
+    """Reminds of the points expiring at this expiry that no earlier reminder covered."""
     context = decider.context
     expiry = datetime.fromisoformat(item.key)
+    covered = _mark(context, "points_expiry_reminder")
     _set_mark(context, "points_expiry_reminder", expiry)
-    expiring = points.expiring_within(_ledger(context), item.due_at, expiry)
+    entries = [entry for entry in _ledger(context) if entry.at <= item.due_at]
+    start = covered if covered is not None and covered > item.due_at else item.due_at
+    expiring = points.expiring_within(entries, start, expiry)
     if expiring > 0 and decider.playbook.rule("points_expiry_reminder") is not None:
         decider.emit(
             "points_expiry_reminder",
