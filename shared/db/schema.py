@@ -44,6 +44,7 @@ members = Table(
     Column("channel", Text),
     Column("marketing_consent", Boolean, nullable=False, server_default=text("true")),
     Column("consent_at", TS),
+    Column("profile_at", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("first_purchase_rewarded", Boolean, nullable=False, server_default=text("false")),
     Column("rewarded_tiers", ARRAY(Text), nullable=False, server_default=text("'{}'")),
     Column("last_event_at", TS),

@@ -125,13 +125,20 @@ class Decider:
                 member_id=member.member_id,
                 rule=rule,
                 category=category,
-                trigger=dict(self.trigger),
+                trigger=self._trigger(rule),
                 occurred_at=self.at,
                 template=rule,
                 variables=dict(variables),
                 incentive=body,
             )
         )
+
+    def _trigger(self, rule: str) -> dict[str, str]:
+        """A scheduled action names its own rule, even when another due item (a stage change) decided it."""
+        trigger = dict(self.trigger)
+        if "schedule" in trigger:
+            trigger["schedule"] = rule
+        return trigger
 
     def care(self, rule: str, key: str, variables: Mapping[str, Any]) -> None:
         if self.playbook.rule(rule) is not None:

@@ -7,10 +7,11 @@ and applied, in business-time order, as soon as the order can take them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from shared.domain import points
 from shared.domain.decisions import Decider, MemberContext, action_id, money
@@ -55,19 +56,24 @@ def _member_joined(decider: Decider) -> None:
         return  # a repeated join changes nothing
     member.joined_by_event = True
     _set_joined_at(member, at)
-    # A join consumed after a profile update must not undo it: it only fills gaps.
-    member.channel = member.channel or data.get("channel")
-    member.birthday = member.birthday or data.get("birthday")
-    member.timezone = member.timezone or data.get("timezone")
+    _set_profile(member, data, at)
     _set_consent(member, bool(data.get("marketing_consent", True)), at)
     refresh_tier(decider)
 
 
 def _profile_updated(decider: Decider) -> None:
-    member, data = decider.member, decider.event.data
+    _set_profile(decider.member, decider.event.data, decider.event.time)
+
+
+def _set_profile(member: Member, data: Mapping[str, Any], at: datetime) -> None:
+    """Each profile field keeps its latest value by business time, whatever order events arrive in."""
     for name in ("birthday", "timezone", "channel"):
-        if data.get(name) is not None:
+        if data.get(name) is None:
+            continue
+        known = member.profile_at.get(name)
+        if known is None or at >= datetime.fromisoformat(known):
             setattr(member, name, data[name])
+            member.profile_at[name] = at.isoformat()
 
 
 def _set_consent(member: Member, consent: bool, at: datetime) -> None:

@@ -82,6 +82,7 @@ class Member:
     channel: str | None = None
     marketing_consent: bool = True
     consent_at: datetime | None = None
+    profile_at: dict[str, str] = field(default_factory=dict)  # business time each profile field was set
     first_purchase_rewarded: bool = False
     rewarded_tiers: list[str] = field(default_factory=list)
     last_event_at: datetime | None = None

@@ -38,6 +38,10 @@ def _mark(context: MemberContext, name: str) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+def _parse(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
 def _set_mark(context: MemberContext, name: str, at: datetime) -> None:
     context.member.schedule_marks[name] = at.isoformat()
 
@@ -88,7 +92,9 @@ def _calendar_gifts(context: MemberContext, playbook: ShopPlaybook) -> list[DueI
         items.append(DueItem(due, "anniversary_gift", str(years)))
     birthday = playbook.rule("birthday_gift")
     if birthday is not None and member.birthday:
-        after = _mark(context, "birthday_gift") or first
+        # Counted from when the birthday became known: no gifts for birthdays before that.
+        known = member.profile_at.get("birthday")
+        after = max(t for t in (_mark(context, "birthday_gift"), first, _parse(known)) if t is not None)
         found = next_birthday(member.birthday, after, tz, birthday.send_at)
         if found is not None:
             items.append(DueItem(found[1], "birthday_gift", str(found[0])))

@@ -172,7 +172,8 @@ async def test_a_members_first_year_gives_each_action_exactly_once(
     assert status["points"]["expiring_soon"] == 20
     assert status["qualifying"] == {"window_days": 365, "net_spend": "130.00", "paid_orders": 2}
     assert status["score"]["value"] == sum(status["score"]["parts"].values())
-    assert status["rfm"] is not None and 1 <= status["rfm"]["r"] <= 5
+    assert status["rfm"] is not None
+    assert 1 <= status["rfm"]["r"] <= 5
     ledger = (await shop.get(f"{m}/points/ledger?limit=200"))["items"]
     assert sum(line["points"] for line in ledger) == 250
     assert {line["entry_id"] for line in ledger} == {

@@ -90,12 +90,9 @@ def _member_specs(draw: st.DrawFn) -> list[Spec]:
         **({"birthday": draw(st.sampled_from(["01-20", "02-29", "12-31"]))} if draw(st.booleans()) else {}),
     }
     specs = [Spec(MEMBER_LEVEL, "member.joined", 0, join)]
-    # At most one profile update: two of them consumed out of order end on the last consumed one
-    # (see test_profile_updates_consumed_out_of_order_keep_the_latest_by_business_time).
-    profiled = False
     for _ in range(draw(st.integers(0, 3))):
         at = draw(st.integers(min_value=60, max_value=TWO_YEARS))
-        if profiled or draw(st.booleans()):
+        if draw(st.booleans()):
             specs.append(Spec(MEMBER_LEVEL, "member.consent_changed", at, {"marketing_consent": draw(st.booleans())}))
         else:
             profile = {
@@ -104,7 +101,6 @@ def _member_specs(draw: st.DrawFn) -> list[Spec]:
                 "channel": draw(st.sampled_from([None, "web", "mini_program"])),
             }
             specs.append(Spec(MEMBER_LEVEL, "member.profile_updated", at, profile))
-            profiled = True
     return specs
 
 
@@ -325,10 +321,6 @@ def test_a_reversal_never_takes_the_balance_below_zero() -> None:
 # --- a known defect ---------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="member.profile_updated is applied last-consumed-wins, not latest-business-time-wins like consent",
-)
 def test_profile_updates_consumed_out_of_order_keep_the_latest_by_business_time() -> None:
     history = [
         _event("member.joined", 0, "j", channel="app"),

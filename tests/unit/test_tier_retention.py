@@ -133,7 +133,7 @@ def test_the_review_lowers_the_tier_to_the_base_with_a_retention_change() -> Non
         "reason": "retention",
     }
     assert change.occurred_at == due
-    assert change.trigger == {"schedule": "tier_review", "due_at": due.isoformat()}
+    assert change.trigger == {"schedule": "tier_changed", "due_at": due.isoformat()}
     assert review_due(context) == []
 
 

@@ -23,6 +23,7 @@ def upgrade() -> None:
     op.drop_column("members", "tier_qualified_at")
     for column in (
         sa.Column("repurchase_rewarded", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        sa.Column("profile_at", postgresql.JSONB(astext_type=sa.Text()), server_default=JSON_OBJECT, nullable=False),
         sa.Column("stage", sa.Text(), nullable=True),
         sa.Column("stage_since", TS, nullable=True),
         sa.Column("win_backs", sa.Integer(), server_default="0", nullable=False),
@@ -126,6 +127,7 @@ def downgrade() -> None:
         "stage_since",
         "stage",
         "repurchase_rewarded",
+        "profile_at",
     ):
         op.drop_column("members", name)
     op.add_column("members", sa.Column("tier_qualified_at", TS, nullable=True))
