@@ -174,13 +174,24 @@ async def snapshot(engine: Any) -> dict[str, Any]:
     """The service's durable state, minus wall-clock columns, for comparing two runs."""
     from sqlalchemy import select
 
-    from shared.db.schema import actions, members, orders, pending_events, processed_events
+    from shared.db.schema import actions, members, orders, pending_events, points_ledger, processed_events
 
     wall_clock = {"created_at", "updated_at", "processed_at", "parked_at", "published_at", "seq"}
     state: dict[str, Any] = {}
     async with engine.connect() as connection:
-        for table, order in ((members, "member_id"), (orders, "order_id"), (pending_events, "event_id")):
-            rows = (await connection.execute(select(table).order_by(table.c.shop_id, table.c[order]))).mappings()
+        tables = (
+            (members, "member_id"),
+            (orders, "order_id"),
+            (pending_events, "event_id"),
+            (points_ledger, "entry_id"),
+        )
+        for table, order in tables:
+            ordering = (
+                (table.c.shop_id, table.c.member_id, table.c[order])
+                if table is points_ledger
+                else (table.c.shop_id, table.c[order])
+            )
+            rows = (await connection.execute(select(table).order_by(*ordering))).mappings()
             state[table.name] = [{k: v for k, v in row.items() if k not in wall_clock} for row in rows]
         rows = (
             await connection.execute(select(actions.c.action_id, actions.c.payload).order_by(actions.c.action_id))

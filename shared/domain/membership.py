@@ -60,23 +60,22 @@ def refresh_tier(decider: Decider, timeline: list[QualificationPoint] | None = N
         if member.tier_reviewed_at is None:
             member.tier_since = since  # nothing was lowered yet: the history alone decides
         return
-    previous = member.tier
+    previous = member.tier or playbook.tiers[0].code  # a first payment enters the base tier on its way up
     reached = playbook.tiers[rank]
     member.tier, member.tier_since = reached.code, since
     if current < 0 and rank == 0:
         return  # entering the base tier is joining, not a change
-    if previous is not None and current >= 0:
-        decider.care(
-            "tier_changed",
-            f"{previous}>{reached.code}|{decider.at.isoformat()}",
-            {
-                "from": previous,
-                "to": reached.code,
-                "tier_name": reached.name,
-                "direction": "up" if rank > current else "down",
-                "reason": "qualified" if rank > current else "correction",
-            },
-        )
+    decider.care(
+        "tier_changed",
+        f"{reached.code}|{(since or decider.at).isoformat()}",  # the fact: this tier, reached at this time
+        {
+            "from": previous,
+            "to": reached.code,
+            "tier_name": reached.name,
+            "direction": "up" if rank > current else "down",
+            "reason": "qualified" if rank > current else "correction",
+        },
+    )
     if rank > current:
         _reward_tier(decider, rank)
 
@@ -117,7 +116,7 @@ def review_tier(decider: Decider, timeline: list[QualificationPoint]) -> None:
         member.tier, member.tier_since, member.tier_lowered_at = lowered.code, at, at
         decider.care(
             "tier_changed",
-            f"{previous}>{lowered.code}|{at.isoformat()}",
+            f"{lowered.code}|{at.isoformat()}",
             {
                 "from": previous,
                 "to": lowered.code,

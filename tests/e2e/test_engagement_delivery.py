@@ -71,6 +71,7 @@ async def test_a_redelivered_event_changes_nothing_and_emits_nothing(
     assert Counter(r["rule"] for r in published) == {
         "payment_confirmation": 1,
         "first_purchase_gift": 1,
+        "tier_changed": 1,
         "tier_upgrade_gift": 1,
     }
 

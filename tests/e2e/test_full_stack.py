@@ -182,9 +182,9 @@ class FourMembers:
 
 
 MEMBERS = ("m-a", "m-b", "m-c", "m-d")
-EXPECTED_ACTIONS = {"m-a": 8, "m-b": 2, "m-c": 3, "m-d": 2}
+EXPECTED_ACTIONS = {"m-a": 11, "m-b": 2, "m-c": 4, "m-d": 2}
 # One outcome per action on the log channel, plus D's interim `deferred`.
-EXPECTED_OUTCOMES = {"m-a": 8, "m-b": 2, "m-c": 3, "m-d": 3}
+EXPECTED_OUTCOMES = {"m-a": 11, "m-b": 2, "m-c": 4, "m-d": 3}
 
 
 @pytest.fixture
@@ -283,10 +283,13 @@ async def test_actions_over_http_carry_each_members_rules_newest_first_and_page_
         ("payment_confirmation", events["a_paid1"]["id"]): 1,
         ("first_purchase_gift", events["a_paid1"]["id"]): 1,
         ("payment_confirmation", events["a_paid2"]["id"]): 1,
+        ("repurchase_gift", events["a_paid2"]["id"]): 1,
         ("payment_confirmation", events["a_paid3"]["id"]): 1,
+        ("tier_changed", events["a_paid3"]["id"]): 1,
         ("tier_upgrade_gift", events["a_paid3"]["id"]): 1,
         ("shipped_notice", events["a_shipped"]["id"]): 1,
         ("delivered_notice", events["a_delivered"]["id"]): 1,
+        ("refund_requested_ack", events["a_refund_requested"]["id"]): 1,
         ("refund_completed_notice", events["a_refund_completed"]["id"]): 1,
     }
     assert triggers("m-b") == {
@@ -296,6 +299,7 @@ async def test_actions_over_http_carry_each_members_rules_newest_first_and_page_
     assert triggers("m-c") == {
         ("payment_confirmation", events["c_paid"]["id"]): 1,
         ("first_purchase_gift", events["c_paid"]["id"]): 1,
+        ("tier_changed", events["c_paid"]["id"]): 1,
         ("tier_upgrade_gift", events["c_paid"]["id"]): 1,
     }
     assert triggers("m-d") == {
@@ -318,7 +322,7 @@ async def test_actions_over_http_carry_each_members_rules_newest_first_and_page_
         assert all(len(page) == 2 for page in pages[:-1])
         assert 1 <= len(pages[-1]) <= 2
         assert [item["action_id"] for page in pages for item in page] == [item["action_id"] for item in items]
-    assert len(run.action_pages["m-a"]) == 4
+    assert len(run.action_pages["m-a"]) == 6
 
     a = {item["rule"] + "|" + item["trigger"]["event_id"]: item for item in run.actions["m-a"]}
     assert a["payment_confirmation|" + events["a_paid2"]["id"]]["message"]["variables"] == {
@@ -379,13 +383,16 @@ async def test_notification_outcomes_follow_consent_and_quiet_hours_and_match_th
     by_rule = {member: outcomes_by_rule(run.actions[member], run.notifications[member]) for member in MEMBERS}
     sent = ("sent", None)
 
-    # A: every message goes out; two incentives in a day stay under the cap of 3.
+    # A: every message goes out; three incentives in a day stay within the cap of 3.
     assert by_rule["m-a"] == {
         "payment_confirmation": [sent] * 3,
         "first_purchase_gift": [sent],
+        "repurchase_gift": [sent],
+        "tier_changed": [sent],
         "tier_upgrade_gift": [sent],
         "shipped_notice": [sent],
         "delivered_notice": [sent],
+        "refund_requested_ack": [sent],
         "refund_completed_notice": [sent],
     }
     # B: no marketing consent: the gift is suppressed, the care message is sent.
@@ -394,6 +401,7 @@ async def test_notification_outcomes_follow_consent_and_quiet_hours_and_match_th
     assert by_rule["m-c"] == {
         "payment_confirmation": [sent],
         "first_purchase_gift": [sent],
+        "tier_changed": [sent],
         "tier_upgrade_gift": [sent],
     }
     # D: paid at 23:15 local: the gift waits for 08:00, long past on the wall clock, then goes out;
@@ -421,7 +429,7 @@ async def test_notification_outcomes_follow_consent_and_quiet_hours_and_match_th
 
     # The log channel wrote one line per sent message, identifiers only.
     sent_outcomes = {o["action_id"]: o["notification_id"] for o in listed.values() if o["status"] == "sent"}
-    assert len(sent_outcomes) == 14
+    assert len(sent_outcomes) == 18
     assert {line["action_id"]: line["notification_id"] for line in run.delivery_log} == sent_outcomes
     assert len(run.delivery_log) == len(sent_outcomes)
     for line in run.delivery_log:
@@ -471,7 +479,7 @@ async def test_the_fourth_incentive_within_24_hours_is_suppressed_by_the_frequen
         stream.add("shipment.shipped", "m-f", minutes(at(0, 11, 0)), order_id="o-f3", shipment_id="s-f3", carrier="EMS")
         await produce(stack.topics, stream.events)
 
-        notifications = (await settled(stack, {"m-f": 8}))["m-f"]
+        notifications = (await settled(stack, {"m-f": 12}))["m-f"]
         actions = await stack.listing("m-f", "actions")
         status = await stack.member("m-f")
     finally:
@@ -479,29 +487,37 @@ async def test_the_fourth_incentive_within_24_hours_is_suppressed_by_the_frequen
 
     assert status["tier"]["code"] == "supreme"
     assert status["metrics"]["net_spend"] == "1000.00"
-    assert len(actions) == 8
+    assert len(actions) == 12
     by_id = {action["action_id"]: action for action in actions}
     outcome_of = {outcome["action_id"]: (outcome["status"], outcome["reason"]) for outcome in notifications}
     assert set(outcome_of) == set(by_id)
 
-    incentives = sorted(
-        (action for action in actions if action["category"] == "incentive"),
-        key=lambda action: (instant(action["occurred_at"]), action["action_id"]),
-    )
-    assert [(a["rule"], (a["message"]["variables"].get("tier"))) for a in incentives[2:]] == [
-        ("tier_upgrade_gift", "vip"),
-        ("tier_upgrade_gift", "supreme"),
-    ]
-    assert {(a["rule"], a["message"]["variables"].get("tier")) for a in incentives[:2]} == {
-        ("first_purchase_gift", None),
-        ("tier_upgrade_gift", "advanced"),
+    # Five incentives in 20 minutes: the first purchase and advanced gifts (10:10), the repurchase
+    # and vip gifts (10:20), the supreme gift (10:30). The cap of 3 lets the first three out.
+    incentives: dict[str, list[tuple[str, str | None]]] = {}
+    for action in actions:
+        if action["category"] == "incentive":
+            label = action["rule"] + (
+                "/" + action["message"]["variables"]["tier"] if "tier" in action["message"]["variables"] else ""
+            )
+            incentives[label] = [outcome_of[action["action_id"]]]
+    assert set(incentives) == {
+        "first_purchase_gift",
+        "tier_upgrade_gift/advanced",
+        "repurchase_gift",
+        "tier_upgrade_gift/vip",
+        "tier_upgrade_gift/supreme",
     }
-    assert [outcome_of[a["action_id"]] for a in incentives] == [
-        ("sent", None),
-        ("sent", None),
+    assert incentives["first_purchase_gift"] == incentives["tier_upgrade_gift/advanced"] == [("sent", None)]
+    assert sorted(incentives["repurchase_gift"] + incentives["tier_upgrade_gift/vip"]) == [
         ("sent", None),
         ("suppressed", "frequency_cap"),
     ]
+    assert incentives["tier_upgrade_gift/supreme"] == [("suppressed", "frequency_cap")]
     care = [action for action in actions if action["category"] == "care"]
-    assert Counter(action["rule"] for action in care) == {"payment_confirmation": 3, "shipped_notice": 1}
+    assert Counter(action["rule"] for action in care) == {
+        "payment_confirmation": 3,
+        "tier_changed": 3,
+        "shipped_notice": 1,
+    }
     assert all(outcome_of[action["action_id"]] == ("sent", None) for action in care)

@@ -59,8 +59,8 @@ def upgrade() -> None:
     for column in (
         sa.Column("shipments", postgresql.JSONB(astext_type=sa.Text()), server_default=JSON_OBJECT, nullable=False),
         sa.Column("care_done", postgresql.ARRAY(sa.Text()), server_default=sa.text("'{}'"), nullable=False),
-        sa.Column("points_earned", sa.Integer(), server_default="0", nullable=False),
-        sa.Column("points_reversed", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("points_earned", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("points_reversed", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("review_rewarded", sa.Boolean(), server_default=sa.text("false"), nullable=False),
     ):
         op.add_column("orders", column)
@@ -72,8 +72,8 @@ def upgrade() -> None:
         sa.Column("member_id", sa.Text(), nullable=False),
         sa.Column("entry_id", sa.Text(), nullable=False),
         sa.Column("kind", sa.Text(), nullable=False),
-        sa.Column("points", sa.Integer(), nullable=False),
-        sa.Column("shortfall", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("points", sa.BigInteger(), nullable=False),
+        sa.Column("shortfall", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("at", TS, nullable=False),
         sa.Column("expires_at", TS, nullable=True),
         sa.Column("detail", postgresql.JSONB(astext_type=sa.Text()), server_default=JSON_OBJECT, nullable=False),
