@@ -1,0 +1,202 @@
+"""Points redemption, the ledger listing and the scheduler route, over HTTP on the real database."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from pydantic import SecretStr
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.api.app import create_app
+from shared.db.schema import members, outbox, points_ledger
+from shared.playbook import load_playbook
+from shared.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+AUTH = {"Authorization": "Bearer test-token"}
+SHOP = "shop-1"
+BASE = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
+
+
+@pytest_asyncio.fixture
+async def client(engine: AsyncEngine, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    settings = settings.model_copy(update={"api_tokens": [SecretStr("test-token")]})
+    app = create_app(settings, load_playbook(settings.playbook_path))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test", headers=AUTH) as http,
+    ):
+        yield http
+
+
+async def _member_with_points(engine: AsyncEngine, member_id: str, earned: int) -> None:
+    """A member who earned ``earned`` points on one order, booked as the engagement service books them."""
+    async with engine.begin() as connection:
+        await connection.execute(
+            insert(members).values(
+                shop_id=SHOP,
+                member_id=member_id,
+                joined_at=BASE,
+                last_event_at=BASE,
+                points_balance=earned,
+                points_next_expiry_at=BASE + timedelta(days=365),
+            )
+        )
+        await connection.execute(
+            insert(points_ledger).values(
+                shop_id=SHOP,
+                member_id=member_id,
+                entry_id="earn:o-1",
+                kind="earn",
+                points=earned,
+                at=BASE,
+                expires_at=BASE + timedelta(days=365),
+            )
+        )
+
+
+def _path(member: str, suffix: str = "") -> str:
+    return f"/v1/shops/{SHOP}/members/{member}{suffix}"
+
+
+async def _redeem(client: httpx.AsyncClient, member: str, points: int, key: str, **extra: Any) -> httpx.Response:
+    return await client.post(_path(member, "/points/redeem"), json={"points": points, "idempotency_key": key, **extra})
+
+
+async def test_a_redemption_is_booked_once_per_idempotency_key(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
+    await _member_with_points(engine, "m-1", 100)
+    first = await _redeem(client, "m-1", 30, "basket-7", at=(BASE + timedelta(days=1)).isoformat())
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert (body["balance"], body["replayed"]) == (70, False)
+    assert {k: body["entry"][k] for k in ("entry_id", "kind", "points", "shortfall")} == {
+        "entry_id": "redeem:basket-7",
+        "kind": "redeem",
+        "points": -30,
+        "shortfall": 0,
+    }
+    assert datetime.fromisoformat(body["entry"]["at"]) == BASE + timedelta(days=1)
+
+    again = await _redeem(client, "m-1", 30, "basket-7")
+    assert again.status_code == 200
+    assert (again.json()["balance"], again.json()["replayed"]) == (70, True)
+    assert again.json()["entry"]["entry_id"] == "redeem:basket-7"
+
+    status = (await client.get(_path("m-1"))).json()
+    assert status["points"]["balance"] == 70
+    ledger = (await client.get(_path("m-1", "/points/ledger"))).json()["items"]
+    assert [(line["entry_id"], line["points"]) for line in ledger] == [("redeem:basket-7", -30), ("earn:o-1", 100)]
+    assert sum(line["points"] for line in ledger) == 70
+
+
+async def test_short_balances_reused_keys_and_unknown_members_are_refused_with_json_errors(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    await _member_with_points(engine, "m-1", 50)
+    short = await _redeem(client, "m-1", 51, "k-1")
+    assert short.status_code == 409
+    assert short.json()["error"]["code"] == "insufficient_points"
+    assert (await _redeem(client, "m-1", 20, "k-2")).status_code == 200
+    reused = await _redeem(client, "m-1", 25, "k-2")
+    assert (reused.status_code, reused.json()["error"]["code"]) == (409, "idempotency_key_reused")
+    unknown = await _redeem(client, "m-nobody", 1, "k-3")
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "member_not_found")
+    for body in ({"points": 0, "idempotency_key": "k"}, {"points": 5}, {"points": 5, "idempotency_key": ""}):
+        invalid = await client.post(_path("m-1", "/points/redeem"), json=body)
+        assert invalid.status_code == 422, body
+        assert set(invalid.json()) == {"error"}
+    naive = await _redeem(client, "m-1", 1, "k-4", at="2025-03-02T10:00:00")
+    assert naive.status_code == 422
+    unauthorized = await client.post(
+        _path("m-1", "/points/redeem"), json={"points": 1, "idempotency_key": "k-5"}, headers={"Authorization": ""}
+    )
+    assert unauthorized.status_code == 401
+    assert (await client.get(_path("m-1"))).json()["points"]["balance"] == 30
+
+
+async def test_concurrent_redemptions_never_take_the_balance_below_zero(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    await _member_with_points(engine, "m-1", 100)
+    responses = await asyncio.gather(*(_redeem(client, "m-1", 20, f"k-{n}") for n in range(8)))
+    assert sorted(r.status_code for r in responses) == [200] * 5 + [409] * 3
+    async with engine.connect() as connection:
+        balance = await connection.scalar(select(members.c.points_balance).where(members.c.member_id == "m-1"))
+        booked = await connection.scalar(select(func.sum(points_ledger.c.points)))
+    assert balance == booked == 0
+
+
+async def test_the_ledger_pages_newest_first_and_404s_for_unknown_members(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    await _member_with_points(engine, "m-1", 100)
+    for n in range(4):
+        assert (await _redeem(client, "m-1", 10, f"k-{n}")).status_code == 200
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = (await client.get(_path("m-1", "/points/ledger"), params=params)).json()
+        seen += [line["entry_id"] for line in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ["redeem:k-3", "redeem:k-2", "redeem:k-1", "redeem:k-0", "earn:o-1"]
+    missing = await client.get(_path("m-nobody", "/points/ledger"))
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "member_not_found")
+    bad = await client.get(_path("m-1", "/points/ledger"), params={"cursor": "not-a-cursor"})
+    assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_cursor")
+
+
+async def test_the_scheduler_route_runs_what_is_due_once_and_needs_a_token(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            insert(members).values(
+                shop_id=SHOP,
+                member_id="m-1",
+                joined_at=BASE,
+                joined_by_event=True,
+                tier="member",
+                tier_since=BASE,
+                last_event_at=BASE,
+                stage="prospect",
+                stage_since=BASE,
+                next_due_at=BASE + timedelta(days=30),
+            )
+        )
+    route = "/v1/admin/scheduler/run"
+    as_of = (BASE + timedelta(days=31)).isoformat()
+    assert (
+        await client.post(route, json={"as_of": as_of}, headers={"Authorization": "Bearer nope"})
+    ).status_code == 401
+    naive = await client.post(route, json={"as_of": "2025-04-01T00:00:00"})
+    assert (naive.status_code, set(naive.json())) == (422, {"error"})
+
+    first = await client.post(route, json={"as_of": as_of})
+    assert first.status_code == 200, first.text
+    report = first.json()
+    assert (report["members"], report["actions"], report["actions_by_rule"]) == (1, 1, {"one_month_gift": 1})
+    assert report["failed_members"] == 0
+    again = (await client.post(route, json={"as_of": as_of})).json()
+    assert (again["members"], again["actions"]) == (0, 0)
+
+    actions = (await client.get(_path("m-1", "/actions"))).json()["items"]
+    assert [(a["rule"], a["trigger"]["schedule"]) for a in actions] == [("one_month_gift", "one_month_gift")]
+    assert datetime.fromisoformat(actions[0]["trigger"]["due_at"]) == BASE + timedelta(days=30)
+    async with engine.connect() as connection:
+        queued = await connection.scalar(select(func.count()).select_from(outbox))
+        due = await connection.scalar(select(members.c.next_due_at).where(members.c.member_id == "m-1"))
+    assert queued == 1  # the action leaves through the outbox, like every other
+    assert due == BASE + timedelta(days=100)  # next: the hundred-day gift
+    status = (await client.get(_path("m-1"))).json()
+    assert datetime.fromisoformat(status["as_of"]) == BASE + timedelta(days=31)
