@@ -260,3 +260,29 @@ async def test_every_node_of_an_order_journey_gets_its_care_message(
     # 200 points earned, 30 of them taken back with the 30.00 refund.
     assert status["points"]["balance"] == 170
     assert status["metrics"]["net_spend"] == "170.00"
+
+
+async def test_the_engagement_service_runs_the_scheduler_on_the_wall_clock_in_the_background(
+    engine: AsyncEngine, start_service: Callable[..., ServiceProcess]
+) -> None:
+    start_service("engagement", SCHEDULER_INTERVAL_S="0.5")
+    api = start_service("api")
+    topics = {key: value for key, value in api.env.items() if key.startswith("TOPIC_")}
+    created = datetime.now(SHANGHAI) - timedelta(minutes=31)
+    # Not paid 31 minutes later on the wall clock: the background run reminds the member.
+    await produce(
+        topics, [event("order.created", "m-late", created, 1, order_id="l-1", amount="10.00", currency="CNY")]
+    )
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api.env['API_PORT']}", headers=AUTH) as client:
+
+        async def reminded() -> list[Json] | None:
+            try:
+                response = await client.get(f"/v1/shops/{SHOP}/members/m-late/actions")
+            except httpx.TransportError:
+                return None
+            items: list[Json] = response.json().get("items", []) if response.status_code == 200 else []
+            return items or None
+
+        actions = await eventually(reminded, timeout_s=30)
+    assert [action["rule"] for action in actions] == ["unpaid_reminder"]
+    assert datetime.fromisoformat(actions[0]["trigger"]["due_at"]) == created + timedelta(minutes=30)
