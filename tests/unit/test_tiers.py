@@ -8,11 +8,13 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.domain.engagement import MemberContext, Outcome, apply_event
-from shared.domain.model import ActionDecision, Event, Member
+from shared.domain.model import ActionDecision, Event, Member, Order
 from shared.domain.playbook import ShopPlaybook
-from shared.domain.tiers import NextTier, next_tier, qualifying_tier
+from shared.domain.tiers import NextTier, next_tier, qualification_timeline, qualifying_tier, window_figures
 from shared.playbook import load_playbook, parse_playbook
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -214,3 +216,36 @@ def test_disabled_tier_upgrade_gift_still_upgrades_without_a_gift() -> None:
     member, outcomes = run([paid("o-1", "500.00", 0)], playbook)
     assert member.tier == "vip"
     assert gifts(outcomes) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 800),  # paid, days after T0
+            st.integers(1, 500),  # amount
+            st.one_of(st.none(), st.integers(0, 500)),  # refunded amount, capped at the payment
+            st.integers(0, 400),  # refund completes this many days after payment
+            st.one_of(st.none(), st.integers(0, 400)),  # cancelled this many days after payment
+        ),
+        max_size=8,
+    )
+)
+def test_the_timeline_sweep_agrees_with_the_window_figures_at_every_point(
+    specs: list[tuple[int, int, int | None, int, int | None]],
+) -> None:
+    orders = []
+    for number, (paid_day, amount, refunded, refund_after, cancel_after) in enumerate(specs):
+        paid_at = at(24 * paid_day)
+        order = Order(order_id=f"o-{number}", member_id="m-1", paid_at=paid_at, paid_amount=Decimal(amount))
+        if refunded is not None:
+            applied = Decimal(min(refunded, amount))
+            completed = paid_at + timedelta(days=refund_after)
+            order.refunds["r"] = {"applied": str(applied), "completed_at": completed.isoformat(), "status": "completed"}
+        if cancel_after is not None:
+            order.cancelled_at = paid_at + timedelta(days=cancel_after)
+        orders.append(order)
+    window = timedelta(days=DEFAULT.tier_policy.qualifying_window_days)
+    for point in qualification_timeline(DEFAULT, orders):
+        reached = qualifying_tier(DEFAULT, *window_figures(orders, point.at, window))
+        assert point.rank == (DEFAULT.tier_rank(reached.code) if reached is not None else -1)
