@@ -108,7 +108,8 @@ async def _show(api_url: str, token: str, members: list[str]) -> None:
             print(
                 f"  {member}: tier {body['tier']['code'] if body['tier'] else '-'}, "
                 f"net spend {metrics['net_spend']} over {metrics['paid_orders']} orders, next tier "
-                f"{(body['next_tier'] or {}).get('code', '-')}"
+                f"{(body['next_tier'] or {}).get('code', '-')}, stage {body['lifecycle']['stage']}, "
+                f"{body['points']['balance']} points, score {body['score']['value']} ({body['score']['band']})"
             )
             for action in reversed(actions):
                 outcomes = [
