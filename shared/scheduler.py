@@ -38,6 +38,7 @@ class SchedulerReport:
     members: int = 0
     actions: int = 0
     failed_members: int = 0
+    late_skipped: int = 0
     rfm_shops: int = 0
     batches: int = 0
     by_rule: Counter[str] = field(default_factory=Counter)
@@ -49,6 +50,7 @@ class SchedulerReport:
             "actions": self.actions,
             "actions_by_rule": dict(sorted(self.by_rule.items())),
             "failed_members": self.failed_members,
+            "late_skipped": self.late_skipped,
             "rfm_shops": self.rfm_shops,
             "batches": self.batches,
         }
@@ -147,6 +149,7 @@ class Scheduler:
             log.exception("scheduler.member_failed", shop_id=member.shop_id)
             report.failed_members += 1
             return None
+        report.late_skipped += len(context.late)
         if member.next_due_at is not None and member.next_due_at <= as_of:
             log.error("scheduler.member_stuck", shop_id=member.shop_id, due=member.next_due_at.isoformat())
             member.next_due_at = as_of + RETRY_LATER

@@ -273,10 +273,12 @@ admin_router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Authe
 
 
 @admin_router.post("/scheduler/run", response_model=SchedulerRunResponse, summary="Run the scheduler")
-async def run_scheduler(body: SchedulerRunRequest, engine: Engine, playbook: Playbooks) -> SchedulerRunResponse:
+async def run_scheduler(
+    body: SchedulerRunRequest, engine: Engine, playbook: Playbooks, state: State
+) -> SchedulerRunResponse:
     """Runs every time-based rule due up to ``as_of`` and answers once none is left.
 
     Idempotent: the same ``as_of`` again emits nothing, and concurrent runs share the work.
     """
-    report = await Scheduler(engine, playbook).run(body.as_of)
+    report = await Scheduler(engine, playbook, state.settings.scheduler_batch_size).run(body.as_of)
     return SchedulerRunResponse.model_validate(report.as_dict())

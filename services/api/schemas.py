@@ -151,6 +151,7 @@ class SchedulerRunResponse(BaseModel):
     actions: int = Field(description="New actions emitted.")
     actions_by_rule: dict[str, int]
     failed_members: int
+    late_skipped: int = Field(description="Messages not sent because their due item was handled too late.")
     rfm_shops: int = Field(description="Shops whose RFM edges were recomputed.")
     batches: int
 

@@ -59,6 +59,7 @@ async def _schedule(scheduler: Scheduler, interval_s: float, stop: asyncio.Event
             metrics.SCHEDULER_RUNS.labels("ok").inc()
             metrics.SCHEDULER_MEMBERS.inc(report.members)
             metrics.SCHEDULER_FAILED_MEMBERS.inc(report.failed_members)
+            metrics.SCHEDULER_LATE_SKIPPED.inc(report.late_skipped)
             for rule, count in report.by_rule.items():
                 metrics.ACTIONS.labels(rule).inc(count)
         metrics.SCHEDULER_RUN_SECONDS.observe(time.monotonic() - started)

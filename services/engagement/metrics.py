@@ -36,3 +36,6 @@ SCHEDULER_MEMBERS = Counter("engagement_scheduler_members_total", "Members whose
 SCHEDULER_FAILED_MEMBERS = Counter(
     "engagement_scheduler_failed_members_total", "Members whose due items failed and were postponed"
 )
+SCHEDULER_LATE_SKIPPED = Counter(
+    "engagement_scheduler_late_skipped_total", "Scheduled messages not sent because their due item was handled too late"
+)

@@ -40,6 +40,7 @@ class MemberContext:
     touched_orders: set[str] = field(default_factory=set)
     ledger: list[LedgerEntry] | None = None
     new_ledger: list[LedgerEntry] = field(default_factory=list)
+    late: list[str] = field(default_factory=list)  # rules whose due item came too late to send
 
 
 def action_id(*parts: str) -> str:
@@ -83,8 +84,10 @@ class Decider:
         at: datetime,
         trigger: Mapping[str, str],
         event: Event | None = None,
+        silent: bool = False,
     ) -> None:
         self.context = context
+        self.silent = silent  # a due item handled too late: state moves on, nothing is sent or given
         self.member = context.member
         self.playbook = playbook
         self.at = at
@@ -111,6 +114,9 @@ class Decider:
         ledger_kind: LedgerKind = "gift",
     ) -> None:
         """Adds the action; an incentive of points is booked on the ledger under the same fact."""
+        if self.silent:
+            self.context.late.append(rule)
+            return
         member = self.member
         ident = action_id(member.shop_id, member.member_id, rule, key)
         body = incentive_body(incentive, ident, self.at) if incentive is not None else None

@@ -110,6 +110,15 @@ class RfmSegment:
 
 
 @dataclass(frozen=True, slots=True)
+class SchedulePolicy:
+    """A due item handled later than ``max_lateness`` (after an outage, a migration or a single
+    catch-up run over old history) still updates state, but its message is not sent; None sends all.
+    """
+
+    max_lateness: timedelta | None = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
 class RfmPolicy:
     recompute_every_hours: int = 24
     segments: tuple[RfmSegment, ...] = ()
@@ -143,6 +152,7 @@ class ShopPlaybook:
     points: PointsPolicy = field(default_factory=PointsPolicy)
     score: ScorePolicy = field(default_factory=ScorePolicy)
     rfm: RfmPolicy = field(default_factory=RfmPolicy)
+    schedule: SchedulePolicy = field(default_factory=SchedulePolicy)
 
     def rule(self, name: str) -> RuleConfig | None:
         """The rule's settings when it is switched on for this shop, else None."""

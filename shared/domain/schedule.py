@@ -16,7 +16,7 @@ from typing import Any
 
 from shared.domain import lifecycle, points
 from shared.domain.calendar import next_anniversary, next_birthday, zone
-from shared.domain.decisions import Decider, MemberContext, set_expiries
+from shared.domain.decisions import Decider, MemberContext, money, set_expiries
 from shared.domain.membership import paid_times, refresh_standing, review_tier, tier_timeline
 from shared.domain.model import ActionDecision, Order
 from shared.domain.playbook import ShopPlaybook
@@ -181,7 +181,14 @@ def run_due(context: MemberContext, playbook: ShopPlaybook, as_of: datetime) -> 
         if not due:
             break
         item = due[0]
-        decider = Decider(context, playbook, item.due_at, {"schedule": item.rule, "due_at": item.due_at.isoformat()})
+        lateness = playbook.schedule.max_lateness
+        decider = Decider(
+            context,
+            playbook,
+            item.due_at,
+            {"schedule": item.rule, "due_at": item.due_at.isoformat()},
+            silent=lateness is not None and as_of - item.due_at > lateness,
+        )
         _HANDLERS[item.rule](decider, item)
         actions.extend(decider.actions)
     member = context.member
@@ -277,7 +284,7 @@ def _unpaid(decider: Decider, item: DueItem) -> None:
     decider.care(
         "unpaid_reminder",
         order.order_id,
-        {"order_id": order.order_id, "amount": str(amount) if amount is not None else None},
+        {"order_id": order.order_id, "amount": money(amount) if amount is not None else None},
     )
 
 

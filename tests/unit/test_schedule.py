@@ -15,13 +15,16 @@ import pytest
 from shared.domain.engagement import MemberContext, apply_event, settle
 from shared.domain.model import ActionDecision, Event, Member
 from shared.domain.schedule import next_due, plan, run_due
-from shared.playbook import load_playbook
+from shared.playbook import parse_playbook
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NEW_YORK = ZoneInfo("America/New_York")
-DEFAULT = load_playbook().default
+# The default playbook without the lateness guard: these tests jump far past due times on purpose
+# (test_schedule.py::test_a_due_item_handled_too_late_* covers the guard itself).
+DEFAULT = parse_playbook({"defaults": {"schedule": {"max_lateness": None}}}).default
 SECOND = timedelta(seconds=1)
 DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
 
 
 def event(kind: str, moment: datetime, **data: Any) -> Event:
@@ -468,3 +471,38 @@ def test_next_due_at_matches_the_plan_and_lies_after_as_of(as_of_days: int) -> N
     pending = plan(context, DEFAULT)
     assert context.member.next_due_at == min(i.due_at for i in pending)
     assert context.member.next_due_at > as_of
+
+
+# --- the lateness guard ---------------------------------------------------------------------------
+
+GUARDED = parse_playbook({}).default  # the shipped default: max_lateness P7D
+
+
+def test_a_due_item_handled_too_late_moves_state_on_but_sends_and_gives_nothing() -> None:
+    context = consume([joined(JAN31), paid("o-1", "120.00", JAN31 + HOUR)])
+    # A first run two years on (say, right after the service was deployed over old history).
+    late = run_due(context, GUARDED, JAN31 + 730 * DAY)
+    assert late == []
+    member = context.member
+    assert member.stage == "churned"
+    assert {"one_month_gift", "hundred_day_gift", "anniversary_gift"} <= set(member.schedule_marks)
+    assert sorted(set(context.late)) == [
+        "anniversary_gift",
+        "churn_win_back_sample",
+        "dormant_wake_coupon",
+        "hundred_day_gift",
+        "one_month_gift",
+        "points_expiry_reminder",
+    ]
+    # The hundred-day points were not given; the earned points still expired on time.
+    assert [line.entry_id.split(":")[0] for line in context.new_ledger] == ["earn", "expire"]
+    assert member.points_balance == 0
+    assert member.next_due_at is not None and member.next_due_at > JAN31 + 730 * DAY
+
+
+def test_a_due_item_within_the_lateness_is_still_sent() -> None:
+    context = consume([joined(JAN31)])
+    due = JAN31 + 30 * DAY
+    (gift,) = of_rule(run_due(context, GUARDED, due + 7 * DAY), "one_month_gift")
+    assert_scheduled(gift, "one_month_gift", due)
+    assert context.late == []
