@@ -16,10 +16,10 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 SCRIPTS := deploy/scripts
 
-.PHONY: help venv up down infra-up infra-down migrate lint test run bench status clean
+.PHONY: help venv up down infra-up infra-down migrate lint test run bench bench-scheduler status clean
 
 help:
-	@echo "targets: venv up down infra-up infra-down migrate lint test run bench status clean"
+	@echo "targets: venv up down infra-up infra-down migrate lint test run bench bench-scheduler status clean"
 
 $(STAMP): pyproject.toml
 	$(SCRIPTS)/venv.sh
@@ -70,6 +70,9 @@ run: up
 
 bench: infra-up
 	$(BIN)/python -m tests.bench.engagement_bench
+
+bench-scheduler: infra-up
+	$(BIN)/python -m tests.bench.scheduler_bench
 
 clean: down
 	rm -rf .local
