@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, time
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.relativedelta import relativedelta
@@ -51,6 +52,7 @@ def _same_day_in(year: int, month: int, day: int) -> date:
     return date(_LEAP_YEAR, month, day) + relativedelta(years=year - _LEAP_YEAR)
 
 
+@lru_cache(maxsize=65536)
 def next_anniversary(joined_at: datetime, after: datetime, tz: ZoneInfo, send_at: time) -> tuple[int, datetime]:
     """The first membership anniversary due strictly after ``after``: (years since joining, due instant in UTC).
 
@@ -80,6 +82,7 @@ def _parse_birthday(text: str) -> tuple[int, int] | None:
     return month, day
 
 
+@lru_cache(maxsize=65536)
 def next_birthday(birthday: str, after: datetime, tz: ZoneInfo, send_at: time) -> tuple[int, datetime] | None:
     """The first birthday due strictly after ``after``: (calendar year of that birthday, due instant in UTC).
 

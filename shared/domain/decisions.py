@@ -19,6 +19,7 @@ from shared.domain import points
 from shared.domain.calendar import add_months
 from shared.domain.model import ActionDecision, Category, Event, LedgerEntry, LedgerKind, Member, Order
 from shared.domain.playbook import IncentiveSpec, ShopPlaybook
+from shared.domain.tiers import QualificationPoint
 
 ACTION_NAMESPACE = uuid.UUID("6f1c7f0e-3f43-4d7b-9a55-0b8f6c2b1e10")
 
@@ -41,6 +42,7 @@ class MemberContext:
     ledger: list[LedgerEntry] | None = None
     new_ledger: list[LedgerEntry] = field(default_factory=list)
     late: list[str] = field(default_factory=list)  # rules whose due item came too late to send
+    timeline: list[QualificationPoint] | None = None  # the tier timeline, until the orders' money changes
 
 
 def action_id(*parts: str) -> str:

@@ -13,6 +13,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from shared.domain.playbook import LifecyclePolicy
 
@@ -27,6 +28,7 @@ class Stage:
     win_backs: int
 
 
+@lru_cache(maxsize=64)
 def _days(n: int) -> timedelta:
     return timedelta(days=n)
 
@@ -73,10 +75,11 @@ def transitions(paid_times: Sequence[datetime], policy: LifecyclePolicy) -> list
     if not paid_times:
         return []
     found = {paid_times[0] + _days(policy.new_days)}
+    thresholds = [_days(policy.active_days), _days(policy.at_risk_days), _days(policy.dormant_days)]
     for index, paid in enumerate(paid_times):
         following = paid_times[index + 1] if index + 1 < len(paid_times) else None
-        for days in (policy.active_days, policy.at_risk_days, policy.dormant_days):
-            moment = paid + _days(days)
+        for threshold in thresholds:
+            moment = paid + threshold
             if following is None or moment < following:
                 found.add(moment)
     return sorted(found)

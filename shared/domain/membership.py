@@ -27,7 +27,10 @@ def _later(*moments: datetime | None) -> datetime | None:
 
 
 def tier_timeline(context: MemberContext, playbook: ShopPlaybook) -> list[QualificationPoint]:
-    return qualification_timeline(playbook, context.orders.values())
+    """The member's tier timeline, computed once until ``refresh_tier`` sees the money change."""
+    if context.timeline is None:
+        context.timeline = qualification_timeline(playbook, context.orders.values())
+    return context.timeline
 
 
 def held_since(context: MemberContext, playbook: ShopPlaybook) -> datetime | None:
@@ -47,6 +50,8 @@ def refresh_tier(decider: Decider, timeline: list[QualificationPoint] | None = N
     member, playbook = decider.member, decider.playbook
     if not playbook.tiers:
         return
+    if timeline is None:  # called because a payment, refund or cancellation changed the figures
+        decider.context.timeline = None
     points = timeline if timeline is not None else tier_timeline(decider.context, playbook)
     after = held_since(decider.context, playbook)
     rank = best_rank(points, after)

@@ -25,7 +25,7 @@ from shared.domain.tiers import lapses_at
 MAX_ITEMS_PER_RUN = 10_000  # a guard against a rule that would never stop falling due
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class DueItem:
     due_at: datetime
     rule: str
@@ -52,18 +52,53 @@ def _first_seen(context: MemberContext) -> datetime | None:
 
 
 def plan(context: MemberContext, playbook: ShopPlaybook) -> list[DueItem]:
-    """Every due item the member's state implies, whether already due or not."""
+    """Every due item the member's state implies, whether already due or not, in due order."""
+    return sorted(_pending(context, playbook), key=_order_key)
+
+
+def _pending(context: MemberContext, playbook: ShopPlaybook) -> list[DueItem]:
+    """The due items in no particular order: callers mostly need only the earliest."""
     items: list[DueItem] = []
     for planner in (_member_gifts, _calendar_gifts, _lifecycle, _tier_review, _points):
         items.extend(planner(context, playbook))
-    for order in context.orders.values():
-        items.extend(_journey(order, playbook))
-    return sorted(items)
+    journey = _JourneyRules.of(playbook)
+    if journey.any:
+        for order in context.orders.values():
+            items.extend(_journey(order, journey))
+    return items
+
+
+def _order_key(item: DueItem) -> tuple[datetime, str, str]:
+    return (item.due_at, item.rule, item.key)
 
 
 def next_due(context: MemberContext, playbook: ShopPlaybook) -> datetime | None:
-    items = plan(context, playbook)
-    return items[0].due_at if items else None
+    return _earliest(_pending(context, playbook))
+
+
+def _earliest(items: list[DueItem]) -> datetime | None:
+    return min(item.due_at for item in items) if items else None
+
+
+@dataclass(frozen=True, slots=True)
+class _JourneyRules:
+    """The delays of the journey's waiting nodes, looked up once per plan rather than per order."""
+
+    unpaid: timedelta | None
+    delivery: timedelta | None
+    invitation: timedelta | None
+
+    @property
+    def any(self) -> bool:
+        return self.unpaid is not None or self.delivery is not None or self.invitation is not None
+
+    @classmethod
+    def of(cls, playbook: ShopPlaybook) -> _JourneyRules:
+        def delay(rule: str) -> timedelta | None:
+            config = playbook.rule(rule)
+            return config.delay if config is not None else None
+
+        return cls(delay("unpaid_reminder"), delay("delivery_delay_care"), delay("review_invitation"))
 
 
 def _member_gifts(context: MemberContext, playbook: ShopPlaybook) -> list[DueItem]:
@@ -134,32 +169,25 @@ def _points(context: MemberContext, playbook: ShopPlaybook) -> list[DueItem]:
     return items
 
 
-def _journey(order: Order, playbook: ShopPlaybook) -> list[DueItem]:
+def _journey(order: Order, rules: _JourneyRules) -> list[DueItem]:
     """Care nodes that wait for something not to happen: payment, delivery, a review."""
     items = []
-    unpaid = playbook.rule("unpaid_reminder")
-    if unpaid is not None and unpaid.delay is not None and order.created_at is not None:
-        due = order.created_at + unpaid.delay
-        if (
-            "unpaid_reminder" not in order.care_done
-            and not _before(order.paid_at, due)
-            and not _before(order.cancelled_at, due)
-        ):
+    if rules.unpaid is not None and order.created_at is not None and "unpaid_reminder" not in order.care_done:
+        due = order.created_at + rules.unpaid
+        if not _before(order.paid_at, due) and not _before(order.cancelled_at, due):
             items.append(DueItem(due, "unpaid_reminder", order.order_id, order.order_id))
-    delay = playbook.rule("delivery_delay_care")
-    if delay is not None and delay.delay is not None:
+    if rules.delivery is not None:
         for shipment_id, shipment in order.shipments.items():
             shipped = shipment.get("shipped_at")
             if not shipped or f"delivery_delay_care:{shipment_id}" in order.care_done:
                 continue
-            due = datetime.fromisoformat(shipped) + delay.delay
+            due = datetime.fromisoformat(shipped) + rules.delivery
             delivered = shipment.get("delivered_at")
             if not _before(datetime.fromisoformat(delivered) if delivered else None, due):
                 items.append(DueItem(due, "delivery_delay_care", shipment_id, order.order_id))
-    invitation = playbook.rule("review_invitation")
-    if invitation is not None and invitation.delay is not None and order.completed_at is not None:
-        due = order.completed_at + invitation.delay
-        if "review_invitation" not in order.care_done and not _before(_first_review(order), due):
+    if rules.invitation is not None and order.completed_at is not None and "review_invitation" not in order.care_done:
+        due = order.completed_at + rules.invitation
+        if not _before(_first_review(order), due):
             items.append(DueItem(due, "review_invitation", order.order_id, order.order_id))
     return items
 
@@ -176,11 +204,12 @@ def _first_review(order: Order) -> datetime | None:
 def run_due(context: MemberContext, playbook: ShopPlaybook, as_of: datetime) -> list[ActionDecision]:
     """Handles every item due up to ``as_of``, oldest first, and moves the member's clock to ``as_of``."""
     actions: list[ActionDecision] = []
+    pending = _pending(context, playbook)
     for _ in range(MAX_ITEMS_PER_RUN):
-        due = [item for item in plan(context, playbook) if item.due_at <= as_of]
+        due = [item for item in pending if item.due_at <= as_of]
         if not due:
             break
-        item = due[0]
+        item = min(due, key=_order_key)
         lateness = playbook.schedule.max_lateness
         decider = Decider(
             context,
@@ -191,11 +220,12 @@ def run_due(context: MemberContext, playbook: ShopPlaybook, as_of: datetime) -> 
         )
         _HANDLERS[item.rule](decider, item)
         actions.extend(decider.actions)
+        pending = _pending(context, playbook)
     member = context.member
     if member.scheduled_until is None or as_of > member.scheduled_until:
         member.scheduled_until = as_of
-    refresh_standing(context, playbook)
-    member.next_due_at = next_due(context, playbook)
+    refresh_standing(context, playbook)  # reads the plan's inputs but changes none of them
+    member.next_due_at = _earliest(pending)
     return actions
 
 

@@ -116,14 +116,30 @@ def qualification_timeline(playbook: ShopPlaybook, orders: Iterable[Order]) -> l
         if order.paid_at is None or order.paid_amount is None:
             continue
         _order_changes(order, order.paid_at, order.paid_amount, window, changes)
+    # Thresholds once per call: (rank, spend needed or None, orders needed or None), highest first.
+    ladder = [
+        (
+            rank,
+            playbook.spend_threshold(tier) if tier.spend_multiple > 0 else None,
+            tier.min_orders if tier.min_orders > 0 else None,
+        )
+        for rank, tier in reversed(list(enumerate(playbook.tiers)))
+    ]
     points = []
     net_spend, paid_orders = ZERO, 0
     for at in sorted(changes):
         for spend, count in changes[at]:
             net_spend += spend
             paid_orders += count
-        reached = qualifying_tier(playbook, net_spend, paid_orders)
-        points.append(QualificationPoint(at, playbook.tier_rank(reached.code) if reached is not None else -1))
+        rank = -1
+        for candidate, spend_needed, orders_needed in ladder:
+            if (spend_needed is None and orders_needed is None) or (
+                (spend_needed is not None and net_spend >= spend_needed)
+                or (orders_needed is not None and paid_orders >= orders_needed)
+            ):
+                rank = candidate
+                break
+        points.append(QualificationPoint(at, rank))
     return points
 
 
