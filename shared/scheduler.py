@@ -86,7 +86,7 @@ class Scheduler:
     async def _refresh_rfm(self, as_of: datetime, report: SchedulerReport) -> None:
         """Recomputes the RFM edges of shops whose edges are older than the shop's interval."""
         async with self._engine.begin() as connection:
-            shops = await store.shops_with_buyers(connection)
+            shops = await store.shops_with_members(connection)
             stale = [
                 shop
                 for shop, computed in shops.items()

@@ -231,8 +231,8 @@ async def get_rfm_edges(connection: AsyncConnection, shop_id: str) -> RfmEdges |
             )
         )
     ).one_or_none()
-    if row is None:
-        return None
+    if row is None or not row.recency_days:
+        return None  # the shop had no buyers when the edges were computed
     return RfmEdges(
         as_of=row.as_of,
         recency_days=tuple(row.recency_days),

@@ -260,7 +260,7 @@ async def _load(
         await connection.execute(text(_LEDGER_SQL))
         await connection.execute(text("DROP TABLE bench_member, bench_seed"))
         # The daily RFM edges, as a run an hour earlier left them: the timed passes do not recompute them.
-        shop_ids = sorted((await store.shops_with_buyers(connection)).keys())
+        shop_ids = sorted((await store.shops_with_members(connection)).keys())
         await store.compute_rfm_edges(connection, shop_ids, AS_OF - timedelta(hours=1))
     vacuum = create_async_engine(url, isolation_level="AUTOCOMMIT")
     async with vacuum.connect() as connection:
@@ -418,7 +418,7 @@ async def main() -> None:
         # The fixed parts of every pass, measured on their own.
         async with engine.connect() as connection:
             started = time.perf_counter()
-            await store.shops_with_buyers(connection)
+            await store.shops_with_members(connection)
             shops_seconds = time.perf_counter() - started
             started = time.perf_counter()
             await store.count_due(connection, LATER + timedelta(days=1))
@@ -428,7 +428,7 @@ async def main() -> None:
             rfm_seconds = time.perf_counter() - started
             await connection.rollback()
         print(
-            f"fixed costs: shops_with_buyers {shops_seconds * 1000:,.0f} ms (every pass) | RFM edge recompute for "
+            f"fixed costs: shops_with_members {shops_seconds * 1000:,.0f} ms (every pass) | RFM edge recompute for "
             f"{rfm_shops} shops {rfm_seconds:.2f} s (once a day per shop; rolled back here) | "
             f"count_due over a day's items {count_seconds * 1000:,.0f} ms",
             flush=True,

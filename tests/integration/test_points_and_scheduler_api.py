@@ -15,7 +15,8 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.api.app import create_app
-from shared.db.schema import members, outbox, points_ledger
+from shared.db.schema import members, outbox, points_ledger, rfm_edges
+from shared.domain.rfm import quintile_edges
 from shared.playbook import load_playbook
 from shared.settings import Settings
 
@@ -200,3 +201,48 @@ async def test_the_scheduler_route_runs_what_is_due_once_and_needs_a_token(
     assert due == BASE + timedelta(days=100)  # next: the hundred-day gift
     status = (await client.get(_path("m-1"))).json()
     assert datetime.fromisoformat(status["as_of"]) == BASE + timedelta(days=31)
+
+
+async def test_a_run_computes_each_shops_rfm_edges_and_the_status_scores_against_them(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    # Ten buyers in shop-1: buyer n paid n times, n x 100.00 in all, last n days before the run.
+    as_of = BASE + timedelta(days=30)
+    async with engine.begin() as connection:
+        for n in range(1, 11):
+            await connection.execute(
+                insert(members).values(
+                    shop_id=SHOP,
+                    member_id=f"b-{n}",
+                    joined_at=BASE,
+                    paid_orders=n,
+                    net_spend=100 * n,
+                    first_order_at=BASE,
+                    last_order_at=as_of - timedelta(days=n),
+                    last_event_at=as_of - timedelta(days=n),
+                )
+            )
+        await connection.execute(insert(members).values(shop_id="shop-quiet", member_id="p-1", joined_at=BASE))
+    report = (await client.post("/v1/admin/scheduler/run", json={"as_of": as_of.isoformat()})).json()
+    assert report["rfm_shops"] == 2
+
+    async with engine.connect() as connection:
+        rows = {row.shop_id: row for row in await connection.execute(select(rfm_edges))}
+    expected = quintile_edges([float(n) for n in range(1, 11)])  # days, orders and hundreds alike
+    assert rows[SHOP].buyers == 10
+    assert rows[SHOP].recency_days == pytest.approx(list(expected))
+    assert rows[SHOP].frequency == pytest.approx(list(expected))
+    assert rows[SHOP].monetary == pytest.approx([100 * edge for edge in expected])
+    assert (rows["shop-quiet"].buyers, rows["shop-quiet"].recency_days) == (0, [])
+
+    best = (await client.get(_path("b-10"))).json()["rfm"]
+    worst = (await client.get(_path("b-1"))).json()["rfm"]
+    # b-10 bought most and most often, but longest ago; b-1 the opposite.
+    assert (best["r"], best["f"], best["m"], best["segment"]) == (1, 5, 5, "at_risk")
+    assert (worst["r"], worst["f"], worst["m"], worst["segment"]) == (5, 1, 1, "new")
+    assert datetime.fromisoformat(best["as_of"]) == as_of
+    quiet = await client.get("/v1/shops/shop-quiet/members/p-1")
+    assert quiet.json()["rfm"] is None
+    # Edges are kept for a day of business time: a run an hour later recomputes nothing.
+    later = await client.post("/v1/admin/scheduler/run", json={"as_of": (as_of + timedelta(hours=1)).isoformat()})
+    assert later.json()["rfm_shops"] == 0
