@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -295,3 +296,18 @@ async def list_ledger(
         for row in page
     ]
     return Page(items=items, next_key=next_key)
+
+
+@dataclass(frozen=True, slots=True)
+class Listing(Generic[K]):
+    """How one of a member's lists is paged: its cursor codec, its query and its table."""
+
+    decode: Callable[[str], K]
+    fetch: Callable[..., Awaitable[Page[K]]]
+    encode: Callable[[K], str]
+    table: Table
+
+
+ACTIONS = Listing(decode_action_cursor, list_actions, encode_action_cursor, actions)
+NOTIFICATIONS = Listing(decode_notification_cursor, list_notifications, encode_notification_cursor, notifications)
+LEDGER = Listing(decode_ledger_cursor, list_ledger, encode_ledger_cursor, points_ledger)

@@ -38,7 +38,6 @@ from services.api.schemas import (
 )
 from shared.db import store
 from shared.db.engine import database_ready
-from shared.db.schema import actions, notifications, points_ledger
 from shared.domain import points
 from shared.domain.model import LedgerEntry
 from shared.domain.playbook import ShopPlaybook
@@ -187,21 +186,33 @@ async def member_status(
     return _status(member, playbook.for_shop(shop_id), ledger, edges)
 
 
+async def _page(
+    listing: repository.Listing[Any],
+    connection: DbConnection,
+    shop_id: str,
+    member_id: str,
+    cursor: str | None,
+    limit: int,
+) -> JSONResponse:
+    """One page of a member's list: the cursor checked, 404 for a member with no trace at all."""
+    try:
+        after = listing.decode(cursor) if cursor is not None else None
+    except repository.InvalidCursorError:
+        raise _invalid_cursor() from None
+    page = await listing.fetch(connection, shop_id, member_id, limit=limit, after=after)
+    if not page.items and not await repository.member_known(connection, shop_id, member_id, listing.table):
+        raise _member_not_found(shop_id, member_id)
+    next_cursor = listing.encode(page.next_key) if page.next_key else None
+    return JSONResponse({"items": page.items, "next_cursor": next_cursor})
+
+
 @members_router.get("/actions", response_model=ActionPage, summary="Member actions")
 async def member_actions(
     shop_id: ShopId, member_id: MemberId, connection: DbConnection, cursor: Cursor = None, limit: Limit = 50
 ) -> JSONResponse:
     """The actions decided for the member, newest first, exactly as published on ``member.actions``."""
-    try:
-        after = repository.decode_action_cursor(cursor) if cursor is not None else None
-    except repository.InvalidCursorError:
-        raise _invalid_cursor() from None
-    page = await repository.list_actions(connection, shop_id, member_id, limit=limit, after=after)
-    if not page.items and not await repository.member_known(connection, shop_id, member_id, actions):
-        raise _member_not_found(shop_id, member_id)
-    next_cursor = repository.encode_action_cursor(page.next_key) if page.next_key else None
     # The stored payloads are returned verbatim: they are the published contract documents.
-    return JSONResponse({"items": page.items, "next_cursor": next_cursor})
+    return await _page(repository.ACTIONS, connection, shop_id, member_id, cursor, limit)
 
 
 @members_router.get("/notifications", response_model=NotificationPage, summary="Member notification outcomes")
@@ -209,15 +220,7 @@ async def member_notifications(
     shop_id: ShopId, member_id: MemberId, connection: DbConnection, cursor: Cursor = None, limit: Limit = 50
 ) -> JSONResponse:
     """What the notifier did with the member's actions, newest first, as published on ``member.notifications``."""
-    try:
-        after = repository.decode_notification_cursor(cursor) if cursor is not None else None
-    except repository.InvalidCursorError:
-        raise _invalid_cursor() from None
-    page = await repository.list_notifications(connection, shop_id, member_id, limit=limit, after=after)
-    if not page.items and not await repository.member_known(connection, shop_id, member_id, notifications):
-        raise _member_not_found(shop_id, member_id)
-    next_cursor = repository.encode_notification_cursor(page.next_key) if page.next_key else None
-    return JSONResponse({"items": page.items, "next_cursor": next_cursor})
+    return await _page(repository.NOTIFICATIONS, connection, shop_id, member_id, cursor, limit)
 
 
 @members_router.get("/points/ledger", response_model=LedgerPage, summary="Member points ledger")
@@ -225,15 +228,7 @@ async def points_ledger_lines(
     shop_id: ShopId, member_id: MemberId, connection: DbConnection, cursor: Cursor = None, limit: Limit = 50
 ) -> JSONResponse:
     """The member's ledger lines, most recently booked first; they always sum to the balance."""
-    try:
-        after = repository.decode_ledger_cursor(cursor) if cursor is not None else None
-    except repository.InvalidCursorError:
-        raise _invalid_cursor() from None
-    page = await repository.list_ledger(connection, shop_id, member_id, limit=limit, after=after)
-    if not page.items and not await repository.member_known(connection, shop_id, member_id, points_ledger):
-        raise _member_not_found(shop_id, member_id)
-    next_cursor = repository.encode_ledger_cursor(page.next_key) if page.next_key else None
-    return JSONResponse({"items": page.items, "next_cursor": next_cursor})
+    return await _page(repository.LEDGER, connection, shop_id, member_id, cursor, limit)
 
 
 @members_router.post(
