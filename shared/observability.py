@@ -6,6 +6,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterator
+from typing import TextIO
 
 import structlog
 import uvicorn
@@ -16,9 +17,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """JSON lines on stdout with dotted event names; records never carry member contact data."""
-    logging.basicConfig(format="%(message)s", stream=sys.stdout, level=level.upper())
+def configure_logging(level: str = "INFO", stream: TextIO = sys.stdout) -> None:
+    """JSON lines (on stdout for services) with dotted event names; never member contact data."""
+    logging.basicConfig(format="%(message)s", stream=stream, level=level.upper())
     for noisy in ("aiokafka", "kafka", "sqlalchemy.engine", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(
@@ -30,7 +31,7 @@ def configure_logging(level: str = "INFO") -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(),
+        logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=True,
     )
 

@@ -38,7 +38,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 async def _run(as_of: datetime, batch_size: int | None) -> dict[str, object]:
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, sys.stderr)  # stdout carries the report alone
     engine = create_engine(settings)
     try:
         scheduler = Scheduler(

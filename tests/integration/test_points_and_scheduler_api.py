@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +23,7 @@ from shared.db.schema import members, outbox, points_ledger, rfm_edges
 from shared.domain.rfm import quintile_edges
 from shared.playbook import load_playbook
 from shared.settings import Settings
+from tests.support import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -60,6 +65,22 @@ async def _member_with_points(engine: AsyncEngine, member_id: str, earned: int) 
                 points=earned,
                 at=BASE,
                 expires_at=BASE + timedelta(days=365),
+            )
+        )
+
+
+async def _due_for_one_month_gift(engine: AsyncEngine, member_id: str) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            insert(members).values(
+                shop_id=SHOP,
+                member_id=member_id,
+                joined_at=BASE,
+                joined_by_event=True,
+                tier="member",
+                tier_since=BASE,
+                last_event_at=BASE,
+                next_due_at=BASE + timedelta(days=30),
             )
         )
 
@@ -160,21 +181,7 @@ async def test_the_ledger_pages_newest_first_and_404s_for_unknown_members(
 async def test_the_scheduler_route_runs_what_is_due_once_and_needs_a_token(
     client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
-    async with engine.begin() as connection:
-        await connection.execute(
-            insert(members).values(
-                shop_id=SHOP,
-                member_id="m-1",
-                joined_at=BASE,
-                joined_by_event=True,
-                tier="member",
-                tier_since=BASE,
-                last_event_at=BASE,
-                stage="prospect",
-                stage_since=BASE,
-                next_due_at=BASE + timedelta(days=30),
-            )
-        )
+    await _due_for_one_month_gift(engine, "m-1")
     route = "/v1/admin/scheduler/run"
     as_of = (BASE + timedelta(days=31)).isoformat()
     assert (
@@ -246,3 +253,21 @@ async def test_a_run_computes_each_shops_rfm_edges_and_the_status_scores_against
     # Edges are kept for a day of business time: a run an hour later recomputes nothing.
     later = await client.post("/v1/admin/scheduler/run", json={"as_of": (as_of + timedelta(hours=1)).isoformat()})
     assert later.json()["rfm_shops"] == 0
+
+
+async def test_the_command_line_runs_the_scheduler_and_prints_only_its_report(
+    engine: AsyncEngine, service_env: dict[str, str]
+) -> None:
+    await _due_for_one_month_gift(engine, "m-cli")
+    command = [sys.executable, "-m", "services.scheduler", "--as-of", (BASE + timedelta(days=31)).isoformat()]
+    env = {**os.environ, **service_env}
+    done = await asyncio.to_thread(subprocess.run, command, cwd=ROOT, env=env, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)  # the logs go to stderr
+    assert (report["members"], report["actions_by_rule"]) == (1, {"one_month_gift": 1})
+    assert b"scheduler.run" in done.stderr
+
+    bad = [sys.executable, "-m", "services.scheduler", "--as-of", "2025-04-01T00:00:00"]
+    refused = await asyncio.to_thread(subprocess.run, bad, cwd=ROOT, env=env, capture_output=True, timeout=60)
+    assert refused.returncode == 2
+    assert b"needs a UTC offset" in refused.stderr
