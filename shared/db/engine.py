@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import orjson
 import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -13,11 +15,18 @@ from shared.settings import Settings
 log = structlog.get_logger(__name__)
 
 
+def dump_json(value: Any) -> str:
+    """JSON text for a JSONB value; orjson, since members' and orders' documents are written every batch."""
+    return orjson.dumps(value, default=str).decode()
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     return create_async_engine(
         settings.async_database_url,
         pool_size=settings.database_pool_size,
         pool_pre_ping=True,
+        json_serializer=dump_json,
+        json_deserializer=orjson.loads,
         connect_args={"server_settings": {"application_name": settings.kafka_client_id}},
     )
 

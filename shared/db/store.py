@@ -5,7 +5,6 @@ Shared by the event path (the engagement consumer) and the scheduler.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -16,6 +15,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.db.engine import dump_json
 from shared.db.schema import actions, members, orders, pending_events, points_ledger
 from shared.domain import points
 from shared.domain.model import LedgerEntry, Member, Order
@@ -164,7 +164,7 @@ def _arrays(table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]) -
         values = [row[index] for row in rows]
         if isinstance(table.c[name].type, (JSONB, ARRAY)):
             # A str is taken to be JSON text already (e.g. a record's original bytes).
-            values = [value if isinstance(value, str) else json.dumps(value, default=str) for value in values]
+            values = [value if isinstance(value, str) else dump_json(value) for value in values]
         params[name] = values
     return params
 
