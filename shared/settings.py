@@ -76,9 +76,10 @@ class Settings(BaseSettings):
     # API
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    api_tokens: Annotated[list[SecretStr], NoDecode] = []
+    api_tokens: Annotated[list[SecretStr], NoDecode] = []  # every scope: reads, redemptions, the scheduler
+    api_read_tokens: Annotated[list[SecretStr], NoDecode] = []  # read-only: GET routes only
 
-    @field_validator("notifier_channels", "api_tokens", mode="before")
+    @field_validator("notifier_channels", "api_tokens", "api_read_tokens", mode="before")
     @classmethod
     def _split_comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
@@ -90,6 +91,8 @@ class Settings(BaseSettings):
         weak = []
         if any(len(token.get_secret_value()) < 16 for token in self.api_tokens):
             weak.append("API_TOKENS (each token needs at least 16 characters)")
+        if any(len(token.get_secret_value()) < 16 for token in self.api_read_tokens):
+            weak.append("API_READ_TOKENS (each token needs at least 16 characters)")
         if "webhook" in self.notifier_channels and (
             self.webhook_secret is None or len(self.webhook_secret.get_secret_value()) < 16
         ):

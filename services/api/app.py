@@ -78,7 +78,13 @@ def create_app(settings: Settings, playbook: Playbook) -> FastAPI:
         raise ConfigurationError(
             f"weak secrets outside development (APP_ENV={settings.environment}): " + ", ".join(settings.weak_secrets())
         )
-    state = ApiState(settings=settings, playbook=playbook, token_digests=token_digests(tokens))
+    readers = [token.get_secret_value() for token in settings.api_read_tokens if token.get_secret_value()]
+    state = ApiState(
+        settings=settings,
+        playbook=playbook,
+        token_digests=token_digests(tokens),
+        read_token_digests=token_digests(readers),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

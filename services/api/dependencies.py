@@ -25,6 +25,7 @@ class ApiState:
     settings: Settings
     playbook: Playbook
     token_digests: tuple[bytes, ...]
+    read_token_digests: tuple[bytes, ...] = ()
     engine: AsyncEngine | None = None
     kafka: KafkaProbe | None = field(default=None)
 

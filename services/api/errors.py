@@ -49,6 +49,10 @@ def unauthorized(message: str) -> ApiError:
     return ApiError(status.HTTP_401_UNAUTHORIZED, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
 
+def forbidden(message: str) -> ApiError:
+    return ApiError(status.HTTP_403_FORBIDDEN, "forbidden", message)
+
+
 def error_response(status_code: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status_code, headers=headers)
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette import status
 
 from services.api import repository
-from services.api.auth import Authenticated
+from services.api.auth import Authenticated, FullAccess
 from services.api.dependencies import DbConnection, Engine, Playbooks, State
 from services.api.errors import ApiError
 from services.api.schemas import (
@@ -59,6 +59,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     status.HTTP_401_UNAUTHORIZED: {"model": ErrorResponse, "description": "Missing or unknown bearer token."},
     status.HTTP_404_NOT_FOUND: {"model": ErrorResponse, "description": "Unknown member."},
     status.HTTP_422_UNPROCESSABLE_CONTENT: {"model": ErrorResponse, "description": "Invalid query parameters."},
+}
+_FULL_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    status.HTTP_403_FORBIDDEN: {"model": ErrorResponse, "description": "A read-only token (API_READ_TOKENS)."},
 }
 
 operations = APIRouter(tags=["operations"])
@@ -235,11 +239,13 @@ async def points_ledger_lines(
     "/points/redeem",
     response_model=RedeemResponse,
     summary="Redeem points",
+    dependencies=[FullAccess],
     responses={
+        status.HTTP_403_FORBIDDEN: _FULL_ERRORS[status.HTTP_403_FORBIDDEN],
         status.HTTP_409_CONFLICT: {
             "model": ErrorResponse,
             "description": "The balance is short (`insufficient_points`) or the key was used for another amount.",
-        }
+        },
     },
 )
 async def redeem(shop_id: ShopId, member_id: MemberId, body: RedeemRequest, engine: Engine) -> RedeemResponse:
@@ -264,7 +270,7 @@ async def redeem(shop_id: ShopId, member_id: MemberId, body: RedeemRequest, engi
     return RedeemResponse(entry=line, balance=done.balance, replayed=done.replayed)
 
 
-admin_router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Authenticated], responses=_ERRORS)
+admin_router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[FullAccess], responses=_FULL_ERRORS)
 
 
 @admin_router.post("/scheduler/run", response_model=SchedulerRunResponse, summary="Run the scheduler")

@@ -271,3 +271,34 @@ async def test_the_command_line_runs_the_scheduler_and_prints_only_its_report(
     refused = await asyncio.to_thread(subprocess.run, bad, cwd=ROOT, env=env, capture_output=True, timeout=60)
     assert refused.returncode == 2
     assert b"needs a UTC offset" in refused.stderr
+
+
+async def test_a_read_only_token_reads_but_may_not_redeem_or_run_the_scheduler(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    settings = settings.model_copy(
+        update={"api_tokens": [SecretStr("test-token")], "api_read_tokens": [SecretStr("dashboard-token")]}
+    )
+    app = create_app(settings, load_playbook(settings.playbook_path))
+    reader = {"Authorization": "Bearer dashboard-token"}
+    await _member_with_points(engine, "m-1", 100)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test", headers=reader) as http,
+    ):
+        for suffix in ("", "/actions", "/notifications", "/points/ledger"):
+            assert (await http.get(_path("m-1", suffix))).status_code == 200, suffix
+        refused = await _redeem(http, "m-1", 10, "k-1")
+        assert (refused.status_code, refused.json()["error"]["code"]) == (403, "forbidden")
+        run = await http.post("/v1/admin/scheduler/run", json={"as_of": BASE.isoformat()})
+        assert (run.status_code, run.json()["error"]["code"]) == (403, "forbidden")
+        unknown = await http.post(
+            "/v1/admin/scheduler/run", json={"as_of": BASE.isoformat()}, headers={"Authorization": "Bearer nope"}
+        )
+        assert unknown.status_code == 401
+        full = await http.post(
+            _path("m-1", "/points/redeem"), json={"points": 10, "idempotency_key": "k-1"}, headers=AUTH
+        )
+        assert full.status_code == 200
+    async with engine.connect() as connection:
+        assert await connection.scalar(select(members.c.points_balance)) == 90
