@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
@@ -82,6 +84,15 @@ async def topic_env() -> AsyncIterator[dict[str, str]]:
     finally:
         await admin.close()
     yield {f"TOPIC_{key.upper()}": name for key, name in names.items()}
+    # Deleted afterwards, so a broker that serves many runs keeps its open files in check.
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    try:
+        await admin.delete_topics(list(names.values()))
+    except KafkaError as error:
+        warnings.warn(f"test topics not deleted: {error!r}", stacklevel=1)
+    finally:
+        await admin.close()
 
 
 @pytest.fixture
