@@ -11,13 +11,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Table, and_, exists, literal, or_, select, tuple_
+from sqlalchemy import ColumnElement, Row, Select, Table, and_, exists, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.schema import actions, members, notifications, points_ledger, rfm_edges
@@ -206,21 +206,26 @@ async def list_actions(
     return Page(items=[row.payload for row in page], next_key=next_key)
 
 
+async def _page_by_seq(
+    connection: AsyncConnection, statement: Select[Any], seq: ColumnElement[int], limit: int, after: SeqKey | None
+) -> tuple[Sequence[Row[Any]], SeqKey | None]:
+    """Up to ``limit`` rows written before ``after``, newest first, and where the next page starts."""
+    statement = statement.order_by(seq.desc()).limit(limit + 1)
+    if after is not None:
+        statement = statement.where(seq < after.seq)
+    rows = (await connection.execute(statement)).all()
+    page = rows[:limit]
+    return page, SeqKey(seq=page[-1].seq) if len(rows) > limit else None
+
+
 async def list_notifications(
     connection: AsyncConnection, shop_id: str, member_id: str, *, limit: int, after: SeqKey | None
 ) -> Page[SeqKey]:
     """Up to ``limit`` outcomes recorded before ``after`` (newest first), matching ix_notifications_member."""
-    statement = (
-        select(notifications.c.seq, notifications.c.payload)
-        .where(_of_member(notifications, shop_id, member_id))
-        .order_by(notifications.c.seq.desc())
-        .limit(limit + 1)
+    statement = select(notifications.c.seq, notifications.c.payload).where(
+        _of_member(notifications, shop_id, member_id)
     )
-    if after is not None:
-        statement = statement.where(notifications.c.seq < after.seq)
-    rows = (await connection.execute(statement)).all()
-    page = rows[:limit]
-    next_key = SeqKey(seq=page[-1].seq) if len(rows) > limit else None
+    page, next_key = await _page_by_seq(connection, statement, notifications.c.seq, limit, after)
     return Page(items=[row.payload for row in page], next_key=next_key)
 
 
@@ -274,15 +279,8 @@ async def list_ledger(
             points_ledger.c.expires_at,
             points_ledger.c.created_at,
         )
-        .where(_of_member(points_ledger, shop_id, member_id))
-        .order_by(points_ledger.c.seq.desc())
-        .limit(limit + 1)
-    )
-    if after is not None:
-        statement = statement.where(points_ledger.c.seq < after.seq)
-    rows = (await connection.execute(statement)).all()
-    page = rows[:limit]
-    next_key = SeqKey(seq=page[-1].seq) if len(rows) > limit else None
+    ).where(_of_member(points_ledger, shop_id, member_id))
+    page, next_key = await _page_by_seq(connection, statement, points_ledger.c.seq, limit, after)
     items = [
         {
             "entry_id": row.entry_id,
