@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,24 +25,40 @@ class Rejection:
         return f"{self.reason}: {self.detail}"
 
 
+def _rule(error: Any) -> str:
+    """What the value broke, in words that never quote the value itself.
+
+    pydantic's own messages state the expectation ("String should have at most 200
+    characters"); the messages of the contract's validators are written the same way.
+    Only the discriminator's message quotes its input, and it is handled apart.
+    """
+    if error["type"] == "value_error":
+        return str(error["ctx"]["error"])
+    return str(error["msg"])
+
+
 def _describe(error: ValidationError) -> Rejection:
-    first = error.errors(include_url=False)[0]
+    """The field and the rule it broke; never the rejected value, which may be personal data."""
+    first = error.errors(include_url=False, include_input=False)[0]
     kind, loc = first["type"], first["loc"]
     if kind == "json_invalid":
         return Rejection("invalid_json", "the record is not valid JSON")
     if kind == "union_tag_invalid":
-        return Rejection("unknown_type", str(first["ctx"].get("tag", "")) + " is not an event type of the contract")
+        return Rejection("unknown_type", "type: not an event type of the contract")
     if kind in ("union_tag_not_found", "model_type", "model_attributes_type"):
         return Rejection("invalid_envelope", "the record is not a CloudEvents envelope with a type")
     path = ".".join(str(part) for part in loc[1:])
     if not path:
-        return Rejection("invalid_envelope", f"the record is not a CloudEvents envelope: {first['msg']}")
+        return Rejection("invalid_envelope", f"the record is not a CloudEvents envelope: {_rule(first)}")
     reason = "invalid_payload" if len(loc) > 1 and loc[1] == "data" else "invalid_envelope"
-    return Rejection(reason, f"{path}: {first['msg']}")
+    return Rejection(reason, f"{path}: {_rule(first)}")
 
 
-def decode(value: bytes | None, playbook: Playbook, max_bytes: int) -> Event | Rejection:
-    """Validates one record against the contract, including the shop's currency."""
+def decode(value: bytes | None, playbook: Playbook, max_bytes: int, now: datetime | None = None) -> Event | Rejection:
+    """Validates one record against the contract, including the shop's currency and time window.
+
+    ``now`` is the wall clock the time window is measured from (the current time when None).
+    """
     if value is None:
         return Rejection("invalid_json", "the record has no value")
     if len(value) > max_bytes:
@@ -52,10 +69,13 @@ def decode(value: bytes | None, playbook: Playbook, max_bytes: int) -> Event | R
         parsed: Any = EVENT_ADAPTER.validate_json(value)
     except ValidationError as error:
         return _describe(error)
+    shop = playbook.for_shop(parsed.shopid)
+    if not shop.business_time.contains(parsed.time, now or datetime.now(UTC)):
+        return Rejection("time_out_of_range", f"time: {shop.business_time.describe()}")
     data = dict(parsed.data.__dict__)
     currency = data.get("currency")
     if currency is not None:
-        expected = playbook.for_shop(parsed.shopid).currency
+        expected = shop.currency
         if currency != expected:
             return Rejection("wrong_currency", f"currency {currency} differs from the shop's {expected}")
     return Event(

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     PrimaryKeyConstraint,
@@ -233,4 +234,35 @@ outbox = Table(
     Column("event_time", TS, nullable=False),
     Column("created_at", TS, nullable=False, server_default=text("now()")),
     Index("ix_outbox_stream", "stream", "seq"),
+)
+
+# Members whose stored state the domain could not process: their events are dead-lettered
+# (``member_quarantined``) instead of failing every batch, until an operator releases them.
+quarantined_members = Table(
+    "quarantined_members",
+    metadata,
+    Column("shop_id", Text, nullable=False),
+    Column("member_id", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("events", Integer, nullable=False, server_default=text("0")),
+    Column("quarantined_at", TS, nullable=False, server_default=text("now()")),
+    Column("last_event_at", TS, nullable=True),
+    PrimaryKeyConstraint("shop_id", "member_id", name="pk_quarantined_members"),
+)
+
+# Dead-letter records too large for the broker: the original record is kept here and the
+# record on the dead-letter topic carries ``stored_as`` (``dead_letters/<id>``) and a prefix.
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("topic", Text, nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("key", LargeBinary, nullable=True),
+    Column("value", LargeBinary, nullable=True),
+    Column("error", Text, nullable=False),
+    Column("received_at", TS, nullable=False, server_default=text("now()")),
+    UniqueConstraint("topic", "partition", "offset", name="uq_dead_letters_record"),
 )

@@ -37,8 +37,9 @@ class Outcome:
 
 
 def _order_variables(order: Order, event: Event) -> dict[str, object]:
+    """The ids a journey message names; free text (``reason``) is never copied into an action."""
     variables: dict[str, object] = {"order_id": order.order_id}
-    for name in ("shipment_id", "carrier", "tracking_no", "reason", "refund_id"):
+    for name in ("shipment_id", "carrier", "tracking_no", "refund_id"):
         if event.data.get(name) is not None:
             variables[name] = event.data[name]
     return variables

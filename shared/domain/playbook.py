@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import time, timedelta
 from decimal import Decimal
 
+from shared.domain.business_time import BusinessTimeBounds
+
 
 @dataclass(frozen=True, slots=True)
 class TierDefinition:
@@ -153,6 +155,7 @@ class ShopPlaybook:
     score: ScorePolicy = field(default_factory=ScorePolicy)
     rfm: RfmPolicy = field(default_factory=RfmPolicy)
     schedule: SchedulePolicy = field(default_factory=SchedulePolicy)
+    business_time: BusinessTimeBounds = field(default_factory=BusinessTimeBounds)
 
     def rule(self, name: str) -> RuleConfig | None:
         """The rule's settings when it is switched on for this shop, else None."""
