@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
+import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import TopicAlreadyExistsError
 
 from shared.settings import Settings
 
@@ -36,6 +40,58 @@ def create_consumer(settings: Settings, *topics: str, group_id: str, name: str) 
         max_partition_fetch_bytes=4 * 1024 * 1024,
         fetch_max_bytes=32 * 1024 * 1024,
     )
+
+
+log = structlog.get_logger(__name__)
+
+
+class TopicGuard:
+    """Makes sure the topics a service writes to exist before it consumes anything.
+
+    A producer waits for a missing topic's metadata instead of failing, so a consumer that
+    dead-letters to a topic nobody created would hang on its first bad record. At start-up
+    (and again while any is missing) the missing topics are created when
+    ``CREATE_MISSING_TOPICS`` allows it; until they exist, ``missing`` names them, readiness
+    reports not ready and the consume loop waits.
+    """
+
+    def __init__(self, settings: Settings, topics: list[str], *, name: str) -> None:
+        self._settings = settings
+        self._topics = topics
+        self._name = name
+        self.missing: list[str] = list(topics)
+
+    async def ensure(self) -> list[str]:
+        """Creates what is missing (when allowed); returns the topics still missing."""
+        settings = self._settings
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap_servers, client_id=f"{settings.kafka_client_id}-{self._name}"
+        )
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            missing = [topic for topic in self._topics if topic not in existing]
+            if missing and settings.create_missing_topics:
+                log.warning("kafka.creating_missing_topics", topics=missing)
+                for topic in missing:
+                    with contextlib.suppress(TopicAlreadyExistsError):  # another instance was quicker
+                        await admin.create_topics(
+                            [
+                                NewTopic(
+                                    topic,
+                                    num_partitions=settings.new_topic_partitions,
+                                    replication_factor=settings.new_topic_replication_factor,
+                                )
+                            ]
+                        )
+                existing = set(await admin.list_topics())
+                missing = [topic for topic in self._topics if topic not in existing]
+        finally:
+            await admin.close()
+        if missing:
+            log.error("kafka.topics_missing", topics=missing, create_missing_topics=settings.create_missing_topics)
+        self.missing = missing
+        return missing
 
 
 def member_key(shop_id: str, member_id: str) -> bytes:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Iterator
-from typing import TextIO
+import traceback
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from typing import Any, TextIO
 
 import structlog
 import uvicorn
@@ -14,12 +15,39 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-ReadinessCheck = Callable[[], Awaitable[bool]]
+ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
+"""Named checks, e.g. ``{"database": True, "kafka": True, "topics": True, "partitions": False}``."""
+
+
+def exception_without_message(_: object, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Renders ``exc_info`` as the exception's type and stack frames, leaving out its message.
+
+    Messages of database drivers, validators and HTTP clients quote the values involved
+    (SQL parameters, payload fields, URLs), which may be a member's personal data; the
+    type and the frames tell an operator what failed and where.
+    """
+    exc_info = event.pop("exc_info", None)
+    if exc_info:
+        error = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        if isinstance(error, BaseException):
+            event["error_type"] = type(error).__name__
+            event["stack"] = "".join(traceback.format_tb(error.__traceback__))
+    return event
+
+
+class _FormatterWithoutExceptionMessages(logging.Formatter):
+    """The standard library's log lines (Kafka client, server) with the same rule for exceptions."""
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 (the logging API's name)
+        error = ei[1]
+        return f"{type(error).__name__}\n" + "".join(traceback.format_tb(ei[2]))
 
 
 def configure_logging(level: str = "INFO", stream: TextIO = sys.stdout) -> None:
     """JSON lines (on stdout for services) with dotted event names; never member contact data."""
-    logging.basicConfig(format="%(message)s", stream=stream, level=level.upper())
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(_FormatterWithoutExceptionMessages("%(message)s"))
+    logging.basicConfig(handlers=[handler], level=level.upper(), force=True)
     for noisy in ("aiokafka", "kafka", "sqlalchemy.engine", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(
@@ -27,7 +55,7 @@ def configure_logging(level: str = "INFO", stream: TextIO = sys.stdout) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
+            exception_without_message,
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
@@ -50,8 +78,11 @@ def health_app(name: str, ready: ReadinessCheck) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        ok = await ready()
-        return JSONResponse({"status": "ready" if ok else "not ready"}, status_code=200 if ok else 503)
+        checks = await ready()
+        ok = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503
+        )
 
     @app.get("/metrics")
     async def metrics() -> Response:

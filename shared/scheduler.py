@@ -11,6 +11,7 @@ written in the batch's transaction. A run touches only what is due; running the 
 from __future__ import annotations
 
 import asyncio
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.actions import action_row
 from shared.db import store
+from shared.db.errors import describe
 from shared.domain.decisions import MemberContext
 from shared.domain.model import ActionDecision
 from shared.domain.playbook import Playbook
@@ -27,7 +29,7 @@ from shared.domain.schedule import run_due
 
 log = structlog.get_logger(__name__)
 
-RETRY_LATER = timedelta(hours=1)  # a member whose pass failed is looked at again this much later
+RETRY_LATER = timedelta(hours=1)  # a member whose plan did not move past the run is looked at again this much later
 
 
 @dataclass(slots=True)
@@ -114,13 +116,13 @@ class Scheduler:
             decisions: list[ActionDecision] = []
             failed = []
             for key in keys:
-                actions = self._run_member(contexts[key], as_of, report)
-                if actions is None:
-                    failed.append(key)
+                outcome = self._run_member(contexts[key], as_of, report)
+                if isinstance(outcome, str):
+                    failed.append((key, "processing_error", outcome))
                     del contexts[key]
                 else:
-                    decisions.extend(actions)
-            await store.postpone(connection, failed, as_of + RETRY_LATER)
+                    decisions.extend(outcome)
+            await store.quarantine(connection, failed)
             await store.save_members(connection, [context.member for context in contexts.values()])
             await store.save_orders(
                 connection,
@@ -140,15 +142,20 @@ class Scheduler:
 
     def _run_member(
         self, context: MemberContext, as_of: datetime, report: SchedulerReport
-    ) -> list[ActionDecision] | None:
-        """The member's due items; None when they failed: the member is left as it was and retried later."""
+    ) -> list[ActionDecision] | str:
+        """The member's due items, or why they failed: the member is then left as it was and quarantined."""
         member = context.member
         try:
             actions = run_due(context, self._playbook.for_shop(member.shop_id), as_of)
-        except Exception:
-            log.exception("scheduler.member_failed", shop_id=member.shop_id)
+        except Exception as error:
+            log.error(
+                "scheduler.member_failed",
+                shop_id=member.shop_id,
+                error_type=type(error).__name__,
+                stack="".join(traceback.format_tb(error.__traceback__)),
+            )
             report.failed_members += 1
-            return None
+            return f"{describe(error)} while running the member's due items"
         report.late_skipped += len(context.late)
         if member.next_due_at is not None and member.next_due_at <= as_of:
             log.error("scheduler.member_stuck", shop_id=member.shop_id, due=member.next_due_at.isoformat())

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     playbook_path: Path = DEFAULT_PLAYBOOK
     log_level: str = "INFO"
     metrics_host: str = "127.0.0.1"
+    create_missing_topics: bool = True  # output topics (dead letters, actions, outcomes) created at start-up
+    new_topic_partitions: int = 3
+    new_topic_replication_factor: int = 1
+    stall_after_s: float = 60.0  # a partition with records waiting and no commit for this long is stalled
 
     # Engagement service
     engagement_group_id: str = "engagement"
@@ -55,6 +59,8 @@ class Settings(BaseSettings):
     engagement_batch_max_records: int = 2000
     engagement_batch_timeout_ms: int = 100
     max_record_bytes: int = 65536
+    dlq_max_record_bytes: int = 1_000_000  # larger dead-letter records are kept in PostgreSQL, a reference sent
+    dlq_send_timeout_s: float = 30.0
     relay_batch_size: int = 1000
     relay_idle_interval_ms: int = 50
     scheduler_interval_s: float = 60.0  # the background scheduler runs as of the wall clock this often; 0 = off
@@ -78,6 +84,7 @@ class Settings(BaseSettings):
     api_port: int = 8000
     api_tokens: Annotated[list[SecretStr], NoDecode] = []  # every scope: reads, redemptions, the scheduler
     api_read_tokens: Annotated[list[SecretStr], NoDecode] = []  # read-only: GET routes only
+    api_max_body_bytes: int = Field(default=1_048_576, gt=0)  # larger request bodies answer 413
 
     @field_validator("notifier_channels", "api_tokens", "api_read_tokens", mode="before")
     @classmethod

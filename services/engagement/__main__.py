@@ -10,22 +10,29 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import structlog
+from aiokafka import AIOKafkaConsumer
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.engagement import metrics
 from services.engagement.consumer import EngagementConsumer
+from services.engagement.dead_letters import DeadLetterPublisher
 from services.engagement.processor import BatchProcessor
+from shared.db import store
 from shared.db.engine import create_engine, database_ready
+from shared.db.errors import describe
 from shared.db.schema import pending_events
-from shared.kafka_io import create_consumer, create_producer, kafka_ready
+from shared.kafka_io import TopicGuard, create_consumer, create_producer, kafka_ready
 from shared.observability import configure_logging, health_app, health_server
 from shared.outbox import OutboxRelay
 from shared.playbook import load_playbook
+from shared.progress import PartitionProgress
 from shared.scheduler import Scheduler
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+WATCH_INTERVAL_S = 5.0
 
 
 def _observe_published(occurred: Sequence[datetime]) -> None:
@@ -34,16 +41,26 @@ def _observe_published(occurred: Sequence[datetime]) -> None:
         metrics.EVENT_TO_ACTION_SECONDS.observe(max(0.0, (now - at).total_seconds()))
 
 
-async def _watch_backlogs(relay: OutboxRelay, engine: AsyncEngine, stop: asyncio.Event) -> None:
-    """Keeps the outbox and parked-event gauges current."""
+async def _watch(
+    relay: OutboxRelay,
+    engine: AsyncEngine,
+    consumer: AIOKafkaConsumer,
+    progress: PartitionProgress,
+    stop: asyncio.Event,
+) -> None:
+    """Keeps the backlog, quarantine and stalled-partition gauges (and readiness) current."""
     while not stop.is_set():
-        with contextlib.suppress(Exception):
+        try:
+            metrics.STALLED_PARTITIONS.set(len(await progress.check(consumer)))
             metrics.OUTBOX_BACKLOG.set(await relay.backlog())
             async with engine.connect() as connection:
                 parked = await connection.scalar(select(func.count()).select_from(pending_events))
                 metrics.PARKED_BACKLOG.set(parked or 0)
+                metrics.QUARANTINED_MEMBERS.set(await store.count_quarantined(connection))
+        except Exception as error:
+            log.warning("engagement.watch_failed", error=describe(error))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=5)
+            await asyncio.wait_for(stop.wait(), timeout=WATCH_INTERVAL_S)
 
 
 async def _schedule(scheduler: Scheduler, interval_s: float, stop: asyncio.Event) -> None:
@@ -89,23 +106,40 @@ async def main() -> None:
         idle_interval_s=settings.relay_idle_interval_ms / 1000,
         on_published=_observe_published,
     )
+    progress = PartitionProgress(settings.stall_after_s)
+    outputs = TopicGuard(settings, [topics.dlq, topics.actions], name="engagement")
     worker = EngagementConsumer(
         consumer,
-        producer,
         BatchProcessor(engine, playbook, settings.max_record_bytes),
-        dlq_topic=topics.dlq,
+        DeadLetterPublisher(
+            engine,
+            producer,
+            topics.dlq,
+            max_bytes=settings.dlq_max_record_bytes,
+            timeout_s=settings.dlq_send_timeout_s,
+        ),
         max_records=settings.engagement_batch_max_records,
         timeout_ms=settings.engagement_batch_timeout_ms,
         on_committed=relay.wake,
+        progress=progress,
+        topics=outputs,
     )
 
     scheduler = Scheduler(engine, playbook, settings.scheduler_batch_size)
 
-    async def ready() -> bool:
-        return not stop.is_set() and await database_ready(engine) and await kafka_ready(producer.client)
+    async def ready() -> dict[str, bool]:
+        return {
+            "running": not stop.is_set(),
+            "database": await database_ready(engine),
+            "kafka": await kafka_ready(producer.client),
+            "topics": not outputs.missing,
+            "partitions": not progress.stalled,
+        }
 
     server = health_server(health_app("engagement", ready), settings.metrics_host, settings.engagement_metrics_port)
     await producer.start()
+    with contextlib.suppress(Exception):  # unreachable now: the consume loop keeps trying
+        await outputs.ensure()
     await consumer.start()
     log.info("engagement.started", topics=topics.inputs, group=settings.engagement_group_id)
     tasks = [
@@ -116,7 +150,7 @@ async def main() -> None:
             else []
         ),
         asyncio.create_task(relay.run(stop), name="relay"),
-        asyncio.create_task(_watch_backlogs(relay, engine, stop), name="backlog"),
+        asyncio.create_task(_watch(relay, engine, consumer, progress, stop), name="watch"),
         asyncio.create_task(server.serve(), name="health"),
     ]
     stopper = asyncio.create_task(stop.wait())

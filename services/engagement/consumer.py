@@ -3,89 +3,60 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
 
 from services.engagement import metrics
+from services.engagement.dead_letters import DeadLetterPublisher
 from services.engagement.decode import Rejection
 from services.engagement.processor import BatchProcessor, BatchResult
-from shared.contract.actions import DeadLetter
+from shared.db.errors import describe, is_transient
+from shared.kafka_io import TopicGuard
+from shared.progress import PartitionProgress
 
 log = structlog.get_logger(__name__)
 
-# SQLSTATE classes worth retrying: connection exceptions (08), insufficient resources (53),
-# operator intervention such as a terminated backend or a restart (57), and the lost races
-# of serialization failure and deadlock (40001, 40P01).
-_RETRYABLE_SQLSTATE_CLASSES = ("08", "53", "57")
-_RETRYABLE_SQLSTATES = {"40001", "40P01"}
-
-
-def is_transient(error: BaseException) -> bool:
-    """Connection trouble and lost races are worth retrying; anything else the database said is final."""
-    if isinstance(error, (OperationalError, InterfaceError, OSError, TimeoutError)):
-        return True
-    if not isinstance(error, DBAPIError):
-        return False
-    if error.connection_invalidated:
-        return True
-    sqlstate = str(getattr(error.orig, "sqlstate", None) or "")
-    return sqlstate in _RETRYABLE_SQLSTATES or sqlstate.startswith(_RETRYABLE_SQLSTATE_CLASSES)
-
-
-def dead_letter(record: ConsumerRecord[bytes, bytes], rejection: Rejection) -> bytes:
-    """The DLQ record: where it came from, the original bytes in base64, and why."""
-    return (
-        DeadLetter(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key.decode("utf-8", "replace") if record.key is not None else None,
-            value=base64.b64encode(record.value or b"").decode(),
-            error=rejection.error,
-            received_at=datetime.now(UTC),
-        )
-        .model_dump_json()
-        .encode()
-    )
+TOPIC_RECHECK_S = 5.0
 
 
 class EngagementConsumer:
     def __init__(
         self,
         consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
         processor: BatchProcessor,
+        dead_letters: DeadLetterPublisher,
         *,
-        dlq_topic: str,
         max_records: int,
         timeout_ms: int,
         on_committed: Callable[[], None],
+        progress: PartitionProgress,
+        topics: TopicGuard,
     ) -> None:
         self._consumer = consumer
-        self._producer = producer
         self._processor = processor
-        self._dlq_topic = dlq_topic
+        self._dead_letters = dead_letters
         self._max_records = max_records
         self._timeout_ms = timeout_ms
         self._on_committed = on_committed
+        self._progress = progress
+        self._topics = topics
 
     async def _process(self, records: list[ConsumerRecord[bytes, bytes]]) -> BatchResult:
-        """Retries transient database trouble; isolates a record the database refuses outright.
+        """Retries transient database trouble; isolates a record that fails for any other reason.
 
         The transaction is idempotent, so retrying it is safe. An error that retrying cannot
-        cure (a value PostgreSQL will not store, say) splits the batch in halves until the
-        record behind it stands alone and goes to the dead-letter topic: the partition never
-        stalls on it. Halves commit in order, so each partition's order is kept.
+        cure (a value PostgreSQL will not store, a member's stored state the code cannot
+        load) splits the batch in halves until the record behind it stands alone and goes
+        to the dead-letter topic: the partition never stalls on it. Halves commit in order,
+        so each partition's order is kept.
         """
         try:
             async for attempt in AsyncRetrying(
@@ -98,36 +69,29 @@ class EngagementConsumer:
             ):
                 with attempt:
                     return await self._processor.process(records)
-        except DBAPIError as error:
+        except Exception as error:
+            if is_transient(error):
+                raise
             if len(records) == 1:
-                cause = getattr(error.orig, "__cause__", None) or error.orig
-                detail = (
-                    f"the database refused it ({type(cause).__name__}, SQLSTATE {getattr(error.orig, 'sqlstate', '?')})"
-                )
-                log.error("engagement.record_refused_by_database", detail=detail)
-                result = BatchResult(types=[(records[0].topic, "refused")])
-                result.dead_letters.append((records[0], Rejection("processing_error", detail)))
-                return result
+                return await self._isolate(records[0], error)
             middle = len(records) // 2
             first = await self._process(records[:middle])
             return first.merge(await self._process(records[middle:]))
         raise AssertionError("unreachable")
 
-    async def _send_dead_letters(self, result: BatchResult) -> None:
-        futures = []
-        for record, rejection in result.dead_letters:
-            metrics.DLQ_RECORDS.labels(rejection.reason).inc()
-            log.warning(
-                "engagement.dead_letter",
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                reason=rejection.reason,
-            )
-            futures.append(
-                await self._producer.send(self._dlq_topic, key=record.key, value=dead_letter(record, rejection))
-            )
-        await asyncio.gather(*futures)
+    async def _isolate(self, record: ConsumerRecord[bytes, bytes], error: Exception) -> BatchResult:
+        """One record the batch could not get past: dead-lettered, and its member quarantined
+        when the failure was not the database refusing a value (then the member's stored state,
+        which every later event would load again, is presumed at fault).
+        """
+        refused = isinstance(error, DBAPIError)
+        detail = f"the database refused it ({describe(error)})" if refused else f"{describe(error)} while processing it"
+        log.error("engagement.record_isolated", topic=record.topic, offset=record.offset, error=describe(error))
+        result = BatchResult(types=[(record.topic, "refused")])
+        result.dead_letters.append((record, Rejection("processing_error", detail)))
+        if not refused:
+            result.quarantined += await self._processor.quarantine_member_of(record, detail)
+        return result
 
     async def run_once(self) -> int:
         """One poll: returns the number of records handled (0 when idle)."""
@@ -138,7 +102,7 @@ class EngagementConsumer:
         started = time.perf_counter()
         try:
             result = await self._process(records)
-            await self._send_dead_letters(result)
+            await self._dead_letters.publish(result.dead_letters)
         except Exception:
             # Kafka or the database went away mid-batch. Go back to the batch's first
             # records so they are read again: committed events turn into no-ops, and dead
@@ -153,6 +117,8 @@ class EngagementConsumer:
             # The group rebalanced: the new owner gets these records again and the
             # processed-events table turns them into no-ops.
             log.warning("engagement.commit_failed_after_rebalance", partitions=len(offsets))
+        else:
+            self._progress.committed(offsets)
         metrics.BATCH_SIZE.observe(len(records))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         for topic, event_type in result.types:
@@ -161,6 +127,7 @@ class EngagementConsumer:
             metrics.ACTIONS.labels(rule).inc()
         metrics.DUPLICATE_EVENTS.inc(result.duplicates)
         metrics.PARKED_EVENTS.inc(result.parked)
+        metrics.QUARANTINES.inc(result.quarantined)
         return len(records)
 
     def _rewind(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
@@ -171,15 +138,24 @@ class EngagementConsumer:
                 log.warning("engagement.rewind_skipped", topic=partition.topic, partition=partition.partition)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consumes until ``stop``; an outage pauses the loop with backoff instead of ending it."""
+        """Consumes until ``stop``; an outage pauses the loop with backoff instead of ending it.
+
+        Nothing is consumed while a topic the service writes to is missing: readiness says
+        so, and the topics are looked for (and created, when allowed) again every few seconds.
+        """
         failures = 0
         while not stop.is_set():
+            delay = 0.0
             try:
-                await self.run_once()
-                failures = 0
-            except Exception:
+                if self._topics.missing and await self._topics.ensure():
+                    delay = TOPIC_RECHECK_S
+                else:
+                    await self.run_once()
+                    failures = 0
+            except Exception as error:
                 failures += 1
                 delay = min(30.0, 0.5 * 2 ** min(failures, 6))
-                log.exception("engagement.batch_failed", retry_in_s=delay)
+                log.error("engagement.batch_failed", retry_in_s=delay, error=describe(error))
+            if delay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=delay)

@@ -8,6 +8,14 @@ RECORDS_CONSUMED = Counter(
     "engagement_records_consumed_total", "Input records consumed, by topic and event type", ["topic", "type"]
 )
 DLQ_RECORDS = Counter("engagement_dlq_records_total", "Input records sent to the dead-letter topic", ["reason"])
+DLQ_STORED = Counter(
+    "engagement_dlq_stored_total", "Dead-letter records too large for the broker, kept in PostgreSQL and referenced"
+)
+QUARANTINES = Counter("engagement_quarantines_total", "Members quarantined because their state could not be processed")
+QUARANTINED_MEMBERS = Gauge("engagement_quarantined_members", "Members in quarantine now (GET /v1/admin/quarantine)")
+STALLED_PARTITIONS = Gauge(
+    "engagement_stalled_partitions", "Assigned input partitions with records waiting and no commit for STALL_AFTER_S"
+)
 DUPLICATE_EVENTS = Counter("engagement_duplicate_events_total", "Events skipped because already processed")
 PARKED_EVENTS = Counter("engagement_parked_events_total", "Events parked until their order arrives")
 BATCH_SIZE = Histogram(

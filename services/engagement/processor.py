@@ -3,10 +3,17 @@
 Where state changes: the batch's events are applied in memory by the pure domain
 (shared.domain.engagement) and the results are written with set-based statements,
 together with the processed-event ids and the outbox rows, in a single transaction.
+
+A failure while applying one member's events is that member's alone: the transaction
+is rolled back and run again without the member's events, which go to the dead-letter
+topic (``processing_error``); when the member's stored state itself cannot be settled,
+the member is quarantined and its later events are dead-lettered (``member_quarantined``)
+until an operator releases it. The rest of the batch always goes through.
 """
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.engagement.decode import Rejection, decode
 from shared.actions import action_row
 from shared.db import store
+from shared.db.errors import describe
 from shared.domain.engagement import MemberContext, apply_event, settle
 from shared.domain.model import ActionDecision, Event, Order
 from shared.domain.playbook import Playbook
@@ -34,6 +42,7 @@ class BatchResult:
     new_actions: list[str] = field(default_factory=list)
     dead_letters: list[tuple[ConsumerRecord[bytes, bytes], Rejection]] = field(default_factory=list)
     types: list[tuple[str, str]] = field(default_factory=list)
+    quarantined: int = 0  # members newly quarantined
 
     def merge(self, other: BatchResult) -> BatchResult:
         """This result followed by ``other``'s (for a batch processed in parts)."""
@@ -43,11 +52,27 @@ class BatchResult:
         self.new_actions += other.new_actions
         self.dead_letters += other.dead_letters
         self.types += other.types
+        self.quarantined += other.quarantined
         return self
 
 
 EventKey = tuple[str, str]
+MemberKey = tuple[str, str]
 _Decoded = tuple[Event, ConsumerRecord[bytes, bytes]]
+
+QUARANTINED = Rejection(
+    "member_quarantined",
+    "the member is quarantined (GET /v1/admin/quarantine); publish the event again once it is released",
+)
+
+
+class MembersFailedError(Exception):
+    """Members whose events could not be applied; the batch is run again without them."""
+
+    def __init__(self, failures: dict[MemberKey, str], fresh: set[EventKey]) -> None:
+        super().__init__(f"{len(failures)} member(s) failed")
+        self.failures = failures
+        self.fresh = fresh  # their events that no earlier transaction had processed
 
 
 @dataclass(slots=True)
@@ -57,6 +82,7 @@ class _Batch:
     contexts: dict[tuple[str, str], MemberContext]
     previously_parked: set[EventKey]
     released: set[EventKey] = field(default_factory=set)
+    quarantined: set[MemberKey] = field(default_factory=set)
 
 
 class BatchProcessor:
@@ -84,26 +110,105 @@ class BatchProcessor:
         return events
 
     async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> BatchResult:
-        """Applies a batch in one transaction: claim, load, apply in memory, write."""
+        """Applies a batch in one transaction: claim, load, apply in memory, write.
+
+        Members whose events fail are set aside and the transaction is run again without
+        them, so each failing member costs one more attempt and never the batch.
+        """
         result = BatchResult()
         by_key = self._decode_batch(records, result)
-        if not by_key:
-            return result
-        async with self._engine.begin() as connection:
-            fresh = await store.claim_events(connection, list(by_key))
-            events = [event for key, (event, _) in by_key.items() if key in fresh]
-            result.duplicates += len(by_key) - len(events)
-            if not events:
-                return result
-            batch = await self._load(connection, events)
-            decisions = self._apply(batch, events, by_key, result)
-            await self._write(connection, batch, decisions, by_key, result)
+        failed: dict[MemberKey, str] = {}
+        failed_fresh: set[EventKey] = set()
+        while by_key:
+            attempt = BatchResult()
+            try:
+                await self._transaction(by_key, failed, failed_fresh, attempt)
+            except MembersFailedError as error:
+                if error.failures.keys() <= failed.keys():
+                    raise RuntimeError("a member set aside failed again") from error
+                failed.update(error.failures)
+                failed_fresh |= error.fresh
+                continue
+            return result.merge(attempt)
         return result
 
-    async def _load(self, connection: AsyncConnection, events: Sequence[Event]) -> _Batch:
-        """Locks the batch's members and loads their orders and the parked events it may release."""
-        member_keys = sorted({(e.shop_id, e.member_id) for e in events})
-        members = await store.lock_members(connection, member_keys)
+    async def _transaction(
+        self,
+        by_key: dict[EventKey, _Decoded],
+        failed: dict[MemberKey, str],
+        failed_fresh: set[EventKey],
+        result: BatchResult,
+    ) -> None:
+        async with self._engine.begin() as connection:
+            claimable = [key for key, (event, _) in by_key.items() if _member_of(event) not in failed]
+            fresh = await store.claim_events(connection, claimable)
+            events = [event for key, (event, _) in by_key.items() if key in fresh]
+            result.duplicates += len(claimable) - len(events)
+            for key, (event, record) in by_key.items():
+                if _member_of(event) not in failed:
+                    continue
+                if key in failed_fresh:
+                    detail = f"{failed[_member_of(event)]}; the member's other events in the batch went with it"
+                    result.dead_letters.append((record, Rejection("processing_error", detail)))
+                else:
+                    result.duplicates += 1
+            if not events and not failed:
+                return
+            batch = await self._load(connection, events, sorted(failed))
+            events = await self._set_aside_quarantined(connection, batch, events, by_key, result)
+            aside = {key: batch.contexts.pop(key) for key in failed if key in batch.contexts}
+            decisions = self._apply(batch, events, by_key, result)
+            await self._quarantine_unsettleable(connection, aside, result)
+            await self._write(connection, batch, decisions, by_key, result)
+
+    async def _set_aside_quarantined(
+        self,
+        connection: AsyncConnection,
+        batch: _Batch,
+        events: list[Event],
+        by_key: dict[EventKey, _Decoded],
+        result: BatchResult,
+    ) -> list[Event]:
+        """Dead-letters the events of quarantined members, unclaimed so they can be published again."""
+        if not batch.quarantined:
+            return events
+        held = [event for event in events if _member_of(event) in batch.quarantined]
+        for event in held:
+            result.dead_letters.append((by_key[event.key][1], QUARANTINED))
+        await store.unclaim_events(connection, [event.key for event in held])
+        counts: dict[MemberKey, int] = {}
+        for event in held:
+            counts[_member_of(event)] = counts.get(_member_of(event), 0) + 1
+        await store.count_quarantined_events(connection, counts)
+        for key in batch.quarantined:
+            batch.contexts.pop(key, None)
+        return [event for event in events if _member_of(event) not in batch.quarantined]
+
+    async def _quarantine_unsettleable(
+        self, connection: AsyncConnection, aside: dict[MemberKey, MemberContext], result: BatchResult
+    ) -> None:
+        """Settles each failed member's stored state alone: if even that fails, the state is at fault.
+
+        Such a member is quarantined; a member whose state settles was failed by its events
+        only, which are dead-lettered while the member carries on. Neither is written.
+        """
+        rows = []
+        for key, context in sorted(aside.items()):
+            try:
+                settle(context, self._playbook.for_shop(key[0]))
+            except Exception as error:
+                detail = f"{describe(error)} while settling the member's stored state"
+                log.error("engagement.member_quarantined", shop_id=key[0], error_type=type(error).__name__)
+                rows.append((key, "processing_error", detail))
+        await store.quarantine(connection, rows)
+        result.quarantined += len(rows)
+
+    async def _load(
+        self, connection: AsyncConnection, events: Sequence[Event], also: Sequence[MemberKey] = ()
+    ) -> _Batch:
+        """Locks the batch's members (and ``also``) and loads their orders and the parked events it may release."""
+        member_keys = sorted({(e.shop_id, e.member_id) for e in events} | set(also))
+        members, quarantined = await store.lock_members_noting_quarantine(connection, member_keys)
         order_keys = {(e.shop_id, e.order_id) for e in events if e.order_id is not None}
         parked = [
             (key, event)
@@ -127,20 +232,26 @@ class BatchProcessor:
                 own.orders[order.order_id] = order
         for key, event in parked:
             contexts[key].pending.append(event)
-        return _Batch(contexts=contexts, previously_parked={event.key for _, event in parked})
+        return _Batch(contexts=contexts, previously_parked={event.key for _, event in parked}, quarantined=quarantined)
 
     def _apply(
         self, batch: _Batch, events: Sequence[Event], by_key: dict[EventKey, _Decoded], result: BatchResult
     ) -> list[ActionDecision]:
-        """Runs the pure domain event by event, in the batch's (per-partition) order."""
+        """Runs the pure domain event by event, in the batch's (per-partition) order.
+
+        Raises ``MembersFailedError`` naming every member whose events or settling raised.
+        """
         decisions: list[ActionDecision] = []
+        failures: dict[MemberKey, str] = {}
         for event in events:
-            context = batch.contexts[(event.shop_id, event.member_id)]
+            key = _member_of(event)
+            if key in failures:
+                continue
             try:
-                outcome = apply_event(context, event, self._playbook.for_shop(event.shop_id))
-            except Exception as error:  # a bug must not stall the partition
-                log.exception("engagement.apply_failed", event_type=event.type, source=event.source)
-                result.dead_letters.append((by_key[event.key][1], Rejection("processing_error", type(error).__name__)))
+                outcome = apply_event(batch.contexts[key], event, self._playbook.for_shop(event.shop_id))
+            except Exception as error:  # contained to this member, never the batch
+                failures[key] = f"{describe(error)} while applying {event.type}"
+                _log_failure("engagement.apply_failed", key, error)
                 continue
             if outcome.rejected is not None:
                 rejection = Rejection(outcome.rejected, "the order belongs to another member")
@@ -150,8 +261,17 @@ class BatchProcessor:
             result.parked += int(outcome.parked)
             decisions.extend(outcome.actions)
             batch.released.update(released.key for released in outcome.released)
-        for (shop, _), context in batch.contexts.items():
-            settle(context, self._playbook.for_shop(shop))
+        for key, context in batch.contexts.items():
+            if key in failures:
+                continue
+            try:
+                settle(context, self._playbook.for_shop(key[0]))
+            except Exception as error:
+                failures[key] = f"{describe(error)} while settling the member"
+                _log_failure("engagement.settle_failed", key, error)
+        if failures:
+            fresh = {event.key for event in events if _member_of(event) in failures}
+            raise MembersFailedError(failures, fresh)
         return decisions
 
     async def _write(
@@ -189,6 +309,28 @@ class BatchProcessor:
         result.new_actions = await store.insert_actions(
             connection, [action_row(decision, now) for decision in unique.values()]
         )
+
+    async def quarantine_member_of(self, record: ConsumerRecord[bytes, bytes], detail: str) -> int:
+        """Quarantines the member a record is about (when it names one); returns 1 if it did."""
+        event = decode(record.value, self._playbook, self._max_record_bytes)
+        if isinstance(event, Rejection):
+            return 0
+        key = _member_of(event)
+        log.error("engagement.member_quarantined", shop_id=key[0])
+        async with self._engine.begin() as connection:
+            await store.quarantine(connection, [(key, "processing_error", detail)])
+        return 1
+
+
+def _member_of(event: Event) -> MemberKey:
+    return (event.shop_id, event.member_id)
+
+
+def _log_failure(name: str, key: MemberKey, error: Exception) -> None:
+    """The error's type and where it was raised; its message may quote member data, so it is left out."""
+    log.error(
+        name, shop_id=key[0], error_type=type(error).__name__, stack="".join(traceback.format_tb(error.__traceback__))
+    )
 
 
 def _decode_parked(raw: str, playbook: Playbook) -> Event | None:

@@ -7,12 +7,14 @@ import contextlib
 import signal
 
 import structlog
+from aiokafka import AIOKafkaConsumer
 
 from services.notifier import metrics
 from services.notifier.channels import ConfigurationError, build_channels
 from services.notifier.worker import NotifierWorker
 from shared.db.engine import create_engine, database_ready
-from shared.kafka_io import create_consumer, create_producer, kafka_ready
+from shared.db.errors import describe
+from shared.kafka_io import TopicGuard, create_consumer, create_producer, kafka_ready
 from shared.observability import configure_logging, health_app, health_server
 from shared.outbox import OutboxRelay
 from shared.playbook import load_playbook
@@ -23,13 +25,14 @@ log = structlog.get_logger(__name__)
 BACKLOG_INTERVAL_S = 5.0
 
 
-async def _watch_backlog(relay: OutboxRelay, stop: asyncio.Event) -> None:
-    """Keeps the outbox backlog gauge current."""
+async def _watch(relay: OutboxRelay, worker: NotifierWorker, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+    """Keeps the outbox backlog and stalled-partition gauges (and readiness) current."""
     while not stop.is_set():
         try:
+            metrics.STALLED_PARTITIONS.set(len(await worker.progress.check(consumer)))
             metrics.OUTBOX_BACKLOG.set(await relay.backlog())
-        except Exception:
-            log.exception("notifier.backlog_failed")
+        except Exception as error:
+            log.warning("notifier.watch_failed", error=describe(error))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=BACKLOG_INTERVAL_S)
 
@@ -51,17 +54,22 @@ async def main() -> None:
         batch_size=settings.relay_batch_size,
         idle_interval_s=settings.relay_idle_interval_ms / 1000,
     )
-    worker = NotifierWorker(settings, playbook, engine, consumer, channels, on_outcomes=relay.wake)
+    outputs = TopicGuard(settings, [topics.notifications], name="notifier")
+    worker = NotifierWorker(settings, playbook, engine, consumer, channels, on_outcomes=relay.wake, topics=outputs)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    async def ready() -> bool:
-        return (
-            worker.ready and not stop.is_set() and await database_ready(engine) and await kafka_ready(producer.client)
-        )
+    async def ready() -> dict[str, bool]:
+        return {
+            "running": worker.ready and not stop.is_set(),
+            "database": await database_ready(engine),
+            "kafka": await kafka_ready(producer.client),
+            "topics": not outputs.missing,
+            "partitions": not worker.progress.stalled,
+        }
 
     server = health_server(health_app("notifier", ready), settings.metrics_host, settings.notifier_metrics_port)
     server_task = asyncio.create_task(server.serve())
@@ -73,7 +81,7 @@ async def main() -> None:
             asyncio.create_task(worker.run(stop)),
             asyncio.create_task(worker.run_deferred(stop)),
             asyncio.create_task(relay.run(stop)),
-            asyncio.create_task(_watch_backlog(relay, stop)),
+            asyncio.create_task(_watch(relay, worker, consumer, stop)),
         ]
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:

@@ -20,3 +20,10 @@ INVALID_ACTIONS = Counter(
     "notifier_invalid_actions_total", "Action records skipped because they are not valid actions."
 )
 OUTBOX_BACKLOG = Gauge("notifier_outbox_backlog", "Notification outcomes not yet published to Kafka.")
+FAILED_ACTIONS = Counter(
+    "notifier_failed_actions_total",
+    "Valid action records skipped because handling them failed for a reason other than an outage.",
+)
+STALLED_PARTITIONS = Gauge(
+    "notifier_stalled_partitions", "Assigned action partitions with records waiting and no commit for STALL_AFTER_S"
+)

@@ -5,6 +5,11 @@ Per consumed batch, one transaction claims each (action, channel) in ``deliverie
 deferred outcomes; Kafka offsets are committed after it. Only then are the ``sending``
 rows delivered. A crash in between leaves them ``sending``: they are later marked
 ``failed``/``interrupted`` rather than delivered again (at most once).
+
+No action can stall the loop: a record that is not a valid action (or whose time lies
+outside the business-time window) is skipped, and a batch that fails for any reason but
+an outage is split until the one action behind the failure stands alone and is skipped,
+logged and counted; an outage is retried with backoff from the batch's first records.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -25,11 +30,15 @@ from services.notifier.channels import Channel
 from services.notifier.delivery import Dispatcher
 from services.notifier.outcomes import make_outcome
 from shared.contract.actions import Action, NotificationOutcome, NotificationStatus
+from shared.db.errors import describe, is_transient
 from shared.domain.playbook import Playbook
+from shared.kafka_io import TopicGuard
+from shared.progress import PartitionProgress
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
+TOPIC_RECHECK_S = 5.0
 BATCH_MAX_RECORDS = 500
 BATCH_TIMEOUT_MS = 200
 DUE_BATCH = 500
@@ -45,6 +54,8 @@ class NotifierWorker:
         channels: dict[str, Channel],
         *,
         on_outcomes: Callable[[], None] | None = None,
+        progress: PartitionProgress | None = None,
+        topics: TopicGuard | None = None,
     ) -> None:
         self._settings = settings
         self._playbook = playbook
@@ -52,6 +63,8 @@ class NotifierWorker:
         self._consumer = consumer
         self._channels = channels
         self._dispatcher = Dispatcher(engine, channels, on_outcomes=on_outcomes)
+        self.progress = progress or PartitionProgress(settings.stall_after_s)
+        self._topics = topics
         self.ready = False
 
     @property
@@ -69,25 +82,63 @@ class NotifierWorker:
         """Consumes until ``stop`` is set; the batch in hand is finished first."""
         await self.recover_interrupted()
         self.ready = True
+        failures = 0
         while not stop.is_set():
+            if self._topics is not None and self._topics.missing:
+                try:
+                    missing = await self._topics.ensure()
+                except Exception as error:
+                    log.error("notifier.topic_check_failed", error=describe(error))
+                    missing = self._topics.missing
+                if missing:
+                    await _pause(stop, TOPIC_RECHECK_S)
+                    continue
             polled = await self._consumer.getmany(timeout_ms=BATCH_TIMEOUT_MS, max_records=BATCH_MAX_RECORDS)
             records = [record for batch in polled.values() for record in batch]
             if not records:
                 continue
             try:
-                sending = await self.handle(records)
-            except Exception:
-                # Nothing was stored: rewind to the batch's first records and try again.
-                log.exception("notifier.batch_failed", records=len(records))
+                sending = await self._handle_isolating(records)
+            except Exception as error:
+                # An outage: nothing was stored. Rewind to the batch's first records and try again.
+                failures += 1
+                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                log.error("notifier.batch_failed", records=len(records), error=describe(error), retry_in_s=delay)
                 self._rewind(polled)
-                await asyncio.sleep(1.0)
+                await _pause(stop, delay)
                 continue
+            failures = 0
+            offsets = {TopicPartition(tp.topic, tp.partition): batch[-1].offset + 1 for tp, batch in polled.items()}
             try:
-                await self._consumer.commit()
-            except Exception:
+                await self._consumer.commit(offsets)
+            except Exception as error:
                 # The batch is stored; a re-read finds every (action, channel) already claimed.
-                log.exception("notifier.offset_commit_failed")
+                log.error("notifier.offset_commit_failed", error=describe(error))
+            else:
+                self.progress.committed(offsets)
             await self._deliver(sending)
+
+    async def _handle_isolating(self, records: Sequence[Any]) -> list[tuple[Action, str]]:
+        """``handle``, splitting the batch around an action that fails for any reason but an outage."""
+        try:
+            return await self.handle(records)
+        except Exception as error:
+            if is_transient(error):
+                raise
+            if len(records) == 1:
+                record = records[0]
+                metrics.FAILED_ACTIONS.inc()
+                log.error(
+                    "notifier.action_skipped",
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    error=describe(error),
+                )
+                return []
+            middle = len(records) // 2
+            first = await self._handle_isolating(records[:middle])
+            return first + await self._handle_isolating(records[middle:])
 
     def _rewind(self, polled: dict[Any, list[Any]]) -> None:
         for partition, batch in polled.items():
@@ -145,6 +196,9 @@ class NotifierWorker:
                 action = Action.model_validate_json(record.value)
                 if "\\u0000" in action.model_dump_json():
                     raise ValueError("NUL character, which PostgreSQL text cannot store")
+                bounds = self._playbook.for_shop(action.shop_id).business_time
+                if not bounds.contains(action.occurred_at, datetime.now(UTC)):
+                    raise ValueError(f"occurred_at {bounds.describe()}")
                 actions.append(action)
             except (ValidationError, ValueError) as exc:
                 metrics.INVALID_ACTIONS.inc()
@@ -231,6 +285,11 @@ class NotifierWorker:
         if rows:
             log.warning("notifier.interrupted_deliveries_failed", count=len(rows))
         return len(rows)
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
 def _outcome(

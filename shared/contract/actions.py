@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 Category = Literal["care", "incentive"]
 NotificationStatus = Literal["sent", "suppressed", "deferred", "failed"]
@@ -70,12 +70,24 @@ class NotificationOutcome(BaseModel):
 
 
 class DeadLetter(BaseModel):
-    """A record that could not be accepted, with the original bytes (contract section 2)."""
+    """A record that could not be accepted, with the original bytes (contract sections 2 and 8).
+
+    A record too large for the broker once wrapped (base64 adds a third) is kept whole in
+    PostgreSQL instead: then ``value`` is null, ``value_prefix`` holds the first KiB,
+    ``key`` is cut to its first KiB and ``stored_as`` names the stored copy.
+    """
 
     topic: str
     partition: int
     offset: int
-    key: str | None
-    value: str
-    error: str
+    key: str | None = Field(description="The record's key as text; cut to 1 KiB when the record is stored.")
+    value: str | None = Field(description="The record's value in base64; null when the record is stored.")
+    value_prefix: str | None = Field(
+        default=None, description="Base64 of the value's first 1 KiB, when the record is stored; else null."
+    )
+    stored_as: str | None = Field(
+        default=None,
+        description="Where the whole record is kept (`dead_letters/<id>`: the id of a row in PostgreSQL), else null.",
+    )
+    error: str = Field(description="`<reason>: <detail>`; the detail names the field and rule, never the value.")
     received_at: datetime

@@ -56,8 +56,16 @@ async def claim_events(connection: AsyncConnection, keys: Sequence[EventKey]) ->
 
 async def lock_members(connection: AsyncConnection, keys: Sequence[MemberKey]) -> dict[MemberKey, Member]:
     """Creates missing member rows and locks them all, in key order so instances never deadlock."""
+    locked, _ = await lock_members_noting_quarantine(connection, keys)
+    return locked
+
+
+async def lock_members_noting_quarantine(
+    connection: AsyncConnection, keys: Sequence[MemberKey]
+) -> tuple[dict[MemberKey, Member], set[MemberKey]]:
+    """``lock_members``, and which of them are quarantined, in the same statement."""
     if not keys:
-        return {}
+        return {}, set()
     params = _columns(keys)
     await connection.execute(
         text(
@@ -69,12 +77,21 @@ async def lock_members(connection: AsyncConnection, keys: Sequence[MemberKey]) -
     columns = ", ".join(f"m.{name}" for name in _MEMBER_FIELDS)
     rows = await connection.execute(
         text(
-            f"SELECT {columns} FROM members m JOIN {_UNNEST} AS k(shop_id, member_id) "
-            "USING (shop_id, member_id) ORDER BY m.shop_id, m.member_id FOR UPDATE OF m"
+            f"SELECT {columns}, q.shop_id IS NOT NULL FROM members m JOIN {_UNNEST} AS k(shop_id, member_id) "
+            "USING (shop_id, member_id) LEFT JOIN quarantined_members q USING (shop_id, member_id) "
+            "ORDER BY m.shop_id, m.member_id FOR UPDATE OF m"
         ),
         params,
     )
-    return {(member.shop_id, member.member_id): member for member in map(_member, rows)}
+    locked: dict[MemberKey, Member] = {}
+    quarantined: set[MemberKey] = set()
+    for row in rows:
+        member = _member(row[:-1])
+        key = (member.shop_id, member.member_id)
+        locked[key] = member
+        if row[-1]:
+            quarantined.add(key)
+    return locked, quarantined
 
 
 def _member(row: Any) -> Member:
@@ -334,15 +351,65 @@ async def compute_rfm_edges(connection: AsyncConnection, shops: Sequence[str], a
     return int(result.rowcount or 0)
 
 
-async def postpone(connection: AsyncConnection, keys: Sequence[MemberKey], until: datetime) -> None:
-    """Moves these members' next due time to ``until``, leaving the rest of their state alone."""
+async def quarantine(connection: AsyncConnection, rows: Sequence[tuple[MemberKey, str, str]]) -> None:
+    """Quarantines members as ((shop, member), reason, detail) and takes them off the schedule.
+
+    Their events are dead-lettered until an operator releases them (which puts them back
+    on the schedule); a member already quarantined keeps its first reason.
+    """
+    if not rows:
+        return
+    params = {
+        "a": [key[0] for key, _, _ in rows],
+        "b": [key[1] for key, _, _ in rows],
+        "reason": [reason for _, reason, _ in rows],
+        "detail": [detail for _, _, detail in rows],
+    }
+    await connection.execute(
+        text(
+            "INSERT INTO quarantined_members (shop_id, member_id, reason, detail) "
+            "SELECT * FROM unnest(CAST(:a AS text[]), CAST(:b AS text[]), CAST(:reason AS text[]), "
+            "CAST(:detail AS text[])) ORDER BY 1, 2 ON CONFLICT DO NOTHING"
+        ),
+        params,
+    )
+    await connection.execute(
+        text(
+            f"UPDATE members m SET next_due_at = NULL FROM {_UNNEST} AS k(shop_id, member_id) "
+            "WHERE m.shop_id = k.shop_id AND m.member_id = k.member_id"
+        ),
+        _columns([key for key, _, _ in rows]),
+    )
+
+
+async def count_quarantined_events(connection: AsyncConnection, counts: dict[MemberKey, int]) -> None:
+    """Counts events that reached quarantined members (they went to the dead-letter topic)."""
+    if not counts:
+        return
+    keys = sorted(counts)
+    await connection.execute(
+        text(
+            "UPDATE quarantined_members q SET events = q.events + k.n, last_event_at = now() "
+            "FROM unnest(CAST(:a AS text[]), CAST(:b AS text[]), CAST(:n AS int[])) AS k(shop_id, member_id, n) "
+            "WHERE q.shop_id = k.shop_id AND q.member_id = k.member_id"
+        ),
+        {"a": [k[0] for k in keys], "b": [k[1] for k in keys], "n": [counts[k] for k in keys]},
+    )
+
+
+async def count_quarantined(connection: AsyncConnection) -> int:
+    return int(await connection.scalar(text("SELECT count(*) FROM quarantined_members")) or 0)
+
+
+async def unclaim_events(connection: AsyncConnection, keys: Sequence[EventKey]) -> None:
+    """Forgets that these events were processed, so they can be published again after a fix."""
     if keys:
         await connection.execute(
             text(
-                f"UPDATE members m SET next_due_at = :until FROM {_UNNEST} AS k(shop_id, member_id) "
-                "WHERE m.shop_id = k.shop_id AND m.member_id = k.member_id"
+                f"DELETE FROM processed_events p USING {_UNNEST} AS k(source, event_id) "
+                "WHERE p.source = k.source AND p.event_id = k.event_id"
             ),
-            {**_columns(keys), "until": until},
+            _columns(keys),
         )
 
 

@@ -278,7 +278,7 @@ def test_action_example_matches_the_model(example: dict[str, Any]) -> None:
 def test_notification_and_dead_letter_examples_match_the_models() -> None:
     NotificationOutcome.model_validate(NOTIFICATION_EXAMPLE)
     dead = DeadLetter.model_validate(DEAD_LETTER_EXAMPLE)
-    original = base64.b64decode(dead.value)
+    original = base64.b64decode(dead.value or "")
     assert json.loads(original)["type"] == "order.paid"
     rejection = decode(original, PLAYBOOK, max_bytes=65536)
     assert isinstance(rejection, Rejection)
