@@ -88,10 +88,10 @@ def _consent_changed(decider: Decider) -> None:
 
 
 def _order_created(decider: Decider, order: Order) -> None:
+    """The order's ``amount`` is the one it was created with, even when the payment was consumed first."""
     event = decider.event
-    if order.created_at is None:
+    if order.created_at is None or event.time < order.created_at:
         order.created_at = event.time
-    if order.amount is None:
         order.amount = event.data["amount"]
 
 
@@ -101,8 +101,8 @@ def _order_paid(decider: Decider, order: Order) -> None:
         return  # the order was already paid: a second payment event is not a second order
     amount: Decimal = event.data["amount"]
     order.paid_amount, order.paid_at = amount, event.time
-    if order.amount is None:
-        order.amount = amount
+    if order.created_at is None:
+        order.amount = amount  # until an order.created says otherwise
     if order.status == "created":
         order.status = "paid"
     member.net_spend += amount
@@ -165,20 +165,37 @@ _SHIPMENT_RULES = {
 }
 
 
+def _is_latest(record: Mapping[str, str], name: str, at: datetime) -> bool:
+    """Whether ``at`` is not before the business time ``record[name]`` was set at (``<name>_at``)."""
+    known = record.get(f"{name}_at")
+    return known is None or at >= datetime.fromisoformat(known)
+
+
+def _latest(record: dict[str, str], name: str, value: str, at: datetime) -> None:
+    """Sets ``record[name]`` unless a later event (by business time) already set it."""
+    if _is_latest(record, name, at):
+        record[name], record[f"{name}_at"] = value, at.isoformat()
+
+
+def _earliest(record: dict[str, str], stamp: str, at: datetime) -> None:
+    known = record.get(stamp)
+    if known is None or at < datetime.fromisoformat(known):
+        record[stamp] = at.isoformat()
+
+
 def _shipment(decider: Decider, order: Order) -> None:
+    """Status, carrier and tracking number are those of the latest event by business time, whatever arrived last."""
     event = decider.event
     status = event.type.removeprefix("shipment.")
-    order.shipment_status = status
     shipment_id = str(event.data["shipment_id"])
     record = order.shipments.setdefault(shipment_id, {})
-    record["status"] = status
+    _latest(record, "status", status, event.time)
     for name in ("carrier", "tracking_no"):
         if event.data.get(name):
-            record[name] = str(event.data[name])
+            _latest(record, name, str(event.data[name]), event.time)
     if status in ("shipped", "delivered"):
-        stamp = f"{status}_at"
-        if stamp not in record or event.time.isoformat() < record[stamp]:
-            record[stamp] = event.time.isoformat()
+        _earliest(record, f"{status}_at", event.time)
+    order.shipment_status = _latest_status(order)
     variables = _order_variables(order, event)
     rule = _SHIPMENT_RULES.get(event.type)
     if rule == "delivered_notice":
@@ -189,6 +206,14 @@ def _shipment(decider: Decider, order: Order) -> None:
         decider.care("logistics_exception_care", f"{event.source}|{event.id}", variables)
 
 
+def _latest_status(order: Order) -> str | None:
+    """The status of the order's shipment event that is latest by business time."""
+    stamped = [record for record in order.shipments.values() if record.get("status_at")]
+    if not stamped:
+        return order.shipment_status
+    return max(stamped, key=lambda record: datetime.fromisoformat(record["status_at"]))["status"]
+
+
 _REFUND_RULES = {
     "requested": "refund_requested_ack",
     "approved": "refund_approved_notice",
@@ -197,32 +222,59 @@ _REFUND_RULES = {
 
 
 def _refund(decider: Decider, order: Order) -> None:
-    member, event = decider.member, decider.event
+    """A refund's status is its latest stage by business time, and completion is final.
+
+    Each stage is acknowledged once, also when it is consumed after the completion it
+    preceded in business time; a stage dated after the completion is ignored.
+    """
+    event = decider.event
     refund_id = str(event.data["refund_id"])
     status = event.type.removeprefix("refund.")
-    entry = order.refunds.setdefault(refund_id, {"amount": money(event.data["amount"])})
-    if entry.get("status") == "completed":
+    entry = order.refunds.setdefault(refund_id, {})
+    completed_at = entry.get("completed_at")
+    if completed_at is not None and (status == "completed" or event.time > datetime.fromisoformat(completed_at)):
         return  # a completed refund is final
-    entry["status"] = status
+    amount = money(event.data["amount"])
+    if status == "completed" or (completed_at is None and _is_latest(entry, "status", event.time)):
+        entry.update(status=status, status_at=event.time.isoformat(), amount=amount)
     variables = _order_variables(order, event)
-    variables.update(amount=money(event.data["amount"]), currency=event.data["currency"])
+    variables.update(amount=amount, currency=event.data["currency"])
     if status != "completed":
         decider.care(_REFUND_RULES[status], refund_id, variables)
         return
-    paid = order.paid_amount or ZERO
-    effective = min(event.data["amount"], max(ZERO, paid - order.refunded_amount))
-    entry["applied"] = money(effective)
-    entry["completed_at"] = event.time.isoformat()
-    order.refunded_amount += effective
-    member.net_spend -= effective
-    if order.refunded_amount >= paid:
-        _uncount(member, order)
+    entry.update(completed_at=event.time.isoformat(), completed_amount=amount)
+    _apply_refunds(decider, order)
     decider.care("refund_completed_notice", refund_id, variables)
+    paid = order.paid_amount or ZERO
     target = points.reversal_target(order.points_earned, paid, order.refunded_amount)
     if target > order.points_reversed:
         decider.debit(f"reverse:{refund_id}", "reverse", target - order.points_reversed)
         order.points_reversed = target
     refresh_tier(decider)
+
+
+def _apply_refunds(decider: Decider, order: Order) -> None:
+    """Shares the paid amount among the order's completed refunds in business-time order.
+
+    Each refund gets what it asks for, never more than what is paid and not yet refunded
+    by the refunds completed before it, so a refund consumed late takes its business-time share.
+    """
+    member, paid = decider.member, order.paid_amount or ZERO
+    completed = sorted(
+        (entry for entry in order.refunds.values() if "completed_at" in entry),
+        key=lambda entry: datetime.fromisoformat(entry["completed_at"]),
+    )
+    refunded = ZERO
+    for entry in completed:
+        # Refunds completed before the shares were kept in business-time order keep what they were given.
+        asked = Decimal(entry.get("completed_amount") or entry["applied"])
+        applied = min(asked, max(ZERO, paid - refunded))
+        entry["applied"] = money(applied)
+        refunded += applied
+    member.net_spend -= refunded - order.refunded_amount
+    order.refunded_amount = refunded
+    if refunded >= paid:
+        _uncount(member, order)
 
 
 def _review(decider: Decider, order: Order) -> None:
@@ -232,7 +284,7 @@ def _review(decider: Decider, order: Order) -> None:
     if event.type == "review.appended":
         stamp = event.time.isoformat()
         if stamp not in review["appended"]:
-            review["appended"].append(stamp)
+            review["appended"] = sorted([*review["appended"], stamp], key=datetime.fromisoformat)
         return
     if review.get("at") is not None:
         return  # the same review posted again
