@@ -4,13 +4,15 @@
 #   deploy/scripts/kafka.sh fetch|start|wait|topics|stop|status|list [...]
 #
 # Several subcommands may be given in one call: kafka.sh fetch start wait topics
-# State lives in .local/kafka (libs, data, logs, cluster-id, kafka.pid).
+# State lives in $LOCAL_DIR/kafka (default .local/kafka: libs, data, logs, cluster-id, kafka.pid);
+# KAFKA_PORT, KAFKA_CONTROLLER_PORT and KAFKA_LIBS may be set to run a second broker.
 set -euo pipefail
 # shellcheck source=deploy/scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 KAFKA_DIR="$LOCAL_DIR/kafka"
-KAFKA_LIBS="$KAFKA_DIR/libs"
+# The jars are read-only: a second stack (LOCAL_DIR elsewhere) may share them.
+KAFKA_LIBS="${KAFKA_LIBS:-$KAFKA_DIR/libs}"
 KAFKA_DATA="$KAFKA_DIR/data"
 KAFKA_LOGS="$KAFKA_DIR/logs"
 KAFKA_PID="$KAFKA_DIR/kafka.pid"

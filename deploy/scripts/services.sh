@@ -23,6 +23,12 @@ NOTIFIER_METRICS_PORT="${NOTIFIER_METRICS_PORT:-9102}"
 PG_PORT="${PG_PORT:-55432}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 
+# service_pattern SVC: what the command line of the service's process contains; a live pid
+# without it belongs to another program (the pid file is stale).
+service_pattern() {
+  printf -- "-m %s.%s " "$SERVICES_PACKAGE" "$1"
+}
+
 health_url() {
   case "$1" in
     engagement) echo "http://127.0.0.1:$ENGAGEMENT_METRICS_PORT/healthz" ;;
@@ -94,9 +100,15 @@ cmd_start() {
   local svc pidfile
   for svc in "${SERVICES[@]}"; do
     pidfile="$RUN_DIR/$svc.pid"
-    if pid_alive "$pidfile"; then
+    # pid_alive waits for a process that is still exiting (right after a SIGKILL, say) and
+    # does not take a zombie or another program's process for the service.
+    if pid_alive "$pidfile" "$(service_pattern "$svc")"; then
       log "$svc already running (pid $(cat "$pidfile"))"
       continue
+    fi
+    if [[ -s "$pidfile" ]]; then
+      log "$svc not running (stale pid file $pidfile: $(cat "$pidfile")); starting it again"
+      rm -f "$pidfile"
     fi
     log "starting $svc (log $LOG_DIR/$svc.log)"
     (cd "$ROOT_DIR" && exec setsid nohup "$PYTHON" -m "$SERVICES_PACKAGE.$svc" >>"$LOG_DIR/$svc.log" 2>&1 </dev/null) &
@@ -144,14 +156,15 @@ cmd_stop() {
   local i
   # Reverse order: the API first, the consumers last.
   for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
-    stop_pidfile "${SERVICES[i]}" "$RUN_DIR/${SERVICES[i]}.pid" "$SERVICE_STOP_TIMEOUT"
+    stop_pidfile "${SERVICES[i]}" "$RUN_DIR/${SERVICES[i]}.pid" "$SERVICE_STOP_TIMEOUT" \
+      "$(service_pattern "${SERVICES[i]}")"
   done
 }
 
 cmd_status() {
   local svc rc=0
   for svc in "${SERVICES[@]}"; do
-    if pid_alive "$RUN_DIR/$svc.pid"; then
+    if pid_alive "$RUN_DIR/$svc.pid" "$(service_pattern "$svc")"; then
       echo "$svc: running (pid $(cat "$RUN_DIR/$svc.pid"), $(health_url "$svc"))"
     else
       echo "$svc: stopped"
