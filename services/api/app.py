@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.api.auth import token_digests
 from services.api.dependencies import ApiState
 from services.api.errors import install_error_handlers
+from services.api.limits import BodyLimitMiddleware
 from services.api.readiness import KafkaProbe
 from services.api.routes import admin_router, members_router, operations
 from shared.db.engine import create_engine
@@ -106,12 +107,13 @@ def create_app(settings: Settings, playbook: Playbook) -> FastAPI:
     app = FastAPI(
         title="Member engagement API",
         version="1",
-        summary="Read-only access to member tiers, actions and notification outcomes.",
+        summary="Member status, actions, notification outcomes and points; redemptions, scheduler runs, quarantine.",
         lifespan=lifespan,
     )
     app.state.api = state
     install_error_handlers(app)
-    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.api_max_body_bytes)
+    app.add_middleware(MetricsMiddleware)  # outermost of ours: counts the 413s and 500s the others send
     app.include_router(operations)
     app.include_router(members_router)
     app.include_router(admin_router)

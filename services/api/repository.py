@@ -13,14 +13,30 @@ import binascii
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Row, Select, Table, and_, exists, literal, or_, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    Table,
+    and_,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db.schema import actions, members, notifications, points_ledger, rfm_edges
+from services.api.inputs import is_storable
+from shared.db.schema import actions, members, notifications, points_ledger, quarantined_members, rfm_edges
+from shared.domain.business_time import BusinessTimeBounds
 from shared.domain.model import LedgerEntry
 from shared.domain.rfm import RfmEdges
 
@@ -79,6 +95,15 @@ class SeqKey:
 
 
 @dataclass(frozen=True, slots=True)
+class QuarantineKey:
+    """Position in the quarantine list: the last row's (quarantined_at, shop_id, member_id)."""
+
+    quarantined_at: datetime
+    shop_id: str
+    member_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Page(Generic[K]):
     """Stored JSON payloads, newest first, and where the next page starts (None at the end)."""
 
@@ -86,8 +111,14 @@ class Page(Generic[K]):
     next_key: K | None
 
 
+# Cursor numbers are PostgreSQL bigints; a cursor naming another number was not issued here.
+_BIGINT_MAX = 2**63 - 1
+# Quarantine cursors carry ids, which are at most 200 characters.
+_ID_MAX = 200
+
+
 def _encode(document: dict[str, Any]) -> str:
-    raw = json.dumps(document, separators=(",", ":")).encode()
+    raw = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
@@ -95,7 +126,7 @@ def _decode(cursor: str, kind: str) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         document = json.loads(raw)
-    except (binascii.Error, ValueError) as exc:
+    except (binascii.Error, ValueError, RecursionError) as exc:
         raise InvalidCursorError("cursor is not valid") from exc
     if not isinstance(document, dict) or document.get("k") != kind:
         raise InvalidCursorError("cursor does not belong to this list")
@@ -104,32 +135,44 @@ def _decode(cursor: str, kind: str) -> dict[str, Any]:
 
 def _seq(document: dict[str, Any]) -> int:
     seq = document.get("s")
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 1 <= seq <= _BIGINT_MAX:
         raise InvalidCursorError("cursor is not valid")
     return seq
+
+
+def _time(document: dict[str, Any], bounds: BusinessTimeBounds) -> datetime:
+    """The cursor's time: aware, and inside the bounds every stored time lies in."""
+    stamp = document.get("t")
+    try:
+        at = datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None or not bounds.contains(at, datetime.now(UTC)):
+        raise InvalidCursorError("cursor is not valid")
+    return at.astimezone(UTC)
+
+
+def _identifier(document: dict[str, Any], key: str) -> str:
+    value = document.get(key)
+    if not isinstance(value, str) or not 1 <= len(value) <= _ID_MAX or not is_storable(value):
+        raise InvalidCursorError("cursor is not valid")
+    return value
 
 
 def encode_action_cursor(key: ActionKey) -> str:
     return _encode({"k": "a", "t": key.occurred_at.isoformat(), "s": key.seq})
 
 
-def decode_action_cursor(cursor: str) -> ActionKey:
+def decode_action_cursor(cursor: str, bounds: BusinessTimeBounds) -> ActionKey:
     document = _decode(cursor, "a")
-    stamp = document.get("t")
-    try:
-        occurred_at = datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
-    except ValueError:
-        occurred_at = None
-    if occurred_at is None or occurred_at.tzinfo is None:
-        raise InvalidCursorError("cursor is not valid")
-    return ActionKey(occurred_at=occurred_at, seq=_seq(document))
+    return ActionKey(occurred_at=_time(document, bounds), seq=_seq(document))
 
 
 def encode_ledger_cursor(key: SeqKey) -> str:
     return _encode({"k": "l", "s": key.seq})
 
 
-def decode_ledger_cursor(cursor: str) -> SeqKey:
+def decode_ledger_cursor(cursor: str, bounds: BusinessTimeBounds) -> SeqKey:
     return SeqKey(seq=_seq(_decode(cursor, "l")))
 
 
@@ -137,8 +180,21 @@ def encode_notification_cursor(key: SeqKey) -> str:
     return _encode({"k": "n", "s": key.seq})
 
 
-def decode_notification_cursor(cursor: str) -> SeqKey:
+def decode_notification_cursor(cursor: str, bounds: BusinessTimeBounds) -> SeqKey:
     return SeqKey(seq=_seq(_decode(cursor, "n")))
+
+
+def encode_quarantine_cursor(key: QuarantineKey) -> str:
+    return _encode({"k": "q", "t": key.quarantined_at.isoformat(), "sh": key.shop_id, "m": key.member_id})
+
+
+def decode_quarantine_cursor(cursor: str, bounds: BusinessTimeBounds) -> QuarantineKey:
+    document = _decode(cursor, "q")
+    return QuarantineKey(
+        quarantined_at=_time(document, bounds),
+        shop_id=_identifier(document, "sh"),
+        member_id=_identifier(document, "m"),
+    )
 
 
 def _of_member(table: Table, shop_id: str, member_id: str) -> ColumnElement[bool]:
@@ -296,11 +352,87 @@ async def list_ledger(
     return Page(items=items, next_key=next_key)
 
 
+_QUARANTINE_COLUMNS = (
+    quarantined_members.c.shop_id,
+    quarantined_members.c.member_id,
+    quarantined_members.c.reason,
+    quarantined_members.c.detail,
+    quarantined_members.c.events,
+    quarantined_members.c.quarantined_at,
+    quarantined_members.c.last_event_at,
+)
+
+
+def _quarantine_item(row: Row[Any, Any, Any, Any, Any, Any, Any]) -> dict[str, Any]:
+    return {
+        "shop_id": row.shop_id,
+        "member_id": row.member_id,
+        "reason": row.reason,
+        "detail": row.detail,
+        "events": row.events,
+        "quarantined_at": row.quarantined_at.isoformat(),
+        "last_event_at": row.last_event_at.isoformat() if row.last_event_at else None,
+    }
+
+
+async def list_quarantine(
+    connection: AsyncConnection, *, limit: int, after: QuarantineKey | None
+) -> Page[QuarantineKey]:
+    """Up to ``limit`` quarantined members after ``after``, oldest quarantine first, then by key."""
+    table = quarantined_members
+    statement = (
+        select(*_QUARANTINE_COLUMNS)
+        .order_by(table.c.quarantined_at, table.c.shop_id, table.c.member_id)
+        .limit(limit + 1)
+    )
+    if after is not None:
+        statement = statement.where(
+            tuple_(table.c.quarantined_at, table.c.shop_id, table.c.member_id)
+            > tuple_(
+                literal(after.quarantined_at, table.c.quarantined_at.type),
+                literal(after.shop_id, table.c.shop_id.type),
+                literal(after.member_id, table.c.member_id.type),
+            )
+        )
+    rows = (await connection.execute(statement)).all()
+    page = rows[:limit]
+    next_key = (
+        QuarantineKey(quarantined_at=page[-1].quarantined_at, shop_id=page[-1].shop_id, member_id=page[-1].member_id)
+        if len(rows) > limit
+        else None
+    )
+    return Page(items=[_quarantine_item(row) for row in page], next_key=next_key)
+
+
+async def release_quarantined(connection: AsyncConnection, shop_id: str, member_id: str) -> dict[str, Any] | None:
+    """Deletes the member's quarantine row and makes the member due now; None when it was not quarantined.
+
+    Call inside a transaction. The member row is locked first, in the order the event path
+    takes its locks (members, then the quarantine), so a concurrent batch cannot deadlock with it.
+    """
+    await connection.execute(
+        select(members.c.member_id).where(_of_member(members, shop_id, member_id)).with_for_update()
+    )
+    released = (
+        await connection.execute(
+            delete(quarantined_members)
+            .where(_of_member(quarantined_members, shop_id, member_id))
+            .returning(*_QUARANTINE_COLUMNS)
+        )
+    ).one_or_none()
+    if released is None:
+        return None
+    await connection.execute(
+        update(members).where(_of_member(members, shop_id, member_id)).values(next_due_at=func.now())
+    )
+    return _quarantine_item(released)
+
+
 @dataclass(frozen=True, slots=True)
 class Listing(Generic[K]):
     """How one of a member's lists is paged: its cursor codec, its query and its table."""
 
-    decode: Callable[[str], K]
+    decode: Callable[[str, BusinessTimeBounds], K]
     fetch: Callable[..., Awaitable[Page[K]]]
     encode: Callable[[K], str]
     table: Table

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
@@ -13,7 +14,8 @@ from starlette import status
 from services.api import repository
 from services.api.auth import Authenticated, FullAccess
 from services.api.dependencies import DbConnection, Engine, Playbooks, State
-from services.api.errors import ApiError
+from services.api.errors import ApiError, unprocessable
+from services.api.routing import ApiRoute
 from services.api.schemas import (
     ActionPage,
     ErrorResponse,
@@ -27,6 +29,8 @@ from services.api.schemas import (
     NotificationPage,
     PointsStatus,
     Qualifying,
+    QuarantinedMember,
+    QuarantinePage,
     Readiness,
     RedeemRequest,
     RedeemResponse,
@@ -39,35 +43,77 @@ from services.api.schemas import (
 from shared.db import store
 from shared.db.engine import database_ready
 from shared.domain import points
+from shared.domain.business_time import BusinessTimeBounds
 from shared.domain.model import LedgerEntry
-from shared.domain.playbook import ShopPlaybook
+from shared.domain.playbook import Playbook, ShopPlaybook
 from shared.domain.rfm import RfmEdges, rfm_scores, rfm_segment
 from shared.domain.tiers import next_tier
 from shared.observability import metrics_response
 from shared.scheduler import Scheduler
 
-CENT = Decimal("0.01")
+K = TypeVar("K")
 
-ShopId = Annotated[str, Path(description="The shop's id.", min_length=1, max_length=200)]
-MemberId = Annotated[str, Path(description="The member's id within the shop.", min_length=1, max_length=200)]
+CENT = Decimal("0.01")
+# Longest cursor accepted: a quarantine cursor carries two ids of up to 200 characters.
+CURSOR_MAX_LENGTH = 4096
+
+ShopId = Annotated[str, Path(description="The shop's id.", min_length=1, max_length=200, examples=["shop-1"])]
+MemberId = Annotated[
+    str, Path(description="The member's id within the shop.", min_length=1, max_length=200, examples=["m-1001"])
+]
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
+# The length is checked with the rest of the cursor, so any cursor not issued here is ``invalid_cursor``.
 Cursor = Annotated[
-    str | None, Query(max_length=500, description="`next_cursor` from the previous page; omit for the first.")
+    str | None,
+    Query(
+        description="`next_cursor` from the previous page; omit for the first.",
+        json_schema_extra={"maxLength": CURSOR_MAX_LENGTH},
+    ),
 ]
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status.HTTP_401_UNAUTHORIZED: {"model": ErrorResponse, "description": "Missing or unknown bearer token."},
-    status.HTTP_404_NOT_FOUND: {"model": ErrorResponse, "description": "Unknown member."},
-    status.HTTP_422_UNPROCESSABLE_CONTENT: {"model": ErrorResponse, "description": "Invalid query parameters."},
+
+Responses = dict[int | str, dict[str, Any]]
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description}
+
+
+_UNAUTHORIZED: Responses = {
+    status.HTTP_401_UNAUTHORIZED: _error("`unauthorized`: the bearer token is missing or unknown.")
 }
-_FULL_ERRORS: dict[int | str, dict[str, Any]] = {
-    **_ERRORS,
-    status.HTTP_403_FORBIDDEN: {"model": ErrorResponse, "description": "A read-only token (API_READ_TOKENS)."},
+_FORBIDDEN: Responses = {
+    status.HTTP_403_FORBIDDEN: _error("`forbidden`: a read-only token (API_READ_TOKENS) on this route.")
+}
+_TOO_LARGE: Responses = {
+    status.HTTP_413_CONTENT_TOO_LARGE: _error("`payload_too_large`: the request body exceeds API_MAX_BODY_BYTES.")
 }
 
-operations = APIRouter(tags=["operations"])
+
+def _invalid(*codes: str) -> dict[int | str, dict[str, Any]]:
+    listed = ", ".join(f"`{code}`" for code in ("invalid_request", "invalid_text", *codes))
+    return {status.HTTP_422_UNPROCESSABLE_CONTENT: _error(f"The request is invalid: {listed}.")}
+
+
+def _not_found(description: str) -> dict[int | str, dict[str, Any]]:
+    return {status.HTTP_404_NOT_FOUND: _error(description)}
+
+
+_MEMBER_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_UNAUTHORIZED,
+    **_not_found("`member_not_found`: the shop has no such member."),
+    **_TOO_LARGE,
+    **_invalid(),
+}
+_LIST_ERRORS: dict[int | str, dict[str, Any]] = {**_invalid("invalid_cursor")}
+
+operations = APIRouter(tags=["operations"], responses=_TOO_LARGE)
 members_router = APIRouter(
-    prefix="/v1/shops/{shop_id}/members/{member_id}", tags=["members"], dependencies=[Authenticated], responses=_ERRORS
+    prefix="/v1/shops/{shop_id}/members/{member_id}",
+    tags=["members"],
+    dependencies=[Authenticated],
+    responses=_MEMBER_ERRORS,
+    route_class=ApiRoute,
 )
 
 
@@ -80,9 +126,28 @@ def _member_not_found(shop_id: str, member_id: str) -> ApiError:
 
 
 def _invalid_cursor() -> ApiError:
-    return ApiError(
-        status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid_cursor", "The cursor is malformed or belongs to another list"
-    )
+    return unprocessable("invalid_cursor", "The cursor is malformed or belongs to another list")
+
+
+def _decode_cursor(
+    decode: Callable[[str, BusinessTimeBounds], K], cursor: str | None, bounds: BusinessTimeBounds
+) -> K | None:
+    if cursor is None:
+        return None
+    if len(cursor) > CURSOR_MAX_LENGTH:
+        raise _invalid_cursor()
+    try:
+        return decode(cursor, bounds)
+    except repository.InvalidCursorError:
+        raise _invalid_cursor() from None
+
+
+def _check_time(field: str, at: datetime, bounds: Iterable[BusinessTimeBounds]) -> None:
+    """422 ``time_out_of_range`` unless ``at`` lies in every window; the message states the rule."""
+    now = datetime.now(UTC)
+    for window in bounds:
+        if not window.contains(at, now):
+            raise unprocessable("time_out_of_range", f"{field} {window.describe()}")
 
 
 def _rfm(member: repository.MemberRecord, edges: RfmEdges | None, playbook: ShopPlaybook) -> RfmStatus | None:
@@ -193,16 +258,14 @@ async def member_status(
 async def _page(
     listing: repository.Listing[Any],
     connection: DbConnection,
+    playbook: Playbook,
     shop_id: str,
     member_id: str,
     cursor: str | None,
     limit: int,
 ) -> JSONResponse:
     """One page of a member's list: the cursor checked, 404 for a member with no trace at all."""
-    try:
-        after = listing.decode(cursor) if cursor is not None else None
-    except repository.InvalidCursorError:
-        raise _invalid_cursor() from None
+    after = _decode_cursor(listing.decode, cursor, playbook.for_shop(shop_id).business_time)
     page = await listing.fetch(connection, shop_id, member_id, limit=limit, after=after)
     if not page.items and not await repository.member_known(connection, shop_id, member_id, listing.table):
         raise _member_not_found(shop_id, member_id)
@@ -210,29 +273,46 @@ async def _page(
     return JSONResponse({"items": page.items, "next_cursor": next_cursor})
 
 
-@members_router.get("/actions", response_model=ActionPage, summary="Member actions")
+@members_router.get("/actions", response_model=ActionPage, summary="Member actions", responses=_LIST_ERRORS)
 async def member_actions(
-    shop_id: ShopId, member_id: MemberId, connection: DbConnection, cursor: Cursor = None, limit: Limit = 50
+    shop_id: ShopId,
+    member_id: MemberId,
+    connection: DbConnection,
+    playbook: Playbooks,
+    cursor: Cursor = None,
+    limit: Limit = 50,
 ) -> JSONResponse:
     """The actions decided for the member, newest first, exactly as published on ``member.actions``."""
     # The stored payloads are returned verbatim: they are the published contract documents.
-    return await _page(repository.ACTIONS, connection, shop_id, member_id, cursor, limit)
+    return await _page(repository.ACTIONS, connection, playbook, shop_id, member_id, cursor, limit)
 
 
-@members_router.get("/notifications", response_model=NotificationPage, summary="Member notification outcomes")
+@members_router.get(
+    "/notifications", response_model=NotificationPage, summary="Member notification outcomes", responses=_LIST_ERRORS
+)
 async def member_notifications(
-    shop_id: ShopId, member_id: MemberId, connection: DbConnection, cursor: Cursor = None, limit: Limit = 50
+    shop_id: ShopId,
+    member_id: MemberId,
+    connection: DbConnection,
+    playbook: Playbooks,
+    cursor: Cursor = None,
+    limit: Limit = 50,
 ) -> JSONResponse:
     """What the notifier did with the member's actions, newest first, as published on ``member.notifications``."""
-    return await _page(repository.NOTIFICATIONS, connection, shop_id, member_id, cursor, limit)
+    return await _page(repository.NOTIFICATIONS, connection, playbook, shop_id, member_id, cursor, limit)
 
 
-@members_router.get("/points/ledger", response_model=LedgerPage, summary="Member points ledger")
+@members_router.get("/points/ledger", response_model=LedgerPage, summary="Member points ledger", responses=_LIST_ERRORS)
 async def points_ledger_lines(
-    shop_id: ShopId, member_id: MemberId, connection: DbConnection, cursor: Cursor = None, limit: Limit = 50
+    shop_id: ShopId,
+    member_id: MemberId,
+    connection: DbConnection,
+    playbook: Playbooks,
+    cursor: Cursor = None,
+    limit: Limit = 50,
 ) -> JSONResponse:
     """The member's ledger lines, most recently booked first; they always sum to the balance."""
-    return await _page(repository.LEDGER, connection, shop_id, member_id, cursor, limit)
+    return await _page(repository.LEDGER, connection, playbook, shop_id, member_id, cursor, limit)
 
 
 @members_router.post(
@@ -241,15 +321,20 @@ async def points_ledger_lines(
     summary="Redeem points",
     dependencies=[FullAccess],
     responses={
-        status.HTTP_403_FORBIDDEN: _FULL_ERRORS[status.HTTP_403_FORBIDDEN],
-        status.HTTP_409_CONFLICT: {
-            "model": ErrorResponse,
-            "description": "The balance is short (`insufficient_points`) or the key was used for another amount.",
-        },
+        **_FORBIDDEN,
+        status.HTTP_409_CONFLICT: _error(
+            "`insufficient_points`: the balance is short; "
+            "`idempotency_key_reused`: the key was used for another number of points."
+        ),
+        **_invalid("invalid_json", "time_out_of_range"),
     },
 )
-async def redeem(shop_id: ShopId, member_id: MemberId, body: RedeemRequest, engine: Engine) -> RedeemResponse:
+async def redeem(
+    shop_id: ShopId, member_id: MemberId, body: RedeemRequest, engine: Engine, playbook: Playbooks
+) -> RedeemResponse:
     """Takes points off the balance once per idempotency key; a repeated key returns the first result."""
+    if body.at is not None:
+        _check_time("body.at", body.at, [playbook.for_shop(shop_id).business_time])
     at = body.at or datetime.now(UTC)
     try:
         async with engine.begin() as connection:
@@ -270,16 +355,81 @@ async def redeem(shop_id: ShopId, member_id: MemberId, body: RedeemRequest, engi
     return RedeemResponse(entry=line, balance=done.balance, replayed=done.replayed)
 
 
-admin_router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[FullAccess], responses=_FULL_ERRORS)
+admin_router = APIRouter(
+    prefix="/v1/admin",
+    tags=["admin"],
+    dependencies=[Authenticated],
+    responses={**_UNAUTHORIZED, **_TOO_LARGE},
+    route_class=ApiRoute,
+)
 
 
-@admin_router.post("/scheduler/run", response_model=SchedulerRunResponse, summary="Run the scheduler")
+@admin_router.post(
+    "/scheduler/run",
+    response_model=SchedulerRunResponse,
+    summary="Run the scheduler",
+    dependencies=[FullAccess],
+    responses={**_FORBIDDEN, **_invalid("invalid_json", "time_out_of_range")},
+)
 async def run_scheduler(
     body: SchedulerRunRequest, engine: Engine, playbook: Playbooks, state: State
 ) -> SchedulerRunResponse:
     """Runs every time-based rule due up to ``as_of`` and answers once none is left.
 
     Idempotent: the same ``as_of`` again emits nothing, and concurrent runs share the work.
+    ``as_of`` must lie inside the business-time window of the default playbook and of every shop's.
     """
+    _check_time("body.as_of", body.as_of, _every_window(playbook))
     report = await Scheduler(engine, playbook, state.settings.scheduler_batch_size).run(body.as_of)
     return SchedulerRunResponse.model_validate(report.as_dict())
+
+
+def _every_window(playbook: Playbook) -> list[BusinessTimeBounds]:
+    """The distinct business-time windows of the playbook: a run moves every shop's members."""
+    windows = [playbook.default.business_time]
+    for shop in playbook.shops.values():
+        if shop.business_time not in windows:
+            windows.append(shop.business_time)
+    return windows
+
+
+@admin_router.get(
+    "/quarantine",
+    response_model=QuarantinePage,
+    summary="Quarantined members",
+    responses=_invalid("invalid_cursor"),
+)
+async def quarantine(
+    connection: DbConnection, playbook: Playbooks, cursor: Cursor = None, limit: Limit = 50
+) -> JSONResponse:
+    """Members whose stored state the event path could not process, oldest quarantine first.
+
+    Their events are dead-lettered (``member_quarantined``) until the member is released.
+    """
+    after = _decode_cursor(repository.decode_quarantine_cursor, cursor, playbook.default.business_time)
+    page = await repository.list_quarantine(connection, limit=limit, after=after)
+    next_cursor = repository.encode_quarantine_cursor(page.next_key) if page.next_key else None
+    return JSONResponse({"items": page.items, "next_cursor": next_cursor})
+
+
+@admin_router.delete(
+    "/quarantine/{shop_id}/{member_id}",
+    response_model=QuarantinedMember,
+    summary="Release a quarantined member",
+    dependencies=[FullAccess],
+    responses={**_FORBIDDEN, **_not_found("`not_quarantined`: the member is not in quarantine."), **_invalid()},
+)
+async def release(shop_id: ShopId, member_id: MemberId, engine: Engine) -> JSONResponse:
+    """Takes the member out of quarantine and makes it due now, so the scheduler looks at it again.
+
+    Answers the released row. Events dead-lettered meanwhile must be published again.
+    """
+    async with engine.begin() as connection:
+        released = await repository.release_quarantined(connection, shop_id, member_id)
+    if released is None:
+        raise ApiError(
+            status.HTTP_404_NOT_FOUND,
+            "not_quarantined",
+            f"Member {member_id!r} of shop {shop_id!r} is not in quarantine",
+        )
+    return JSONResponse(released)

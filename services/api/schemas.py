@@ -168,3 +168,22 @@ class NotificationPage(BaseModel):
 
     items: list[NotificationOutcome]
     next_cursor: str | None
+
+
+class QuarantinedMember(BaseModel):
+    """A member whose stored state the event path could not process; its events are dead-lettered meanwhile."""
+
+    shop_id: str
+    member_id: str
+    reason: str = Field(examples=["processing_error"])
+    detail: str = Field(description="What failed, without member data.")
+    events: int = Field(description="Events dead-lettered while the member was quarantined.")
+    quarantined_at: datetime = Field(description="Wall-clock time the member was quarantined.")
+    last_event_at: datetime | None = Field(description="Wall-clock time of the latest event dead-lettered meanwhile.")
+
+
+class QuarantinePage(BaseModel):
+    """Quarantined members, oldest quarantine first; pass ``next_cursor`` back as ``cursor``."""
+
+    items: list[QuarantinedMember]
+    next_cursor: str | None

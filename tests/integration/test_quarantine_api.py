@@ -1,0 +1,147 @@
+"""The operators' quarantine routes over HTTP on the real database: listing, paging and releasing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from pydantic import SecretStr
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.api.app import create_app
+from shared.db.schema import members, quarantined_members
+from shared.playbook import load_playbook
+from shared.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+AUTH = {"Authorization": "Bearer test-token"}
+READER = {"Authorization": "Bearer reader-token"}
+BASE = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+LIST = "/v1/admin/quarantine"
+
+
+@pytest_asyncio.fixture
+async def client(engine: AsyncEngine, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    settings = settings.model_copy(
+        update={"api_tokens": [SecretStr("test-token")], "api_read_tokens": [SecretStr("reader-token")]}
+    )
+    app = create_app(settings, load_playbook(settings.playbook_path))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test", headers=AUTH) as http,
+    ):
+        yield http
+
+
+async def _quarantine(engine: AsyncEngine, shop: str, member: str, at: datetime, **values: Any) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            insert(members).values(shop_id=shop, member_id=member, joined_at=BASE, next_due_at=None)
+        )
+        await connection.execute(
+            insert(quarantined_members).values(
+                shop_id=shop,
+                member_id=member,
+                reason=values.get("reason", "processing_error"),
+                detail=values.get("detail", "ValueError while settling the member's stored state"),
+                events=values.get("events", 0),
+                quarantined_at=at,
+                last_event_at=values.get("last_event_at"),
+            )
+        )
+
+
+async def test_the_list_is_oldest_first_then_by_key_and_pages_with_a_cursor(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    # Two members quarantined at the same instant are ordered by (shop, member).
+    await _quarantine(engine, "shop-b", "m-1", BASE + timedelta(hours=2))
+    await _quarantine(engine, "shop-a", "m-9", BASE)
+    await _quarantine(engine, "shop-b", "m-0", BASE + timedelta(hours=1))
+    await _quarantine(engine, "shop-a", "m-2", BASE + timedelta(hours=1))
+    await _quarantine(
+        engine, "shop-c", "m-ü", BASE + timedelta(hours=3), events=4, last_event_at=BASE + timedelta(hours=5)
+    )
+    seen: list[tuple[str, str]] = []
+    pages = 0
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        response = await client.get(LIST, params=params, headers=READER)  # a read-only token may list
+        assert response.status_code == 200, response.text
+        body = response.json()
+        seen += [(item["shop_id"], item["member_id"]) for item in body["items"]]
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [("shop-a", "m-9"), ("shop-a", "m-2"), ("shop-b", "m-0"), ("shop-b", "m-1"), ("shop-c", "m-ü")]
+    assert pages == 3
+    last = (await client.get(LIST, params={"limit": 200})).json()["items"][-1]
+    assert last == {
+        "shop_id": "shop-c",
+        "member_id": "m-ü",
+        "reason": "processing_error",
+        "detail": "ValueError while settling the member's stored state",
+        "events": 4,
+        "quarantined_at": last["quarantined_at"],
+        "last_event_at": last["last_event_at"],
+    }
+    assert datetime.fromisoformat(last["quarantined_at"]) == BASE + timedelta(hours=3)
+    assert datetime.fromisoformat(last["last_event_at"]) == BASE + timedelta(hours=5)
+
+
+async def test_an_empty_quarantine_is_an_empty_page(client: httpx.AsyncClient) -> None:
+    assert (await client.get(LIST)).json() == {"items": [], "next_cursor": None}
+
+
+async def test_release_deletes_the_row_and_makes_the_member_due_in_one_go(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    await _quarantine(engine, "shop-a", "m-1", BASE, events=2, detail="KeyError while settling")
+    await _quarantine(engine, "shop-a", "m-2", BASE)
+    async with engine.connect() as connection:
+        before = await connection.scalar(select(func.now()))
+    response = await client.delete("/v1/admin/quarantine/shop-a/m-1")
+    assert response.status_code == 200, response.text
+    released = response.json()
+    assert {k: released[k] for k in ("shop_id", "member_id", "reason", "detail", "events", "last_event_at")} == {
+        "shop_id": "shop-a",
+        "member_id": "m-1",
+        "reason": "processing_error",
+        "detail": "KeyError while settling",
+        "events": 2,
+        "last_event_at": None,
+    }
+    assert datetime.fromisoformat(released["quarantined_at"]) == BASE
+    async with engine.connect() as connection:
+        after = await connection.scalar(select(func.now()))
+        left = (await connection.execute(select(quarantined_members.c.member_id))).scalars().all()
+        rows = await connection.execute(select(members.c.member_id, members.c.next_due_at))
+        due = {row.member_id: row.next_due_at for row in rows}
+    assert left == ["m-2"]
+    assert due["m-2"] is None  # the other member stays off the schedule
+    assert due["m-1"] is not None
+    assert before <= due["m-1"] <= after
+
+    again = await client.delete("/v1/admin/quarantine/shop-a/m-1")
+    assert (again.status_code, again.json()["error"]["code"]) == (404, "not_quarantined")
+    unknown = await client.delete("/v1/admin/quarantine/shop-z/nobody")
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "not_quarantined")
+
+
+async def test_releasing_needs_a_full_token(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
+    await _quarantine(engine, "shop-a", "m-1", BASE)
+    refused = await client.delete("/v1/admin/quarantine/shop-a/m-1", headers=READER)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "forbidden")
+    for headers in ({"Authorization": "Bearer nope"}, {"Authorization": ""}):
+        assert (await client.delete("/v1/admin/quarantine/shop-a/m-1", headers=headers)).status_code == 401
+        assert (await client.get(LIST, headers=headers)).status_code == 401
+    async with engine.connect() as connection:
+        assert await connection.scalar(select(func.count()).select_from(quarantined_members)) == 1
