@@ -13,6 +13,8 @@ import sys
 from datetime import UTC, datetime
 
 from shared.db.engine import create_engine
+from shared.domain.business_time import BusinessTimeBounds
+from shared.domain.playbook import Playbook
 from shared.observability import configure_logging
 from shared.playbook import load_playbook
 from shared.scheduler import Scheduler
@@ -29,29 +31,58 @@ def _instant(text: str) -> datetime:
     return value
 
 
-def _arguments(argv: list[str] | None) -> argparse.Namespace:
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from error
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m services.scheduler", description=__doc__)
-    parser.add_argument("--as-of", type=_instant, default=None, help="business time to run up to (default: now)")
-    parser.add_argument("--batch-size", type=int, default=None, help="members per transaction")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--as-of",
+        type=_instant,
+        default=None,
+        help="business time to run up to (default: now); inside the playbook's business_time window",
+    )
+    parser.add_argument("--batch-size", type=_positive, default=None, help="members per transaction")
+    return parser
 
 
-async def _run(as_of: datetime, batch_size: int | None) -> dict[str, object]:
-    settings = Settings()
-    configure_logging(settings.log_level, sys.stderr)  # stdout carries the report alone
+def _outside(playbook: Playbook, as_of: datetime) -> BusinessTimeBounds | None:
+    """The first business-time window (the default's, then each shop's) that ``as_of`` lies outside."""
+    now = datetime.now(UTC)
+    for window in (playbook.default.business_time, *(shop.business_time for shop in playbook.shops.values())):
+        if not window.contains(as_of, now):
+            return window
+    return None
+
+
+async def _run(settings: Settings, playbook: Playbook, as_of: datetime, batch_size: int | None) -> dict[str, object]:
     engine = create_engine(settings)
     try:
-        scheduler = Scheduler(
-            engine, load_playbook(settings.playbook_path), batch_size or settings.scheduler_batch_size
-        )
+        scheduler = Scheduler(engine, playbook, batch_size or settings.scheduler_batch_size)
         return (await scheduler.run(as_of)).as_dict()
     finally:
         await engine.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:
-    arguments = _arguments(argv)
-    report = asyncio.run(_run(arguments.as_of or datetime.now(UTC), arguments.batch_size))
+    parser = _parser()
+    arguments = parser.parse_args(argv)
+    settings = Settings()
+    configure_logging(settings.log_level, sys.stderr)  # stdout carries the report alone
+    playbook = load_playbook(settings.playbook_path)
+    as_of = arguments.as_of or datetime.now(UTC)
+    window = _outside(playbook, as_of)
+    if window is not None:
+        # A run that far away would move every member there; argparse prints usage and exits with 2.
+        parser.error(f"argument --as-of: {window.describe()}")
+    report = asyncio.run(_run(settings, playbook, as_of, arguments.batch_size))
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 1 if report["failed_members"] else 0

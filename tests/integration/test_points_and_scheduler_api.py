@@ -273,6 +273,36 @@ async def test_the_command_line_runs_the_scheduler_and_prints_only_its_report(
     assert b"needs a UTC offset" in refused.stderr
 
 
+async def test_the_command_line_refuses_an_as_of_outside_the_business_time_bounds(
+    engine: AsyncEngine, service_env: dict[str, str]
+) -> None:
+    await _due_for_one_month_gift(engine, "m-cli")
+    env = {**os.environ, **service_env}
+
+    async def run(*arguments: str) -> subprocess.CompletedProcess[bytes]:
+        command = [sys.executable, "-m", "services.scheduler", *arguments]
+        return await asyncio.to_thread(subprocess.run, command, cwd=ROOT, env=env, capture_output=True, timeout=60)
+
+    outside = ("9525-01-01T00:00:00Z", "0001-01-01T00:00:00+08:00", "9999-12-31T23:00:00-05:00", "1999-12-31T23:00:00Z")
+    refused = await asyncio.gather(*(run("--as-of", as_of) for as_of in outside))
+    for as_of, done in zip(outside, refused, strict=True):
+        assert done.returncode == 2, (as_of, done.stderr)
+        assert done.stdout == b""  # no report: nothing ran
+        message = done.stderr.decode().strip().splitlines()[-1]
+        assert message == (
+            "python -m services.scheduler: error: argument --as-of: must lie between "
+            "2000-01-01T00:00:00+00:00 and 1 day after the receiving service's clock"
+        ), as_of
+    for bad_size in ("0", "-3", "many"):
+        done = await run("--batch-size", bad_size)
+        assert done.returncode == 2
+        assert b"--batch-size" in done.stderr
+    async with engine.connect() as connection:
+        row = (await connection.execute(select(members.c.scheduled_until, members.c.next_due_at))).one()
+    assert row.scheduled_until is None
+    assert row.next_due_at == BASE + timedelta(days=30)
+
+
 async def test_a_read_only_token_reads_but_may_not_redeem_or_run_the_scheduler(
     engine: AsyncEngine, settings: Settings
 ) -> None:
