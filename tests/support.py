@@ -9,14 +9,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+import urllib.request
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 ROOT = Path(__file__).resolve().parent.parent
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -97,29 +100,163 @@ async def produce(topics: dict[str, str], events: Iterable[dict[str, Any] | tupl
         await producer.stop()
 
 
-async def consume_all(topic: str, *, expect: int | None = None, timeout_s: float = 30.0) -> list[dict[str, Any]]:
-    """Every record on ``topic`` as JSON; waits until ``expect`` arrived, else until quiet."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=KAFKA, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
-    )
+async def end_offsets(topics: Iterable[str]) -> dict[TopicPartition, int]:
+    """The end offset of every partition of ``topics``: the offset the next record written there will get.
+
+    A consumer group whose committed offsets reach these has processed every record
+    written so far; a reader whose position reaches them has read every one.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, group_id=None, enable_auto_commit=False)
     await consumer.start()
-    found: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout_s
-    quiet_since = time.monotonic()
     try:
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=300)
-            records = [record for records in batch.values() for record in records]
-            found.extend(json.loads(record.value) for record in records)
-            if records:
-                quiet_since = time.monotonic()
-            if expect is not None and len(found) >= expect:
-                break
-            if expect is None and time.monotonic() - quiet_since > 3:
-                break
+        return dict(await consumer.end_offsets(await partitions_of(topics)))
     finally:
         await consumer.stop()
+
+
+async def partitions_of(topics: Iterable[str], *, timeout_s: float = 30.0) -> list[TopicPartition]:
+    """Every partition of ``topics``, as the broker describes them (waiting for a topic created a moment ago)."""
+    wanted = list(topics)
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    try:
+
+        async def described() -> list[TopicPartition] | None:
+            found = []
+            for topic in await admin.describe_topics(wanted):
+                if topic["error_code"] != 0 or not topic["partitions"]:
+                    return None
+                found += [TopicPartition(topic["topic"], partition["partition"]) for partition in topic["partitions"]]
+            return sorted(found)
+
+        result: list[TopicPartition] = await eventually(described, timeout_s=timeout_s, interval_s=0.1)
+        return result
+    finally:
+        await admin.close()
+
+
+async def read_to_end(topic: str, *, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+    """Every record on ``topic``, as JSON, up to the end offsets of all its partitions when called.
+
+    Nothing stops early at an expected count, so a duplicate already written is read too.
+    Records still to come are not: first wait for what proves they were written (the
+    writer's committed offsets, a drained outbox), then read to the end.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    found: list[dict[str, Any]] = []
+    try:
+        partitions = await partitions_of([topic])
+        ends = await consumer.end_offsets(partitions)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            positions = {partition: await consumer.position(partition) for partition in partitions}
+            if all(positions[partition] >= ends[partition] for partition in partitions):
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic} not read to its end offsets {ends} within {timeout_s}s: at {positions}")
+            batch = await consumer.getmany(timeout_ms=300)
+            for partition, records in batch.items():
+                found.extend(json.loads(record.value) for record in records if record.offset < ends[partition])
+    finally:
+        await consumer.stop()
+
+
+async def committed_offsets(group: str, topics: Iterable[str] | None = None) -> dict[TopicPartition, int]:
+    """The offsets ``group`` has committed, per partition (of ``topics`` only, if given), as Kafka reports them.
+
+    A committed offset is the next record the group will read: every record before it
+    was processed and the group's work for it is done.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    wanted = set(topics) if topics is not None else None
+    return {
+        partition: meta.offset
+        for partition, meta in offsets.items()
+        if (wanted is None or partition.topic in wanted) and meta.offset >= 0
+    }
+
+
+async def wait_until_committed(
+    group: str, targets: Mapping[TopicPartition, int], *, timeout_s: float = 120.0
+) -> dict[TopicPartition, int]:
+    """Until ``group`` has committed, on every partition of ``targets``, at least its target offset.
+
+    Pass ``await end_offsets(topics)`` taken after producing: then the group has processed
+    every record produced so far. Partitions whose target is 0 hold nothing to wait for.
+    Returns the committed offsets.
+    """
+    topics = {partition.topic for partition in targets}
+    behind: dict[TopicPartition, tuple[int, int]] = {}
+
+    async def reached() -> dict[TopicPartition, int] | None:
+        committed = await committed_offsets(group, topics)
+        behind.clear()
+        behind.update({p: (committed.get(p, 0), t) for p, t in targets.items() if committed.get(p, 0) < t})
+        return None if behind else committed
+
+    try:
+        result: dict[TopicPartition, int] = await eventually(reached, timeout_s=timeout_s, interval_s=0.2)
+    except AssertionError:
+        raise AssertionError(f"group {group} still behind (committed, target): {behind}") from None
+    return result
+
+
+@dataclass(frozen=True)
+class GroupMember:
+    """One consumer in a group, as the group coordinator describes it."""
+
+    client_id: str
+    partitions: frozenset[TopicPartition]
+
+
+async def group_members(group: str) -> list[GroupMember]:
+    """The members of ``group`` and the partitions each is assigned, once the group is stable; else []."""
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    try:
+        [response] = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    [description] = response.groups
+    state, members = description[2], description[5]
+    if state != "Stable":
+        return []
+    found = []
+    for member in members:
+        client_id, raw = member[1], member[-1]
+        assignment = ConsumerProtocolMemberAssignment.decode(raw) if raw else None
+        partitions = frozenset(
+            TopicPartition(topic, number)
+            for topic, numbers in (assignment.assignment if assignment is not None else [])
+            for number in numbers
+        )
+        found.append(GroupMember(client_id, partitions))
     return found
+
+
+def metric_total(port: int | str, name: str) -> float:
+    """The sum over all labels of the counter ``name`` (without ``_total``) on a service's /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == name
+        for sample in family.samples
+        if sample.name == f"{name}_total"
+    )
 
 
 async def eventually(check: Callable[[], Any], *, timeout_s: float = 60.0, interval_s: float = 0.3) -> Any:
@@ -217,6 +354,20 @@ async def create_topic(name: str, partitions: int = 3) -> str:
     return name
 
 
+async def delete_topics(names: Iterable[str]) -> None:
+    """Deletes topics a test created itself, so a broker serving many runs keeps its open files in check."""
+    from aiokafka.errors import KafkaError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    try:
+        await admin.delete_topics(list(names))
+    except KafkaError as error:
+        warnings.warn(f"test topics not deleted: {error!r}", stacklevel=2)
+    finally:
+        await admin.close()
+
+
 async def wait_until_processed(engine: Any, count: int, *, timeout_s: float = 180.0) -> None:
     """Until ``count`` events are processed and every action has left through the outbox."""
     from sqlalchemy import func, select
@@ -232,3 +383,19 @@ async def wait_until_processed(engine: Any, count: int, *, timeout_s: float = 18
         return (processed, unpublished) if processed == count and unpublished == 0 else None
 
     await eventually(done, timeout_s=timeout_s, interval_s=0.5)
+
+
+async def wait_until_outbox_empty(engine: Any, *, timeout_s: float = 60.0) -> None:
+    """Until every outbox row (actions and notification outcomes) was published and deleted.
+
+    Then everything the database decided is on its topic, and ``read_to_end`` reads all of it.
+    """
+    from sqlalchemy import func, select
+
+    from shared.db.schema import outbox
+
+    async def empty() -> bool:
+        async with engine.connect() as connection:
+            return int(await connection.scalar(select(func.count()).select_from(outbox)) or 0) == 0
+
+    await eventually(empty, timeout_s=timeout_s, interval_s=0.2)

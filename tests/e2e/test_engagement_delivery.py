@@ -18,18 +18,38 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db.schema import actions, metadata, processed_events
 from tests.support import (
+    GroupMember,
     ServiceProcess,
     Stream,
-    consume_all,
+    committed_offsets,
     create_topic,
+    delete_topics,
+    end_offsets,
     eventually,
+    group_members,
+    metric_total,
     produce,
+    read_to_end,
     snapshot,
+    wait_until_committed,
+    wait_until_outbox_empty,
     wait_until_processed,
 )
 from tests.workload import workload
 
 pytestmark = pytest.mark.integration
+
+INPUT_TOPICS = ("TOPIC_MEMBERS", "TOPIC_ORDERS", "TOPIC_SHIPMENTS", "TOPIC_REFUNDS", "TOPIC_REVIEWS")
+
+
+async def _all_input_read_and_committed(service: ServiceProcess) -> None:
+    """Until the service's consumer group has committed past every record on its input topics."""
+    inputs = [service.env[name] for name in INPUT_TOPICS]
+    await wait_until_committed(service.env["ENGAGEMENT_GROUP_ID"], await end_offsets(inputs))
+
+
+def _metric(service: ServiceProcess, name: str) -> float:
+    return metric_total(service.env["ENGAGEMENT_METRICS_PORT"], name)
 
 
 async def _count(engine: AsyncEngine, table: Any) -> int:
@@ -53,21 +73,22 @@ async def test_a_redelivered_event_changes_nothing_and_emits_nothing(
     stream = Stream()
     stream.add("member.joined", "m-1", 0, channel="online")
     paid = stream.add("order.paid", "m-1", 5, order_id="o-1", amount="300.00", currency="CNY")
-    start_service("engagement")
+    service = start_service("engagement")
     await produce(topic_env, stream.events)
     await wait_until_processed(engine, 2)
     before = await snapshot(engine)
 
     await produce(topic_env, [paid, paid])
-    marker = Stream()
-    marker.add("member.joined", "m-2", 10, channel="online")
-    await produce(topic_env, marker.events)
-    await wait_until_processed(engine, 3)
+    # The group has read and committed past both copies, and counted them as duplicates.
+    await _all_input_read_and_committed(service)
 
-    after = await snapshot(engine)
-    assert [m for m in after["members"] if m["member_id"] == "m-1"] == before["members"]
-    assert after["actions"] == before["actions"]
-    published = await consume_all(topic_env["TOPIC_ACTIONS"])
+    async def duplicates_counted() -> float:
+        return _metric(service, "engagement_duplicate_events")
+
+    assert await eventually(duplicates_counted, timeout_s=10) == 2
+    await wait_until_outbox_empty(engine)
+    assert await snapshot(engine) == before
+    published = await read_to_end(topic_env["TOPIC_ACTIONS"])
     assert Counter(r["rule"] for r in published) == {
         "payment_confirmation": 1,
         "first_purchase_gift": 1,
@@ -97,13 +118,15 @@ async def test_each_kind_of_bad_record_goes_to_the_dead_letter_topic_and_the_str
         "wrong_currency": variant(data={"order_id": "o-9", "amount": "1.00", "currency": "USD"}),
         "too_large": variant(data={"order_id": "o-9", "amount": "1.00", "currency": "CNY", "pad": "x" * 70000}),
     }
-    start_service("engagement")
+    service = start_service("engagement")
     await produce(
         topic_env,
         [first, *[(orders, value, b"shop-1:m-1") for value in bad.values()], last],
     )
 
-    dead = await consume_all(topic_env["TOPIC_DLQ"], expect=len(bad))
+    # Dead letters are published before the batch's offsets are committed.
+    await _all_input_read_and_committed(service)
+    dead = await read_to_end(topic_env["TOPIC_DLQ"])
     assert sorted(record["error"].split(":", 1)[0] for record in dead) == sorted(bad)
     for record in dead:
         reason = record["error"].split(":", 1)[0]
@@ -156,11 +179,12 @@ async def test_sigkill_mid_stream_then_restart_gives_the_state_and_actions_of_an
 
     after = await _run_to_end(engine, start_service, events, **env)
     assert after == reference
-    published = await consume_all(actions_topic)  # the outbox is drained: read until quiet
+    published = await read_to_end(actions_topic)  # _run_to_end waited for the outbox to drain
+    await delete_topics([actions_topic])
     assert _distinct_action_ids(published) == {action_id for action_id, _ in reference["actions"]}
 
 
-async def test_two_instances_in_one_group_end_with_the_state_of_one(
+async def test_two_instances_in_one_group_share_the_partitions_each_commits_its_own_and_end_with_the_state_of_one(
     engine: AsyncEngine, topic_env: dict[str, str], start_service: Callable[..., ServiceProcess]
 ) -> None:
     events = workload(250, seed=23)
@@ -168,11 +192,39 @@ async def test_two_instances_in_one_group_end_with_the_state_of_one(
     reference = await _run_to_end(engine, start_service, events)
 
     await _truncate(engine)
-    env = {"ENGAGEMENT_GROUP_ID": f"pair-{uuid.uuid4().hex[:6]}", "ENGAGEMENT_BATCH_MAX_RECORDS": "100"}
-    start_service("engagement", **env)
-    start_service("engagement", **env)
-    await wait_until_processed(engine, len(events))
-    await asyncio.sleep(0.5)
+    # Fresh input topics, empty until both instances have joined the group and own partitions,
+    # so neither can read everything before the other one is in.
+    fresh = {name: await create_topic(f"{topic_env[name]}.pair") for name in INPUT_TOPICS}
+    group = f"pair-{uuid.uuid4().hex[:6]}"
+    env = {"ENGAGEMENT_GROUP_ID": group, "ENGAGEMENT_BATCH_MAX_RECORDS": "100", **fresh}
+    try:
+        instances = {name: start_service("engagement", KAFKA_CLIENT_ID=name, **env) for name in ("pair-a", "pair-b")}
+
+        async def both_own_partitions() -> dict[str, GroupMember] | None:
+            members = {
+                name: member
+                for member in await group_members(group)
+                for name in instances
+                if member.client_id.startswith(f"{name}-") and member.partitions
+            }
+            return members if len(members) == 2 else None
+
+        owners: dict[str, GroupMember] = await eventually(both_own_partitions, timeout_s=60)
+        await produce({**topic_env, **fresh}, events)
+        ends = await end_offsets(fresh.values())
+        await wait_until_committed(group, ends)
+        await wait_until_processed(engine, len(events))
+
+        assert await both_own_partitions() == owners, "the group rebalanced meanwhile"
+        committed = await committed_offsets(group, fresh.values())
+        consumed = {name: _metric(service, "engagement_records_consumed") for name, service in instances.items()}
+        for name, member in owners.items():
+            with_records = {partition for partition in member.partitions if ends[partition] > 0}
+            assert with_records, f"{name} owns only empty partitions"
+            assert {p: committed.get(p) for p in with_records} == {p: ends[p] for p in with_records}, name
+            assert consumed[name] == sum(ends[p] for p in member.partitions), (name, consumed)
+    finally:
+        await delete_topics(fresh.values())
     assert await snapshot(engine) == reference
 
 
@@ -184,19 +236,18 @@ async def test_a_record_the_database_refuses_goes_to_the_dead_letter_topic_alone
     stream.add("order.paid", "m-big", 0, order_id="o-1", amount="999999999999.99", currency="CNY")
     refused = stream.add("order.paid", "m-big", 1, order_id="o-2", amount="999999999999.99", currency="CNY")
     stream.add("order.paid", "m-small", 2, order_id="o-3", amount="10.00", currency="CNY")
-    start_service("engagement", ENGAGEMENT_BATCH_TIMEOUT_MS="500")
+    service = start_service("engagement", ENGAGEMENT_BATCH_TIMEOUT_MS="500")
     await produce(topic_env, stream.events)
 
-    dead = await consume_all(topic_env["TOPIC_DLQ"], expect=1)
+    await _all_input_read_and_committed(service)
+    dead = await read_to_end(topic_env["TOPIC_DLQ"])
     assert [record["error"].split(":", 1)[0] for record in dead] == ["processing_error"]
     assert json.loads(base64.b64decode(dead[0]["value"]))["id"] == refused["id"]
-
-    async def spends() -> dict[str, str] | None:
-        state = await snapshot(engine)
-        found = {m["member_id"]: str(m["net_spend"]) for m in state["members"]}
-        return found if found.get("m-small") == "10.00" else None
-
-    assert await eventually(spends) == {"m-big": "999999999999.99", "m-small": "10.00"}
+    state = await snapshot(engine)
+    assert {m["member_id"]: str(m["net_spend"]) for m in state["members"]} == {
+        "m-big": "999999999999.99",
+        "m-small": "10.00",
+    }
 
 
 async def test_database_connections_dropped_mid_stream_lose_and_double_nothing(

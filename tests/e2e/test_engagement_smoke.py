@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db.schema import members
-from tests.support import ServiceProcess, Stream, consume_all, eventually, produce
+from tests.support import ServiceProcess, Stream, eventually, produce, read_to_end, wait_until_processed
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,8 @@ async def test_first_paid_order_yields_confirmation_and_first_purchase_gift(
     start_service("engagement")
     await produce(topic_env, stream.events)
 
-    actions = await consume_all(topic_env["TOPIC_ACTIONS"], expect=2)
+    await wait_until_processed(engine, 2)  # both events applied, every action published
+    actions = await read_to_end(topic_env["TOPIC_ACTIONS"])
     assert sorted(a["rule"] for a in actions) == ["first_purchase_gift", "payment_confirmation"]
 
     async def member_row() -> object:
