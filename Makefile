@@ -16,10 +16,10 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 SCRIPTS := deploy/scripts
 
-.PHONY: help venv up down infra-up infra-down migrate lint test run bench bench-scheduler status clean
+.PHONY: help venv up down infra-up infra-down migrate lint test run bench bench-scheduler chaos status clean
 
 help:
-	@echo "targets: venv up down infra-up infra-down migrate lint test run bench bench-scheduler status clean"
+	@echo "targets: venv up down infra-up infra-down migrate lint test run bench bench-scheduler chaos status clean"
 
 $(STAMP): pyproject.toml
 	$(SCRIPTS)/venv.sh
@@ -73,6 +73,10 @@ bench: infra-up
 
 bench-scheduler: infra-up
 	$(BIN)/python -m tests.bench.scheduler_bench
+
+# The fault suite runs its own stack (.local/chaos, other ports), never the development one.
+chaos: venv
+	$(BIN)/python -m tests.chaos.fault_suite
 
 clean: down
 	rm -rf .local
