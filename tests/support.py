@@ -124,8 +124,11 @@ async def partitions_of(topics: Iterable[str], *, timeout_s: float = 30.0) -> li
         async def described() -> list[TopicPartition] | None:
             found = []
             for topic in await admin.describe_topics(wanted):
-                if topic["error_code"] != 0 or not topic["partitions"]:
+                partitions = topic["partitions"]
+                if topic["error_code"] != 0 or not partitions:
                     return None
+                if any(partition["error_code"] != 0 or partition["leader"] < 0 for partition in partitions):
+                    return None  # no leader elected yet
                 found += [TopicPartition(topic["topic"], partition["partition"]) for partition in topic["partitions"]]
             return sorted(found)
 
@@ -194,19 +197,21 @@ async def wait_until_committed(
     Returns the committed offsets.
     """
     topics = {partition.topic for partition in targets}
+    committed: dict[TopicPartition, int] = {}
     behind: dict[TopicPartition, tuple[int, int]] = {}
 
-    async def reached() -> dict[TopicPartition, int] | None:
-        committed = await committed_offsets(group, topics)
+    async def reached() -> bool:
+        committed.clear()
+        committed.update(await committed_offsets(group, topics))
         behind.clear()
         behind.update({p: (committed.get(p, 0), t) for p, t in targets.items() if committed.get(p, 0) < t})
-        return None if behind else committed
+        return not behind
 
     try:
-        result: dict[TopicPartition, int] = await eventually(reached, timeout_s=timeout_s, interval_s=0.2)
+        await eventually(reached, timeout_s=timeout_s, interval_s=0.2)
     except AssertionError:
         raise AssertionError(f"group {group} still behind (committed, target): {behind}") from None
-    return result
+    return dict(committed)
 
 
 @dataclass(frozen=True)

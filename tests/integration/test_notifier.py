@@ -8,7 +8,7 @@ import hmac
 import json
 import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from pydantic import SecretStr
-from sqlalchemy import insert, select, text
+from sqlalchemy import and_, func, insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.notifier import metrics, repository
@@ -33,6 +32,14 @@ from shared.kafka_io import create_consumer, create_producer, member_key
 from shared.outbox import OutboxRelay
 from shared.playbook import load_playbook
 from shared.settings import Settings
+from tests.support import (
+    committed_offsets,
+    end_offsets,
+    eventually,
+    read_to_end,
+    wait_until_committed,
+    wait_until_outbox_empty,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -102,21 +109,33 @@ async def delivery_rows(engine: AsyncEngine) -> dict[tuple[str, str], dict[str, 
         return {(row.action_id, row.channel): dict(row._mapping) for row in result}
 
 
-async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
-    for _ in range(int(WAIT_S / 0.1)):
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not reached in time")
+async def settled(engine: AsyncEngine, settings: Settings, count: int) -> list[dict[str, Any]]:
+    """The outcomes once the notifier is done with everything on the actions topic: exactly ``count``.
 
+    Done means its consumer group has committed past every action produced so far (each one
+    was claimed, decided and stored) and no delivery is still under way: none ``sending``,
+    none ``deferred`` and already due (the quiet hours of these tests ended long ago).
+    """
+    await wait_until_committed(settings.notifier_group_id, await end_offsets([settings.topics.actions]))
 
-async def wait_outcomes(engine: AsyncEngine, count: int) -> list[dict[str, Any]]:
-    async def enough() -> bool:
-        return len(await outcome_rows(engine)) >= count
+    async def nothing_under_way() -> bool:
+        async with engine.connect() as connection:
+            unfinished = await connection.scalar(
+                select(func.count())
+                .select_from(deliveries)
+                .where(
+                    or_(
+                        deliveries.c.status.in_(["pending", "sending"]),
+                        and_(deliveries.c.status == "deferred", deliveries.c.due_at <= func.now()),
+                    )
+                )
+            )
+        return unfinished == 0
 
-    await eventually(enough)
-    await asyncio.sleep(0.3)  # anything extra would show up now
-    return await outcome_rows(engine)
+    await eventually(nothing_under_way, timeout_s=WAIT_S, interval_s=0.1)
+    rows = await outcome_rows(engine)
+    assert len(rows) == count, statuses(rows)
+    return rows
 
 
 def statuses(rows: list[dict[str, Any]]) -> dict[str, list[tuple[str, str | None]]]:
@@ -127,25 +146,10 @@ def statuses(rows: list[dict[str, Any]]) -> dict[str, list[tuple[str, str | None
     return result
 
 
-async def published_outcomes(settings: Settings, count: int) -> list[dict[str, Any]]:
-    """Reads ``count`` outcomes from the notifications topic."""
-    consumer = AIOKafkaConsumer(
-        settings.topics.notifications,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=f"test-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    seen: list[dict[str, Any]] = []
-    try:
-        deadline = asyncio.get_running_loop().time() + WAIT_S
-        while len(seen) < count and asyncio.get_running_loop().time() < deadline:
-            batches = await consumer.getmany(timeout_ms=200)
-            seen.extend(json.loads(record.value) for batch in batches.values() for record in batch)
-    finally:
-        await consumer.stop()
-    return seen
+async def published_outcomes(engine: AsyncEngine, settings: Settings) -> list[dict[str, Any]]:
+    """Every outcome on the notifications topic, once the relay has published every stored one."""
+    await wait_until_outbox_empty(engine)
+    return await read_to_end(settings.topics.notifications)
 
 
 @asynccontextmanager
@@ -212,8 +216,8 @@ async def test_care_is_sent_on_the_log_channel_and_published(engine: AsyncEngine
     care = make_action(category="care", member="unknown-member", occurred_at=datetime(2024, 5, 1, 15, 0, tzinfo=UTC))
     async with running_notifier(notifier_settings):
         await produce(notifier_settings, care)
-        rows = await wait_outcomes(engine, 1)
-        published = await published_outcomes(notifier_settings, 1)
+        rows = await settled(engine, notifier_settings, 1)
+        published = await published_outcomes(engine, notifier_settings)
 
     # Care goes out even at 23:00 local time, to a member without a consent record.
     assert statuses(rows) == {care["action_id"]: [("sent", None)]}
@@ -268,9 +272,9 @@ async def test_incentives_respect_consent_and_the_frequency_cap(
     # batch: it is sorted by business time before counting.
     await produce(notifier_settings, no_consent, unknown, *reversed(capped))
     async with running_notifier(notifier_settings):
-        await wait_outcomes(engine, 6)
+        await settled(engine, notifier_settings, 6)
         await produce(notifier_settings, later)
-        rows = await wait_outcomes(engine, 7)
+        rows = await settled(engine, notifier_settings, 7)
 
     by_action = statuses(rows)
     assert by_action[no_consent["action_id"]] == [("suppressed", "no_consent")]
@@ -291,8 +295,8 @@ async def test_incentive_in_quiet_hours_is_deferred_then_sent(engine: AsyncEngin
     night = make_action(category="incentive", member="night-owl", occurred_at=datetime(2024, 5, 1, 15, 0, tzinfo=UTC))
     async with running_notifier(notifier_settings):
         await produce(notifier_settings, night)
-        rows = await wait_outcomes(engine, 2)
-        published = await published_outcomes(notifier_settings, 2)
+        rows = await settled(engine, notifier_settings, 2)
+        published = await published_outcomes(engine, notifier_settings)
 
     assert statuses(rows) == {night["action_id"]: [("deferred", "quiet_hours"), ("sent", None)]}
     assert [item["status"] for item in published] == ["deferred", "sent"]
@@ -308,7 +312,7 @@ async def test_member_timezone_decides_quiet_hours(engine: AsyncEngine, notifier
     action = make_action(category="incentive", member="londoner", occurred_at=datetime(2024, 5, 1, 14, 0, tzinfo=UTC))
     async with running_notifier(notifier_settings):
         await produce(notifier_settings, action)
-        rows = await wait_outcomes(engine, 1)
+        rows = await settled(engine, notifier_settings, 1)
     assert statuses(rows) == {action["action_id"]: [("sent", None)]}
 
 
@@ -320,14 +324,15 @@ async def test_the_same_action_twice_and_a_replay_deliver_once(
     night = make_action(category="incentive", member="twice", occurred_at=datetime(2024, 5, 1, 15, 0, tzinfo=UTC))
     async with running_notifier(notifier_settings):
         await produce(notifier_settings, care, care, night)
-        await wait_outcomes(engine, 3)
+        await settled(engine, notifier_settings, 3)
         await produce(notifier_settings, care, night)
-        await asyncio.sleep(1.0)
+        # Read and committed past the second copies: still the same three outcomes.
+        await settled(engine, notifier_settings, 3)
     # A restart under a new consumer group re-reads the whole topic: nothing new happens.
     replay = notifier_settings.model_copy(update={"notifier_group_id": f"replay-{uuid.uuid4().hex[:8]}"})
+    assert await committed_offsets(replay.notifier_group_id) == {}
     async with running_notifier(replay):
-        await asyncio.sleep(3.0)
-        rows = await wait_outcomes(engine, 3)
+        rows = await settled(engine, replay, 3)
 
     assert statuses(rows) == {
         care["action_id"]: [("sent", None)],
@@ -347,7 +352,7 @@ async def test_invalid_records_are_skipped_and_counted(engine: AsyncEngine, noti
     care = make_action(category="care")
     async with running_notifier(notifier_settings):
         await produce(notifier_settings, b"not json", b'{"action_id": "x"}', bad_category, nul, care)
-        rows = await wait_outcomes(engine, 1)
+        rows = await settled(engine, notifier_settings, 1)
     assert statuses(rows) == {care["action_id"]: [("sent", None)]}
     assert metrics.INVALID_ACTIONS._value.get() - before == 4
 
@@ -369,7 +374,7 @@ async def test_a_batch_that_fails_to_store_is_read_again(
     care = make_action(category="care")
     await produce(notifier_settings, care)  # the fresh group's very first batch: no committed offset yet
     async with running_notifier(notifier_settings):
-        rows = await wait_outcomes(engine, 1)
+        rows = await settled(engine, notifier_settings, 1)
     assert calls >= 2
     assert statuses(rows) == {care["action_id"]: [("sent", None)]}
 
@@ -391,9 +396,9 @@ async def test_deliveries_left_sending_by_a_dead_process_fail_as_interrupted(
             {"id": stuck["action_id"], "shop": SHOP, "action": json.dumps(stuck)},
         )
     async with running_notifier(notifier_settings):
-        rows = await wait_outcomes(engine, 1)
+        rows = await settled(engine, notifier_settings, 1)
         await produce(notifier_settings, stuck)  # the same action arriving again is not delivered
-        await asyncio.sleep(1.0)
+        await settled(engine, notifier_settings, 1)
     assert statuses(await outcome_rows(engine)) == {stuck["action_id"]: [("failed", "interrupted")]}
     assert rows[0]["payload"]["reason"] == "interrupted"
     assert log_lines(notifier_settings) == []
@@ -495,7 +500,7 @@ async def test_webhook_is_signed_with_hmac_sha256(engine: AsyncEngine, notifier_
     care = make_action(category="care")
     async with running_notifier(settings):
         await produce(settings, care)
-        rows = await wait_outcomes(engine, 2)
+        rows = await settled(engine, settings, 2)
 
     assert {(row["channel"], row["status"]) for row in rows} == {("log", "sent"), ("webhook", "sent")}
     [(_, headers, body)] = hook.hits("/ok")
@@ -515,7 +520,7 @@ async def test_webhook_retries_503_then_sends(engine: AsyncEngine, notifier_sett
     care = make_action(category="care")
     async with running_notifier(settings):
         await produce(settings, care)
-        rows = await wait_outcomes(engine, 1)
+        rows = await settled(engine, settings, 1)
 
     assert statuses(rows) == {care["action_id"]: [("sent", None)]}
     assert len(hook.hits("/flaky")) == 3
@@ -531,7 +536,7 @@ async def test_webhook_failing_with_500_ends_failed(
     care = make_action(category="care")
     async with running_notifier(settings):
         await produce(settings, care)
-        rows = await wait_outcomes(engine, 1)
+        rows = await settled(engine, settings, 1)
 
     assert statuses(rows) == {care["action_id"]: [("failed", "http_500")]}
     assert len(hook.hits("/down")) == 3  # webhook_max_attempts
@@ -546,14 +551,14 @@ async def test_webhook_client_errors_fail_at_once_and_refused_connections_are_re
     first = make_action(category="care")
     async with running_notifier(gone):
         await produce(gone, first)
-        await wait_outcomes(engine, 1)
+        await settled(engine, gone, 1)
     assert len(hook.hits("/gone")) == 1
 
     closed = webhook_settings(notifier_settings, "http://127.0.0.1:9/nothing-listens", notifier_channels=["webhook"])
     second = make_action(category="care")
     async with running_notifier(closed):
         await produce(closed, second)
-        rows = await wait_outcomes(engine, 2)
+        rows = await settled(engine, closed, 2)
     assert statuses(rows) == {
         first["action_id"]: [("failed", "http_410")],
         second["action_id"]: [("failed", "connection_error")],
