@@ -7,13 +7,23 @@ through a float; datetimes are RFC 3339 with an offset.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
 
 from shared.contract.actions import Action, NotificationOutcome
 
 MONEY_PATTERN = r"^-?\d+\.\d{2}$"
+
+
+def _rfc3339_text(value: object) -> object:
+    """Request times are RFC 3339 strings, as documented; numbers are not taken for Unix timestamps."""
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 string with an offset")
+    return value
+
+
+RequestTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
 
 
 class ErrorDetail(BaseModel):
@@ -113,9 +123,15 @@ class MemberStatus(BaseModel):
 
 
 class RedeemRequest(BaseModel):
-    points: int = Field(gt=0, le=1_000_000_000)
-    idempotency_key: str = Field(min_length=1, max_length=200, description="Repeating a key returns the first result.")
-    at: AwareDatetime | None = Field(default=None, description="Business time of the redemption; now when omitted.")
+    points: int = Field(gt=0, le=1_000_000_000, strict=True)
+    idempotency_key: str = Field(
+        min_length=1, max_length=200, strict=True, description="Repeating a key returns the first result."
+    )
+    at: RequestTime | None = Field(
+        default=None,
+        description="Business time of the redemption (RFC 3339 with an offset), inside the playbook's "
+        "business_time window; now when omitted.",
+    )
 
 
 class LedgerLine(BaseModel):
@@ -142,7 +158,10 @@ class LedgerPage(BaseModel):
 
 
 class SchedulerRunRequest(BaseModel):
-    as_of: AwareDatetime = Field(description="Run every time-based rule due up to this business time (RFC 3339).")
+    as_of: RequestTime = Field(
+        description="Run every time-based rule due up to this business time (RFC 3339 with an offset), "
+        "inside the playbook's business_time window."
+    )
 
 
 class SchedulerRunResponse(BaseModel):

@@ -314,6 +314,8 @@ async def test_times_at_the_edges_of_the_bounds_are_accepted(client: httpx.Async
         b"-1e400",
         b"1.5",
         b"0",
+        b'"5"',
+        b"true",
     ],
 )
 async def test_points_out_of_range_are_invalid_request(
@@ -336,10 +338,17 @@ async def test_a_limit_out_of_range_is_invalid_request(
         assert message.startswith("query.limit: ")
 
 
-@pytest.mark.parametrize("as_of", [b"1e400", b"99999999999999999999", b"1" * 5000, b"true"])
-async def test_a_numeric_as_of_that_overflows_is_invalid_request(client: httpx.AsyncClient, as_of: bytes) -> None:
-    body = b'{"as_of": ' + as_of + b"}"
-    _assert_error(await client.post(SCHEDULER, content=body, headers=JSON), 422, "invalid_request")
+@pytest.mark.parametrize("as_of", [b"1e400", b"99999999999999999999", b"1" * 5000, b"true", b"1764000000", b"0"])
+async def test_a_time_that_is_not_an_rfc_3339_string_is_invalid_request(
+    client: httpx.AsyncClient, as_of: bytes
+) -> None:
+    """Numbers are not taken for Unix timestamps, however large or plausible."""
+    for path, body in (
+        (SCHEDULER, b'{"as_of": ' + as_of + b"}"),
+        (REDEEM, b'{"points": 1, "idempotency_key": "k", "at": ' + as_of + b"}"),
+    ):
+        message = _assert_error(await client.post(path, content=body, headers=JSON), 422, "invalid_request")
+        assert "RFC 3339" in message
 
 
 # --- bodies that are not JSON -------------------------------------------------------------
