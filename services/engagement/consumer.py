@@ -90,7 +90,14 @@ class EngagementConsumer:
         result = BatchResult(types=[(record.topic, "refused")])
         result.dead_letters.append((record, Rejection("processing_error", detail)))
         if not refused:
-            result.quarantined += await self._processor.quarantine_member_of(record, detail)
+            try:
+                result.quarantined += await self._processor.quarantine_member_of(record, detail)
+            except Exception as failure:
+                if is_transient(failure):
+                    raise
+                log.error(
+                    "engagement.quarantine_failed", topic=record.topic, offset=record.offset, error=describe(failure)
+                )
         return result
 
     async def run_once(self) -> int:

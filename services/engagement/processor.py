@@ -66,13 +66,21 @@ QUARANTINED = Rejection(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a member's events were set aside: ``detail`` of what raised on ``event`` (None: settling)."""
+
+    detail: str
+    event: EventKey | None
+    fresh: frozenset[EventKey]  # the member's events of the batch that no earlier transaction had processed
+
+
 class MembersFailedError(Exception):
     """Members whose events could not be applied; the batch is run again without them."""
 
-    def __init__(self, failures: dict[MemberKey, str], fresh: set[EventKey]) -> None:
+    def __init__(self, failures: dict[MemberKey, Failure]) -> None:
         super().__init__(f"{len(failures)} member(s) failed")
         self.failures = failures
-        self.fresh = fresh  # their events that no earlier transaction had processed
 
 
 @dataclass(slots=True)
@@ -117,49 +125,56 @@ class BatchProcessor:
         """
         result = BatchResult()
         by_key = self._decode_batch(records, result)
-        failed: dict[MemberKey, str] = {}
-        failed_fresh: set[EventKey] = set()
+        failed: dict[MemberKey, Failure] = {}
         while by_key:
             attempt = BatchResult()
             try:
-                await self._transaction(by_key, failed, failed_fresh, attempt)
+                await self._transaction(by_key, failed, attempt)
             except MembersFailedError as error:
                 if error.failures.keys() <= failed.keys():
                     raise RuntimeError("a member set aside failed again") from error
                 failed.update(error.failures)
-                failed_fresh |= error.fresh
                 continue
             return result.merge(attempt)
         return result
 
     async def _transaction(
-        self,
-        by_key: dict[EventKey, _Decoded],
-        failed: dict[MemberKey, str],
-        failed_fresh: set[EventKey],
-        result: BatchResult,
+        self, by_key: dict[EventKey, _Decoded], failed: dict[MemberKey, Failure], result: BatchResult
     ) -> None:
         async with self._engine.begin() as connection:
             claimable = [key for key, (event, _) in by_key.items() if _member_of(event) not in failed]
             fresh = await store.claim_events(connection, claimable)
             events = [event for key, (event, _) in by_key.items() if key in fresh]
             result.duplicates += len(claimable) - len(events)
-            for key, (event, record) in by_key.items():
-                if _member_of(event) not in failed:
-                    continue
-                if key in failed_fresh:
-                    detail = f"{failed[_member_of(event)]}; the member's other events in the batch went with it"
-                    result.dead_letters.append((record, Rejection("processing_error", detail)))
-                else:
-                    result.duplicates += 1
             if not events and not failed:
                 return
             batch = await self._load(connection, events, sorted(failed))
             events = await self._set_aside_quarantined(connection, batch, events, by_key, result)
             aside = {key: batch.contexts.pop(key) for key in failed if key in batch.contexts}
             decisions = self._apply(batch, events, by_key, result)
-            await self._quarantine_unsettleable(connection, aside, result)
+            quarantined = await self._quarantine_unsettleable(connection, aside, result)
+            self._dead_letter_failed(by_key, failed, quarantined, result)
             await self._write(connection, batch, decisions, by_key, result)
+
+    def _dead_letter_failed(
+        self,
+        by_key: dict[EventKey, _Decoded],
+        failed: dict[MemberKey, Failure],
+        quarantined: set[MemberKey],
+        result: BatchResult,
+    ) -> None:
+        """The set-aside members' fresh events go to the dead-letter topic, unclaimed."""
+        for key, (event, record) in by_key.items():
+            failure = failed.get(_member_of(event))
+            if failure is None:
+                continue
+            if key not in failure.fresh:
+                result.duplicates += 1  # processed by an earlier transaction: nothing to undo
+                continue
+            detail = failure.detail if key == failure.event else f"{failure.detail} of the same member in this batch"
+            if _member_of(event) in quarantined:
+                detail += "; the member is quarantined"
+            result.dead_letters.append((record, Rejection("processing_error", detail)))
 
     async def _set_aside_quarantined(
         self,
@@ -186,7 +201,7 @@ class BatchProcessor:
 
     async def _quarantine_unsettleable(
         self, connection: AsyncConnection, aside: dict[MemberKey, MemberContext], result: BatchResult
-    ) -> None:
+    ) -> set[MemberKey]:
         """Settles each failed member's stored state alone: if even that fails, the state is at fault.
 
         Such a member is quarantined; a member whose state settles was failed by its events
@@ -202,6 +217,7 @@ class BatchProcessor:
                 rows.append((key, "processing_error", detail))
         await store.quarantine(connection, rows)
         result.quarantined += len(rows)
+        return {key for key, _, _ in rows}
 
     async def _load(
         self, connection: AsyncConnection, events: Sequence[Event], also: Sequence[MemberKey] = ()
@@ -242,7 +258,7 @@ class BatchProcessor:
         Raises ``MembersFailedError`` naming every member whose events or settling raised.
         """
         decisions: list[ActionDecision] = []
-        failures: dict[MemberKey, str] = {}
+        failures: dict[MemberKey, tuple[str, EventKey | None]] = {}
         for event in events:
             key = _member_of(event)
             if key in failures:
@@ -250,7 +266,7 @@ class BatchProcessor:
             try:
                 outcome = apply_event(batch.contexts[key], event, self._playbook.for_shop(event.shop_id))
             except Exception as error:  # contained to this member, never the batch
-                failures[key] = f"{describe(error)} while applying {event.type}"
+                failures[key] = (f"{describe(error)} while applying {event.type}", event.key)
                 _log_failure("engagement.apply_failed", key, error)
                 continue
             if outcome.rejected is not None:
@@ -267,11 +283,15 @@ class BatchProcessor:
             try:
                 settle(context, self._playbook.for_shop(key[0]))
             except Exception as error:
-                failures[key] = f"{describe(error)} while settling the member"
+                failures[key] = (f"{describe(error)} while settling the member", None)
                 _log_failure("engagement.settle_failed", key, error)
         if failures:
-            fresh = {event.key for event in events if _member_of(event) in failures}
-            raise MembersFailedError(failures, fresh)
+            raise MembersFailedError(
+                {
+                    key: Failure(detail, failing, frozenset(e.key for e in events if _member_of(e) == key))
+                    for key, (detail, failing) in failures.items()
+                }
+            )
         return decisions
 
     async def _write(

@@ -1,0 +1,320 @@
+"""Records the broker accepts but that once stopped the engagement consumer, each beside good
+events that must still be processed within seconds: values and keys near the broker's size
+limit, times at the edge of what a datetime can hold, a missing dead-letter topic, a member
+whose stored state cannot be processed, and a partition that stops moving."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.db.schema import dead_letters, processed_events, quarantined_members
+from tests.support import KAFKA, ServiceProcess, Stream, eventually, produce, wait_until_processed
+
+pytestmark = pytest.mark.integration
+
+GOOD_WITHIN_S = 30.0  # "within seconds": generous for a loaded CI machine, far from "never"
+
+
+async def read_topic(topic: str, *, at_least: int, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+    """Every record of ``topic``, read to its end offsets once ``at_least`` records are there."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=KAFKA,
+        enable_auto_commit=False,
+        group_id=None,
+        auto_offset_reset="earliest",
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+
+        async def assigned() -> set[Any]:
+            return consumer.assignment()
+
+        partitions = sorted(await eventually(assigned, timeout_s=timeout_s))
+        ends = await consumer.end_offsets(partitions)
+        while sum(ends.values()) < at_least and time.monotonic() < deadline:
+            await asyncio.sleep(0.3)
+            ends = await consumer.end_offsets(partitions)
+        found: list[dict[str, Any]] = []
+        while [p for p in partitions if await consumer.position(p) < ends[p]]:
+            batch = await consumer.getmany(timeout_ms=500)
+            found.extend(json.loads(r.value) for records in batch.values() for r in records)
+        return found
+    finally:
+        await consumer.stop()
+
+
+def _paid(stream: Stream, member: str, minutes: float, order: str, amount: str) -> dict[str, Any]:
+    return stream.add("order.paid", member, minutes, order_id=order, amount=amount, currency="CNY")
+
+
+async def _processed_ids(engine: AsyncEngine) -> set[str]:
+    async with engine.connect() as connection:
+        return set((await connection.execute(select(processed_events.c.event_id))).scalars())
+
+
+async def _net_spend(engine: AsyncEngine, member: str) -> str | None:
+    async with engine.connect() as connection:
+        value = await connection.scalar(text("SELECT net_spend FROM members WHERE member_id = :m"), {"m": member})
+    return None if value is None else str(value)
+
+
+async def test_a_value_near_the_broker_limit_is_kept_in_postgresql_and_the_events_behind_it_go_on(
+    engine: AsyncEngine, topic_env: dict[str, str], start_service: Callable[..., ServiceProcess]
+) -> None:
+    orders = topic_env["TOPIC_ORDERS"]
+    stream = Stream()
+    _paid(stream, "m-1", 0, "o-1", "10.00")
+    _paid(stream, "m-1", 60, "o-2", "20.00")
+    huge = b'{"pad": "' + b"x" * 1_000_000 + b'"}'
+    start_service("engagement")
+    await produce(topic_env, [stream.events[0], (orders, huge, b"shop-1:m-1"), stream.events[1]])
+
+    await wait_until_processed(engine, 2, timeout_s=GOOD_WITHIN_S)
+    assert await _net_spend(engine, "m-1") == "30.00"
+    [dead] = await read_topic(topic_env["TOPIC_DLQ"], at_least=1)
+    assert dead["error"].startswith("too_large: ")
+    assert dead["value"] is None
+    assert base64.b64decode(dead["value_prefix"]) == huge[:1024]
+    assert dead["key"] == "shop-1:m-1"
+    assert (dead["topic"], isinstance(dead["offset"], int)) == (orders, True)
+    stored_id = int(dead["stored_as"].removeprefix("dead_letters/"))
+    async with engine.connect() as connection:
+        row = (await connection.execute(select(dead_letters).where(dead_letters.c.id == stored_id))).one()
+    assert (row.value, row.key, row.topic, row.offset) == (huge, b"shop-1:m-1", orders, dead["offset"])
+
+
+async def test_a_key_near_the_broker_limit_is_cut_in_the_dead_letter_and_a_valid_event_under_it_is_applied(
+    engine: AsyncEngine, topic_env: dict[str, str], start_service: Callable[..., ServiceProcess]
+) -> None:
+    orders = topic_env["TOPIC_ORDERS"]
+    huge_key = b"k" * 1_000_000
+    stream = Stream()
+    _paid(stream, "m-1", 0, "o-1", "10.00")
+    valid_under_huge_key = _paid(stream, "m-2", 30, "o-2", "15.00")
+    _paid(stream, "m-1", 60, "o-3", "20.00")
+    start_service("engagement")
+    await produce(
+        topic_env,
+        [
+            stream.events[0],
+            (orders, b"{not json", huge_key),
+            (orders, json.dumps(valid_under_huge_key).encode(), huge_key),
+            stream.events[2],
+        ],
+    )
+
+    await wait_until_processed(engine, 3, timeout_s=GOOD_WITHIN_S)
+    assert (await _net_spend(engine, "m-1"), await _net_spend(engine, "m-2")) == ("30.00", "15.00")
+    [dead] = await read_topic(topic_env["TOPIC_DLQ"], at_least=1)
+    assert dead["error"].startswith("invalid_json: ")
+    assert dead["key"] == huge_key[:1024].decode()
+    assert base64.b64decode(dead["value_prefix"]) == b"{not json"
+    async with engine.connect() as connection:
+        row = (await connection.execute(select(dead_letters))).one()
+    assert (row.key, row.value) == (huge_key, b"{not json")
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "0001-01-01T00:00:00+08:00",  # its UTC equivalent lies before year 1
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:00:00-05:00",  # its UTC equivalent lies after year 9999
+        "9999-12-31T23:59:59+14:00",
+        "1999-12-31T23:59:59Z",  # before the window
+        "tomorrow+2",  # more than a day after the wall clock
+    ],
+)
+async def test_a_time_outside_the_business_window_is_dead_lettered_and_the_events_behind_it_go_on(
+    moment: str, engine: AsyncEngine, topic_env: dict[str, str], start_service: Callable[..., ServiceProcess]
+) -> None:
+    if moment == "tomorrow+2":
+        moment = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    stream = Stream()
+    _paid(stream, "m-1", 0, "o-1", "10.00")
+    bad = _paid(stream, "m-edge", 10, "o-edge", "99.00")
+    bad["time"] = moment
+    _paid(stream, "m-1", 60, "o-2", "20.00")
+    start_service("engagement")
+    await produce(topic_env, stream.events)
+
+    await wait_until_processed(engine, 2, timeout_s=GOOD_WITHIN_S)
+    assert await _net_spend(engine, "m-1") == "30.00"
+    assert await _net_spend(engine, "m-edge") is None
+    [dead] = await read_topic(topic_env["TOPIC_DLQ"], at_least=1)
+    assert dead["error"].startswith("time_out_of_range: time: must lie between 2000-01-01T00:00:00+00:00")
+    assert json.loads(base64.b64decode(dead["value"]))["id"] == bad["id"]
+
+
+async def _delete_topic(name: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    try:
+        await admin.delete_topics([name])
+    finally:
+        await admin.close()
+
+
+async def test_a_missing_dead_letter_topic_is_created_at_start_up(
+    engine: AsyncEngine, topic_env: dict[str, str], start_service: Callable[..., ServiceProcess]
+) -> None:
+    absent = f"{topic_env['TOPIC_DLQ']}.{uuid.uuid4().hex[:6]}"
+    stream = Stream()
+    _paid(stream, "m-1", 0, "o-1", "10.00")
+    _paid(stream, "m-1", 60, "o-2", "20.00")
+    start_service("engagement", TOPIC_DLQ=absent)
+    await produce(topic_env, [stream.events[0], (topic_env["TOPIC_ORDERS"], b"{not json", b"shop-1:m-1")])
+    await produce(topic_env, [stream.events[1]])
+    try:
+        await wait_until_processed(engine, 2, timeout_s=GOOD_WITHIN_S)
+        [dead] = await read_topic(absent, at_least=1)
+        assert dead["error"].startswith("invalid_json: ")
+    finally:
+        await _delete_topic(absent)
+
+
+async def _readiness(service: ServiceProcess, port_variable: str) -> tuple[int, dict[str, Any]]:
+    async with httpx.AsyncClient(timeout=5) as client:
+        response = await client.get(f"http://127.0.0.1:{service.env[port_variable]}/readyz")
+    return response.status_code, response.json()
+
+
+async def _metric(service: ServiceProcess, port_variable: str, name: str) -> float | None:
+    async with httpx.AsyncClient(timeout=5) as client:
+        body = (await client.get(f"http://127.0.0.1:{service.env[port_variable]}/metrics")).text
+    for line in body.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+async def test_without_leave_to_create_it_a_missing_dead_letter_topic_means_not_ready_until_it_exists(
+    engine: AsyncEngine, topic_env: dict[str, str], start_service: Callable[..., ServiceProcess]
+) -> None:
+    absent = f"{topic_env['TOPIC_DLQ']}.{uuid.uuid4().hex[:6]}"
+    stream = Stream()
+    _paid(stream, "m-1", 0, "o-1", "10.00")
+    service = start_service("engagement", TOPIC_DLQ=absent, CREATE_MISSING_TOPICS="false")
+    await produce(topic_env, stream.events)
+
+    async def reported_missing() -> bool:
+        try:
+            status, body = await _readiness(service, "ENGAGEMENT_METRICS_PORT")
+        except httpx.HTTPError:
+            return False
+        return status == 503 and body["checks"]["topics"] is False
+
+    await eventually(reported_missing, timeout_s=GOOD_WITHIN_S)
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(absent, num_partitions=1, replication_factor=1)])
+    finally:
+        await admin.close()
+    try:
+        await wait_until_processed(engine, 1, timeout_s=GOOD_WITHIN_S)
+
+        async def ready() -> bool:
+            return (await _readiness(service, "ENGAGEMENT_METRICS_PORT"))[0] == 200
+
+        await eventually(ready, timeout_s=GOOD_WITHIN_S)
+    finally:
+        await _delete_topic(absent)
+
+
+async def test_a_member_whose_stored_state_cannot_be_processed_is_quarantined_and_others_go_on(
+    engine: AsyncEngine, topic_env: dict[str, str], start_service: Callable[..., ServiceProcess]
+) -> None:
+    first = Stream()
+    first.add("member.joined", "m-bad", 0, channel="online")
+    first.add("member.joined", "m-good", 0, channel="online")
+    service = start_service("engagement")
+    await produce(topic_env, first.events)
+    await wait_until_processed(engine, 2, timeout_s=GOOD_WITHIN_S)
+    async with engine.begin() as connection:  # what an older release could store from a year-1 event
+        await connection.execute(text("UPDATE members SET joined_at = '-infinity' WHERE member_id = 'm-bad'"))
+
+    later = Stream()
+    bad_paid = _paid(later, "m-bad", 10, "o-bad", "50.00")
+    _paid(later, "m-good", 10, "o-good", "40.00")
+    await produce(topic_env, later.events)
+    await wait_until_processed(engine, 3, timeout_s=GOOD_WITHIN_S)
+    assert await _net_spend(engine, "m-good") == "40.00"
+
+    afterwards = Stream(start=later.start + timedelta(hours=1))
+    bad_consent = afterwards.add("member.consent_changed", "m-bad", 0, marketing_consent=False)
+    _paid(afterwards, "m-good", 5, "o-good-2", "10.00")["id"] = "order.paid-m-good-2"
+    await produce(topic_env, afterwards.events)
+    await wait_until_processed(engine, 4, timeout_s=GOOD_WITHIN_S)
+    assert await _net_spend(engine, "m-good") == "50.00"
+
+    dead = {
+        json.loads(base64.b64decode(r["value"]))["id"]: r for r in await read_topic(topic_env["TOPIC_DLQ"], at_least=2)
+    }
+    assert dead[bad_paid["id"]]["error"].startswith("processing_error: TypeError while applying order.paid")
+    assert dead[bad_paid["id"]]["error"].endswith("; the member is quarantined")
+    assert dead[bad_consent["id"]]["error"].startswith("member_quarantined: ")
+    async with engine.connect() as connection:
+        row = (await connection.execute(select(quarantined_members))).one()
+    assert (row.member_id, row.reason, row.events) == ("m-bad", "processing_error", 1)
+    assert "TypeError" in row.detail
+    # Neither event counts as processed: once the member is repaired and released, both can be published again.
+    assert {bad_paid["id"], bad_consent["id"]}.isdisjoint(await _processed_ids(engine))
+
+    async def quarantine_gauge() -> bool:
+        return await _metric(service, "ENGAGEMENT_METRICS_PORT", "engagement_quarantined_members") == 1.0
+
+    await eventually(quarantine_gauge, timeout_s=GOOD_WITHIN_S)
+
+
+async def test_a_partition_that_cannot_move_makes_the_service_not_ready_until_it_moves_again(
+    engine: AsyncEngine, topic_env: dict[str, str], start_service: Callable[..., ServiceProcess]
+) -> None:
+    stream = Stream()
+    stream.add("member.joined", "m-1", 0, channel="online")
+    service = start_service("engagement", STALL_AFTER_S="2")
+    await produce(topic_env, stream.events)
+    await wait_until_processed(engine, 1, timeout_s=GOOD_WITHIN_S)
+
+    blocker = await engine.connect()
+    transaction = await blocker.begin()
+    await blocker.execute(text("SELECT 1 FROM members WHERE member_id = 'm-1' FOR UPDATE"))
+    try:
+        blocked = Stream(start=stream.start + timedelta(hours=1))
+        _paid(blocked, "m-1", 0, "o-1", "10.00")
+        await produce(topic_env, blocked.events)
+
+        async def stalled() -> bool:
+            status, body = await _readiness(service, "ENGAGEMENT_METRICS_PORT")
+            gauge = await _metric(service, "ENGAGEMENT_METRICS_PORT", "engagement_stalled_partitions")
+            return status == 503 and body["checks"]["partitions"] is False and (gauge or 0) >= 1
+
+        await eventually(stalled, timeout_s=GOOD_WITHIN_S)
+    finally:
+        await transaction.rollback()
+        await blocker.close()
+
+    await wait_until_processed(engine, 2, timeout_s=GOOD_WITHIN_S)
+
+    async def ready_again() -> bool:
+        status, body = await _readiness(service, "ENGAGEMENT_METRICS_PORT")
+        return status == 200 and body["checks"]["partitions"] is True
+
+    await eventually(ready_again, timeout_s=GOOD_WITHIN_S)
