@@ -5,10 +5,8 @@ whose stored state cannot be processed, and a partition that stops moving."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -16,48 +14,45 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db.schema import dead_letters, processed_events, quarantined_members
-from tests.support import KAFKA, ServiceProcess, Stream, eventually, produce, wait_until_processed
+from tests.support import (
+    KAFKA,
+    ServiceProcess,
+    Stream,
+    delete_topics,
+    end_offsets,
+    eventually,
+    produce,
+    read_to_end,
+    wait_until_committed,
+    wait_until_processed,
+)
 
 pytestmark = pytest.mark.integration
 
-GOOD_WITHIN_S = 30.0  # "within seconds": generous for a loaded CI machine, far from "never"
+GOOD_WITHIN_S = 30.0
+INPUT_TOPICS = (
+    "TOPIC_MEMBERS",
+    "TOPIC_ORDERS",
+    "TOPIC_SHIPMENTS",
+    "TOPIC_REFUNDS",
+    "TOPIC_REVIEWS",
+)  # "within seconds": generous for a loaded CI machine, far from "never"
 
 
-async def read_topic(topic: str, *, at_least: int, timeout_s: float = 30.0) -> list[dict[str, Any]]:
-    """Every record of ``topic``, read to its end offsets once ``at_least`` records are there."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=KAFKA,
-        enable_auto_commit=False,
-        group_id=None,
-        auto_offset_reset="earliest",
-        fetch_max_bytes=64 * 1024 * 1024,
-    )
-    await consumer.start()
-    try:
-        deadline = time.monotonic() + timeout_s
+async def dead_letters_of(service: ServiceProcess, topic_env: dict[str, str], dlq: str | None = None) -> list[Any]:
+    """The dead-letter topic read to its end once the service has committed every input record.
 
-        async def assigned() -> set[Any]:
-            return consumer.assignment()
-
-        partitions = sorted(await eventually(assigned, timeout_s=timeout_s))
-        ends = await consumer.end_offsets(partitions)
-        while sum(ends.values()) < at_least and time.monotonic() < deadline:
-            await asyncio.sleep(0.3)
-            ends = await consumer.end_offsets(partitions)
-        found: list[dict[str, Any]] = []
-        while [p for p in partitions if await consumer.position(p) < ends[p]]:
-            batch = await consumer.getmany(timeout_ms=500)
-            found.extend(json.loads(r.value) for records in batch.values() for r in records)
-        return found
-    finally:
-        await consumer.stop()
+    Dead letters are acknowledged by the broker before the offsets behind them are
+    committed, so by then every dead letter of what was produced is on the topic.
+    """
+    inputs = [name for key, name in topic_env.items() if key in INPUT_TOPICS]
+    await wait_until_committed(service.env["ENGAGEMENT_GROUP_ID"], await end_offsets(inputs), timeout_s=GOOD_WITHIN_S)
+    return await read_to_end(dlq or topic_env["TOPIC_DLQ"])
 
 
 def _paid(stream: Stream, member: str, minutes: float, order: str, amount: str) -> dict[str, Any]:
@@ -83,12 +78,12 @@ async def test_a_value_near_the_broker_limit_is_kept_in_postgresql_and_the_event
     _paid(stream, "m-1", 0, "o-1", "10.00")
     _paid(stream, "m-1", 60, "o-2", "20.00")
     huge = b'{"pad": "' + b"x" * 1_000_000 + b'"}'
-    start_service("engagement")
+    service = start_service("engagement")
     await produce(topic_env, [stream.events[0], (orders, huge, b"shop-1:m-1"), stream.events[1]])
 
     await wait_until_processed(engine, 2, timeout_s=GOOD_WITHIN_S)
     assert await _net_spend(engine, "m-1") == "30.00"
-    [dead] = await read_topic(topic_env["TOPIC_DLQ"], at_least=1)
+    [dead] = await dead_letters_of(service, topic_env)
     assert dead["error"].startswith("too_large: ")
     assert dead["value"] is None
     assert base64.b64decode(dead["value_prefix"]) == huge[:1024]
@@ -109,7 +104,7 @@ async def test_a_key_near_the_broker_limit_is_cut_in_the_dead_letter_and_a_valid
     _paid(stream, "m-1", 0, "o-1", "10.00")
     valid_under_huge_key = _paid(stream, "m-2", 30, "o-2", "15.00")
     _paid(stream, "m-1", 60, "o-3", "20.00")
-    start_service("engagement")
+    service = start_service("engagement")
     await produce(
         topic_env,
         [
@@ -122,7 +117,7 @@ async def test_a_key_near_the_broker_limit_is_cut_in_the_dead_letter_and_a_valid
 
     await wait_until_processed(engine, 3, timeout_s=GOOD_WITHIN_S)
     assert (await _net_spend(engine, "m-1"), await _net_spend(engine, "m-2")) == ("30.00", "15.00")
-    [dead] = await read_topic(topic_env["TOPIC_DLQ"], at_least=1)
+    [dead] = await dead_letters_of(service, topic_env)
     assert dead["error"].startswith("invalid_json: ")
     assert dead["key"] == huge_key[:1024].decode()
     assert base64.b64decode(dead["value_prefix"]) == b"{not json"
@@ -152,24 +147,15 @@ async def test_a_time_outside_the_business_window_is_dead_lettered_and_the_event
     bad = _paid(stream, "m-edge", 10, "o-edge", "99.00")
     bad["time"] = moment
     _paid(stream, "m-1", 60, "o-2", "20.00")
-    start_service("engagement")
+    service = start_service("engagement")
     await produce(topic_env, stream.events)
 
     await wait_until_processed(engine, 2, timeout_s=GOOD_WITHIN_S)
     assert await _net_spend(engine, "m-1") == "30.00"
     assert await _net_spend(engine, "m-edge") is None
-    [dead] = await read_topic(topic_env["TOPIC_DLQ"], at_least=1)
+    [dead] = await dead_letters_of(service, topic_env)
     assert dead["error"].startswith("time_out_of_range: time: must lie between 2000-01-01T00:00:00+00:00")
     assert json.loads(base64.b64decode(dead["value"]))["id"] == bad["id"]
-
-
-async def _delete_topic(name: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
-    await admin.start()
-    try:
-        await admin.delete_topics([name])
-    finally:
-        await admin.close()
 
 
 async def test_a_missing_dead_letter_topic_is_created_at_start_up(
@@ -179,15 +165,15 @@ async def test_a_missing_dead_letter_topic_is_created_at_start_up(
     stream = Stream()
     _paid(stream, "m-1", 0, "o-1", "10.00")
     _paid(stream, "m-1", 60, "o-2", "20.00")
-    start_service("engagement", TOPIC_DLQ=absent)
+    service = start_service("engagement", TOPIC_DLQ=absent)
     await produce(topic_env, [stream.events[0], (topic_env["TOPIC_ORDERS"], b"{not json", b"shop-1:m-1")])
     await produce(topic_env, [stream.events[1]])
     try:
         await wait_until_processed(engine, 2, timeout_s=GOOD_WITHIN_S)
-        [dead] = await read_topic(absent, at_least=1)
+        [dead] = await dead_letters_of(service, topic_env, absent)
         assert dead["error"].startswith("invalid_json: ")
     finally:
-        await _delete_topic(absent)
+        await delete_topics([absent])
 
 
 async def _readiness(service: ServiceProcess, port_variable: str) -> tuple[int, dict[str, Any]]:
@@ -236,7 +222,7 @@ async def test_without_leave_to_create_it_a_missing_dead_letter_topic_means_not_
 
         await eventually(ready, timeout_s=GOOD_WITHIN_S)
     finally:
-        await _delete_topic(absent)
+        await delete_topics([absent])
 
 
 async def test_a_member_whose_stored_state_cannot_be_processed_is_quarantined_and_others_go_on(
@@ -265,9 +251,7 @@ async def test_a_member_whose_stored_state_cannot_be_processed_is_quarantined_an
     await wait_until_processed(engine, 4, timeout_s=GOOD_WITHIN_S)
     assert await _net_spend(engine, "m-good") == "50.00"
 
-    dead = {
-        json.loads(base64.b64decode(r["value"]))["id"]: r for r in await read_topic(topic_env["TOPIC_DLQ"], at_least=2)
-    }
+    dead = {json.loads(base64.b64decode(r["value"]))["id"]: r for r in await dead_letters_of(service, topic_env)}
     assert dead[bad_paid["id"]]["error"].startswith("processing_error: TypeError while applying order.paid")
     assert dead[bad_paid["id"]]["error"].endswith("; the member is quarantined")
     assert dead[bad_consent["id"]]["error"].startswith("member_quarantined: ")
