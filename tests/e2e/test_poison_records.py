@@ -34,14 +34,8 @@ from tests.support import (
 
 pytestmark = pytest.mark.integration
 
-GOOD_WITHIN_S = 30.0
-INPUT_TOPICS = (
-    "TOPIC_MEMBERS",
-    "TOPIC_ORDERS",
-    "TOPIC_SHIPMENTS",
-    "TOPIC_REFUNDS",
-    "TOPIC_REVIEWS",
-)  # "within seconds": generous for a loaded CI machine, far from "never"
+GOOD_WITHIN_S = 30.0  # "within seconds": generous for a loaded CI machine, far from "never"
+INPUT_TOPICS = ("TOPIC_MEMBERS", "TOPIC_ORDERS", "TOPIC_SHIPMENTS", "TOPIC_REFUNDS", "TOPIC_REVIEWS")
 
 
 async def dead_letters_of(service: ServiceProcess, topic_env: dict[str, str], dlq: str | None = None) -> list[Any]:
