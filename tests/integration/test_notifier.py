@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
+import os
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -355,6 +357,38 @@ async def test_invalid_records_are_skipped_and_counted(engine: AsyncEngine, noti
         rows = await settled(engine, notifier_settings, 1)
     assert statuses(rows) == {care["action_id"]: [("sent", None)]}
     assert metrics.INVALID_ACTIONS._value.get() - before == 4
+
+
+async def test_an_action_at_a_time_outside_the_business_window_is_skipped_and_the_next_sent(
+    engine: AsyncEngine, notifier_settings: Settings
+) -> None:
+    before = metrics.INVALID_ACTIONS._value.get()
+    year_one = make_action(category="incentive", member="edge")
+    year_one["occurred_at"] = "0001-01-01T00:00:00+08:00"  # its UTC equivalent overflows a datetime
+    far_future = make_action(category="incentive", member="edge")
+    far_future["occurred_at"] = "9999-12-31T23:00:00-05:00"
+    care = make_action(category="care", member="edge")
+    async with running_notifier(notifier_settings):
+        await produce(notifier_settings, year_one, far_future, care)
+        rows = await settled(engine, notifier_settings, 1)
+    assert statuses(rows) == {care["action_id"]: [("sent", None)]}
+    assert metrics.INVALID_ACTIONS._value.get() - before == 2
+
+
+async def test_an_action_the_database_cannot_store_is_skipped_alone_and_the_batch_goes_on(
+    engine: AsyncEngine, notifier_settings: Settings
+) -> None:
+    """An action id too long for a btree index entry fails the whole batch's insert: the batch is
+    split until that action stands alone, which is skipped and counted; the others are delivered."""
+    before = metrics.FAILED_ACTIONS._value.get()
+    first = make_action(category="care")
+    oversized = make_action(category="care", action_id=base64.b64encode(os.urandom(30_000)).decode())
+    last = make_action(category="care")
+    async with running_notifier(notifier_settings):
+        await produce(notifier_settings, first, oversized, last)
+        rows = await settled(engine, notifier_settings, 2)
+    assert statuses(rows) == {first["action_id"]: [("sent", None)], last["action_id"]: [("sent", None)]}
+    assert metrics.FAILED_ACTIONS._value.get() - before == 1
 
 
 async def test_a_batch_that_fails_to_store_is_read_again(
