@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -198,3 +198,62 @@ def test_text_with_nul_characters_is_rejected_before_it_reaches_the_database() -
     rejection = decode(record, PLAYBOOK, 65536)
     assert isinstance(rejection, Rejection)
     assert rejection.reason == "invalid_envelope"
+
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "0001-01-01T00:00:00+08:00",  # the UTC equivalent lies before year 1
+        "9999-12-31T23:00:00-05:00",  # the UTC equivalent lies after year 9999
+        "1999-12-31T23:59:59Z",
+        "2000-01-01T07:59:59+08:00",  # 1999-12-31T23:59:59Z
+        "2026-11-28T12:00:01Z",  # a second more than a day after the clock
+    ],
+)
+def test_a_time_outside_the_window_is_time_out_of_range(moment: str) -> None:
+    result = decode(raw(envelope(time=moment)), PLAYBOOK, MAX_BYTES, now=NOW)
+    assert isinstance(result, Rejection)
+    assert result.reason == "time_out_of_range"
+    assert (
+        result.detail
+        == "time: must lie between 2000-01-01T00:00:00+00:00 and 1 day after the receiving service's clock"
+    )
+
+
+@pytest.mark.parametrize("moment", ["2000-01-01T00:00:00Z", "2000-01-01T08:00:00+08:00", "2026-11-28T12:00:00Z"])
+def test_a_time_on_the_windows_edges_is_accepted(moment: str) -> None:
+    assert isinstance(decode(raw(envelope(time=moment)), PLAYBOOK, MAX_BYTES, now=NOW), Event)
+
+
+def test_a_shop_can_set_its_own_window() -> None:
+    playbook = parse_playbook({"shops": {"shop-1": {"business_time": {"earliest": "2020-01-01T00:00:00Z"}}}})
+    result = decode(raw(envelope(time="2019-06-01T00:00:00Z")), playbook, MAX_BYTES, now=NOW)
+    assert isinstance(result, Rejection)
+    assert result.reason == "time_out_of_range"
+
+
+SECRET = "buyer.name@example.com"
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        envelope("member.joined", data={"channel": "online", "timezone": SECRET}),
+        envelope("member.joined", data={"channel": "online", "birthday": SECRET}),
+        envelope("member.joined", data={"channel": SECRET * 20}),
+        envelope("member.joined", data={"channel": "online", "marketing_consent": SECRET}),
+        envelope("order." + SECRET),
+        envelope(time=SECRET),
+        envelope(specversion=SECRET),
+        envelope(data={"order_id": "o-1", "amount": SECRET, "currency": "CNY"}),
+        envelope(data={"order_id": "o-1", "amount": "1.00", "currency": SECRET}),
+        envelope("review.posted", data={**review(5), "rating": SECRET}),
+    ],
+)
+def test_a_rejection_names_the_field_and_rule_never_the_value(record: dict[str, Any]) -> None:
+    rejection = reject(raw(record))
+    assert SECRET not in rejection.error
+    assert "buyer" not in rejection.error
