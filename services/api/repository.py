@@ -1,9 +1,12 @@
-"""Every query the API runs: read-only SQLAlchemy Core selects on the shared tables.
+"""The API's queries: SQLAlchemy Core selects on the shared tables, and the release of a quarantined member.
 
 Lists use keyset pagination on the same keys as their indexes (actions: occurred_at
 DESC, seq DESC; notifications: seq DESC), so a page costs the same however deep it
-is and rows written meanwhile neither repeat nor go missing. The cursor handed to
-clients is opaque: base64url of a small JSON document naming the last row's keys.
+is and rows written meanwhile neither repeat nor go missing. The quarantine, a small
+table, is listed oldest first by (quarantined_at, shop_id, member_id). The cursor handed
+to clients is opaque: base64url of a small JSON document naming the last row's keys.
+A cursor is decoded only if every key is one a stored row can have (a bigint, a time in
+the business-time window, storable ids), so a forged one never reaches the database.
 """
 
 from __future__ import annotations

@@ -90,22 +90,22 @@ _TOO_LARGE: Responses = {
 }
 
 
-def _invalid(*codes: str) -> dict[int | str, dict[str, Any]]:
+def _invalid(*codes: str) -> Responses:
     listed = ", ".join(f"`{code}`" for code in ("invalid_request", "invalid_text", *codes))
     return {status.HTTP_422_UNPROCESSABLE_CONTENT: _error(f"The request is invalid: {listed}.")}
 
 
-def _not_found(description: str) -> dict[int | str, dict[str, Any]]:
+def _not_found(description: str) -> Responses:
     return {status.HTTP_404_NOT_FOUND: _error(description)}
 
 
-_MEMBER_ERRORS: dict[int | str, dict[str, Any]] = {
+_MEMBER_ERRORS: Responses = {
     **_UNAUTHORIZED,
     **_not_found("`member_not_found`: the shop has no such member."),
     **_TOO_LARGE,
     **_invalid(),
 }
-_LIST_ERRORS: dict[int | str, dict[str, Any]] = {**_invalid("invalid_cursor")}
+_LIST_ERRORS: Responses = _invalid("invalid_cursor")
 
 operations = APIRouter(tags=["operations"], responses=_TOO_LARGE)
 members_router = APIRouter(
