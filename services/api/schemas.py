@@ -169,7 +169,7 @@ class SchedulerRunResponse(BaseModel):
     members: int = Field(description="Members whose due items were handled.")
     actions: int = Field(description="New actions emitted.")
     actions_by_rule: dict[str, int]
-    failed_members: int
+    failed_members: int = Field(description="Members whose pass raised an error: left as they were and quarantined.")
     late_skipped: int = Field(description="Messages not sent because their due item was handled too late.")
     rfm_shops: int = Field(description="Shops whose RFM edges were recomputed.")
     batches: int
