@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db.schema import dead_letters, processed_events, quarantined_members
@@ -260,6 +260,35 @@ async def test_a_member_whose_stored_state_cannot_be_processed_is_quarantined_an
         return await _metric(service, "ENGAGEMENT_METRICS_PORT", "engagement_quarantined_members") == 1.0
 
     await eventually(quarantine_gauge, timeout_s=GOOD_WITHIN_S)
+
+    # The operator's way back: repair the state, release the member, publish its dead letters again.
+    api = start_service("api")
+    async with engine.begin() as connection:
+        await connection.execute(text("UPDATE members SET joined_at = NULL WHERE member_id = 'm-bad'"))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api.env['API_PORT']}", timeout=5) as client:
+        headers = {"Authorization": f"Bearer {api.env['API_TOKENS']}"}
+
+        async def api_up() -> bool:
+            try:
+                return (await client.get("/readyz")).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await eventually(api_up, timeout_s=GOOD_WITHIN_S)
+        listed = (await client.get("/v1/admin/quarantine", headers=headers)).json()["items"]
+        assert [(item["member_id"], item["events"]) for item in listed] == [("m-bad", 1)]
+        released = await client.delete("/v1/admin/quarantine/shop-1/m-bad", headers=headers)
+        assert released.status_code == 200
+    await produce(
+        topic_env,
+        [(record["topic"], base64.b64decode(record["value"]), record["key"].encode()) for record in dead.values()],
+    )
+    await wait_until_processed(engine, 6, timeout_s=GOOD_WITHIN_S)
+    assert await _net_spend(engine, "m-bad") == "50.00"
+    async with engine.connect() as connection:
+        consent = await connection.scalar(text("SELECT marketing_consent FROM members WHERE member_id = 'm-bad'"))
+        assert await connection.scalar(select(func.count()).select_from(quarantined_members)) == 0
+    assert consent is False
 
 
 async def test_a_partition_that_cannot_move_makes_the_service_not_ready_until_it_moves_again(
