@@ -24,6 +24,21 @@ and reason), the outcomes on ``member.notifications`` and the deliveries on the 
 channel. It prints each fault's recovery time (from the fault to the first batch the
 engagement service commits after the restart), the totals lost / duplicated / differing
 (all must be 0) and a JSON summary, and exits with 1 when any total is not 0.
+
+The suite's databases commit synchronously (``CHAOS_SYNCHRONOUS_COMMIT``, default
+``on``): the development cluster's ``synchronous_commit=off`` lets a stop in immediate
+mode lose transactions PostgreSQL had already reported committed, which no service can
+make up for (``CHAOS_SYNCHRONOUS_COMMIT=off`` shows it: deliveries left ``sending``).
+
+Settings (environment): ``CHAOS_EVENTS`` (30000), ``CHAOS_RATE`` (400 events/s),
+``CHAOS_ENGAGEMENT_KILLS`` (4), ``CHAOS_OUTAGE_S`` (5), ``CHAOS_SEED`` (7), ``CHAOS_DIR``
+(.local/chaos), ``CHAOS_PG_PORT`` (55433), ``CHAOS_KAFKA_PORT`` (9192),
+``CHAOS_KAFKA_CONTROLLER_PORT`` (9193), ``CHAOS_API_PORT`` (8290),
+``CHAOS_ENGAGEMENT_METRICS_PORT`` (9291), ``CHAOS_NOTIFIER_METRICS_PORT`` (9292),
+``CHAOS_SETTLE_TIMEOUT_S`` (300), ``CHAOS_STUCK_AFTER_S`` (30: deliveries that have not
+moved for that long are reported rather than waited for), ``CHAOS_RECOVERY_TIMEOUT_S``
+(120) and ``CHAOS_KEEP_STACK`` (1 leaves the stack and the runs' topics and databases up
+for a look; ``.local/chaos/logs`` and ``scripts.log`` hold the services' and scripts' output).
 """
 
 from __future__ import annotations
@@ -288,45 +303,74 @@ async def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
         await admin.close()
 
 
-async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [
-            TopicPartition(topic, partition)
-            for topic in topics
-            for partition in sorted(consumer.partitions_for_topic(topic) or await _partitions(consumer, topic))
-        ]
-        result: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
-        return result
-    finally:
-        await consumer.stop()
+class KafkaProbe:
+    """One admin client and one consumer for offsets and group lags; started again after an error."""
 
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._admin: Any = None
+        self._consumer: Any = None
 
-async def _partitions(consumer: Any, topic: str) -> set[int]:
-    await consumer._client.force_metadata_update()
-    return set(consumer.partitions_for_topic(topic) or set())
+    async def _clients(self) -> tuple[Any, Any]:
+        if self._admin is None or self._consumer is None:
+            await self.close()
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+            await admin.start()
+            self._admin = admin
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False)
+            await consumer.start()
+            self._consumer = consumer
+        return self._admin, self._consumer
 
+    async def close(self) -> None:
+        admin, consumer, self._admin, self._consumer = self._admin, self._consumer, None, None
+        with contextlib.suppress(Exception):
+            if admin is not None:
+                await admin.close()
+        with contextlib.suppress(Exception):
+            if consumer is not None:
+                await consumer.stop()
 
-async def group_lag(bootstrap: str, group: str, topics: Iterable[str]) -> int:
-    """Records on ``topics`` that ``group`` has not committed yet."""
-    ends = await end_offsets(bootstrap, topics)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    lag = 0
-    for partition, end in ends.items():
-        meta = committed.get(partition)
-        lag += end - (meta.offset if meta is not None and meta.offset >= 0 else 0)
-    return lag
+    async def end_offsets(self, topics: Iterable[str]) -> dict[TopicPartition, int]:
+        try:
+            admin, consumer = await self._clients()
+            described = await admin.describe_topics(list(topics))
+            partitions = [
+                TopicPartition(topic["topic"], partition["partition"])
+                for topic in described
+                for partition in topic["partitions"]
+            ]
+            if not partitions or any(topic.get("error_code") for topic in described):
+                raise RuntimeError(f"topics not found: {list(topics)}")
+            ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+            return ends
+        except Exception:
+            await self.close()
+            raise
+
+    async def lag(self, group: str, topics: Iterable[str]) -> int:
+        """Records on ``topics`` that ``group`` has not committed yet."""
+        ends = await self.end_offsets(topics)
+        try:
+            admin, _ = await self._clients()
+            committed = await admin.list_consumer_group_offsets(group)
+        except Exception:
+            await self.close()
+            raise
+        lag = 0
+        for partition, end in ends.items():
+            meta = committed.get(partition)
+            lag += end - (meta.offset if meta is not None and meta.offset >= 0 else 0)
+        return lag
 
 
 async def read_topic(bootstrap: str, topic: str) -> list[bytes]:
     """Every record value on ``topic``, from the beginning to the current end."""
-    ends = await end_offsets(bootstrap, [topic])
+    probe = KafkaProbe(bootstrap)
+    try:
+        ends = await probe.end_offsets([topic])
+    finally:
+        await probe.close()
     wanted = {tp: end for tp, end in ends.items() if end > 0}
     if not wanted:
         return []
@@ -441,6 +485,7 @@ class Fault:
     produced: int = 0  # events acknowledged by the broker when it struck
     at_s: float = 0.0  # since the start of the stream
     fault_t: float = 0.0
+    wall_t: float = 0.0  # the fault's wall-clock time, to place rows' timestamps
     restart_t: float = 0.0
     restart_s: float = 0.0  # how long the restart commands took (start + wait)
     recovery_s: float | None = None  # fault -> first batch the engagement service commits after the restart
@@ -635,6 +680,7 @@ async def strike(stack: Stack, run: Run, fault: Fault, producer: Producer, start
     """One fault, then the operator's restart."""
     fault.produced = producer.acked
     fault.fault_t = time.monotonic()
+    fault.wall_t = time.time()
     fault.at_s = fault.fault_t - started
     outage = stack.config.outage_s
     if fault.kind == "engagement":
@@ -668,14 +714,19 @@ async def settle(run: Run, events: int, config: Config) -> dict[str, int]:
     and those have not moved for ``stuck_after_s``: they are reported, not waited for.
     """
     engine = create_async_engine(run.database_url, pool_pre_ping=True)
+    probe = KafkaProbe(config.bootstrap)
     deadline = time.monotonic() + config.settle_timeout_s
     last_report = 0.0
     state: dict[str, int] = {}
     unchanged_since, last_state = time.monotonic(), dict(state)
     try:
         while True:
-            with contextlib.suppress(Exception):
-                state = await _settle_state(engine, run)
+            try:
+                state = await _settle_state(engine, probe, run)
+            except Exception as error:
+                say(f"{run.name}: could not look at the run's progress ({type(error).__name__}: {error})")
+                await asyncio.sleep(1.0)
+                continue
             consumed = (
                 state.get("processed") == events
                 and state.get("outbox") == 0
@@ -694,15 +745,16 @@ async def settle(run: Run, events: int, config: Config) -> dict[str, int]:
             if now >= deadline:
                 say(f"{run.name}: not settled after {config.settle_timeout_s:.0f} s: {state}")
                 return state
-            if now - last_report > 15:
+            if now - last_report > 10:
                 say(f"{run.name}: settling {state}")
                 last_report = now
             await asyncio.sleep(1.0)
     finally:
+        await probe.close()
         await engine.dispose()
 
 
-async def _settle_state(engine: AsyncEngine, run: Run) -> dict[str, int]:
+async def _settle_state(engine: AsyncEngine, probe: KafkaProbe, run: Run) -> dict[str, int]:
     state: dict[str, int] = {}
     async with engine.connect() as connection:
 
@@ -711,13 +763,16 @@ async def _settle_state(engine: AsyncEngine, run: Run) -> dict[str, int]:
 
         state["processed"] = await count(select(func.count()).select_from(processed_events))
         state["outbox"] = await count(select(func.count()).select_from(outbox))
+        state["outbox_actions"] = await count(
+            select(func.count()).select_from(outbox).where(outbox.c.stream == "actions")
+        )
         state["actions"] = await count(select(func.count()).select_from(actions))
         state["delivered_actions"] = await count(select(func.count(func.distinct(deliveries.c.action_id))))
         state["open_deliveries"] = await count(
             select(func.count()).select_from(deliveries).where(deliveries.c.status.not_in(FINAL_STATUSES))
         )
-    state["input_lag"] = await group_lag(run.config.bootstrap, run.engagement_group, run.inputs)
-    state["actions_lag"] = await group_lag(run.config.bootstrap, run.notifier_group, [run.topics["TOPIC_ACTIONS"]])
+    state["input_lag"] = await probe.lag(run.engagement_group, run.inputs)
+    state["actions_lag"] = await probe.lag(run.notifier_group, [run.topics["TOPIC_ACTIONS"]])
     return state
 
 
@@ -730,6 +785,7 @@ class Result:
     duplicate_keys: dict[str, int]
     outcomes: dict[tuple[str, str], list[tuple[str, str | None]]]  # (action, channel) -> [(status, reason)]
     deliveries: dict[tuple[str, str], tuple[str, str | None]]  # (action, channel) -> (status, reason)
+    touched: dict[tuple[str, str], float]  # (action, channel) -> the delivery row's updated_at (epoch s)
     topic_actions: dict[str, list[Json]]  # action_id -> every copy on member.actions
     topic_outcomes: dict[str, list[Json]]  # notification_id -> every copy on member.notifications
     delivered: Counter[tuple[str, str]]  # (action, channel) -> lines in the log channel's file
@@ -763,7 +819,13 @@ async def collect(run: Run) -> Result:
             ).all()
             delivery_rows = (
                 await connection.execute(
-                    select(deliveries.c.action_id, deliveries.c.channel, deliveries.c.status, deliveries.c.reason)
+                    select(
+                        deliveries.c.action_id,
+                        deliveries.c.channel,
+                        deliveries.c.status,
+                        deliveries.c.reason,
+                        deliveries.c.updated_at,
+                    )
                 )
             ).all()
     finally:
@@ -798,6 +860,7 @@ async def collect(run: Run) -> Result:
         duplicate_keys=duplicate_keys,
         outcomes=dict(outcomes),
         deliveries={(row[0], row[1]): (row[2], row[3]) for row in delivery_rows},
+        touched={(row[0], row[1]): row[4].timestamp() for row in delivery_rows},
         topic_actions=dict(topic_actions),
         topic_outcomes=dict(topic_outcomes),
         delivered=delivered,
@@ -841,7 +904,18 @@ def final_outcome(outcomes: list[tuple[str, str | None]]) -> list[tuple[str, str
     return sorted((status, reason) for status, reason in outcomes if status in FINAL_STATUSES)
 
 
-def compare(reference: Result, faulted: Result) -> Tally:
+def near_fault(at: float | None, faults: list[Fault]) -> str:
+    """Which fault a wall-clock time follows (and by how much), to point at a difference's cause."""
+    if at is None:
+        return "time unknown"
+    before = [(index, fault) for index, fault in enumerate(faults, 1) if fault.wall_t and fault.wall_t <= at + 1.0]
+    if not before:
+        return "before any fault"
+    index, fault = before[-1]
+    return f"last touched {at - fault.wall_t:+.2f} s from fault {index} ({fault.kind})"
+
+
+def compare(reference: Result, faulted: Result, faults: list[Fault]) -> Tally:
     tally = Tally()
     # Member state and actions, as stored.
     for table, expected in reference.state.items():
@@ -883,17 +957,21 @@ def compare(reference: Result, faulted: Result) -> Tally:
         if expected_final and not found_final:
             stuck = faulted.deliveries.get(key)
             lines = faulted.delivered.get(key, 0)
+            where = near_fault(faulted.touched.get(key), faults)
             tally.add(
-                "lost", "outcomes", f"{key}: expected {expected_final}, delivery row {stuck}, log channel lines {lines}"
+                "lost",
+                "outcomes",
+                f"{key}: expected {expected_final}, delivery row {stuck} ({where}), log channel lines {lines}",
             )
         elif found_final and not expected_final:
             tally.add("differing", "outcomes (extra)", f"{key}: {found_final}")
         elif expected_final != found_final and len(found_final) == 1:
             lines = faulted.delivered.get(key, 0)
+            where = near_fault(faulted.touched.get(key), faults)
             tally.add(
                 "differing",
                 "outcomes",
-                f"{key}: {expected_final[0]} -> {found_final[0]} (log channel lines: {lines})",
+                f"{key}: {expected_final[0]} -> {found_final[0]} (log channel lines: {lines}, {where})",
             )
     # Outcomes on member.notifications: each recorded outcome published (copies are republications).
     recorded = {
@@ -983,7 +1061,7 @@ async def main() -> int:
                 with contextlib.suppress(Exception):
                     await delete_topics(config.bootstrap, run.topics.values())
             await stack.stop_all()
-    tally = compare(results["reference"], results["faults"])
+    tally = compare(results["reference"], results["faults"], faults)
     problems = self_check("reference", results["reference"], len(events)) + self_check(
         "faults", results["faults"], len(events)
     )
