@@ -127,9 +127,11 @@ async def main() -> None:
 
     scheduler = Scheduler(engine, playbook, settings.scheduler_batch_size)
 
+    consuming = asyncio.Event()
+
     async def ready() -> dict[str, bool]:
         return {
-            "running": not stop.is_set(),
+            "running": consuming.is_set() and not stop.is_set(),
             "database": await database_ready(engine),
             "kafka": await kafka_ready(producer.client),
             "topics": not outputs.missing,
@@ -137,10 +139,13 @@ async def main() -> None:
         }
 
     server = health_server(health_app("engagement", ready), settings.metrics_host, settings.engagement_metrics_port)
+    # Liveness answers from the start: joining the consumer group can take a session timeout.
+    health = asyncio.create_task(server.serve(), name="health")
     await producer.start()
     with contextlib.suppress(Exception):  # unreachable now: the consume loop keeps trying
         await outputs.ensure()
     await consumer.start()
+    consuming.set()
     log.info("engagement.started", topics=topics.inputs, group=settings.engagement_group_id)
     tasks = [
         asyncio.create_task(worker.run(stop), name="consumer"),
@@ -151,13 +156,14 @@ async def main() -> None:
         ),
         asyncio.create_task(relay.run(stop), name="relay"),
         asyncio.create_task(_watch(relay, engine, consumer, progress, stop), name="watch"),
-        asyncio.create_task(server.serve(), name="health"),
+        health,
     ]
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
     for task in done:
-        if task is not stopper and task.exception() is not None:
-            log.error("engagement.task_failed", task=task.get_name(), error=repr(task.exception()))
+        failure = None if task is stopper else task.exception()
+        if failure is not None:
+            log.error("engagement.task_failed", task=task.get_name(), error=describe(failure))
     stop.set()
     server.should_exit = True
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -85,8 +85,9 @@ async def main() -> None:
         ]
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
-            if task.exception() is not None:
-                log.error("notifier.task_crashed", error=repr(task.exception()))
+            failure = task.exception()
+            if failure is not None:
+                log.error("notifier.task_crashed", error=describe(failure))
                 stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         await relay.publish_pending()  # outcomes of the last batch leave before the producer stops

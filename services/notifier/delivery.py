@@ -9,13 +9,17 @@ from datetime import UTC, datetime
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from services.notifier import metrics, repository
 from services.notifier.channels import Channel, DeliveryError
 from services.notifier.outcomes import make_outcome, notification_id
 from shared.contract.actions import Action
+from shared.db.errors import is_transient
 
 log = structlog.get_logger(__name__)
+
+RECORD_RETRY_S = 30.0  # well inside the time after which a ``sending`` row counts as interrupted
 
 
 class Dispatcher:
@@ -37,12 +41,23 @@ class Dispatcher:
     async def deliver(self, items: Sequence[tuple[Action, str]]) -> None:
         """Delivers each (action, channel) once and stores sent/failed with the outcome rows.
 
-        If storing fails the rows stay ``sending`` and are later given up as
-        ``interrupted``: never delivered a second time.
+        Storing is retried through an outage of up to ``RECORD_RETRY_S`` (it is idempotent:
+        only rows still ``sending`` are updated). If it still fails the rows stay ``sending``
+        and are later given up as ``interrupted``: never delivered a second time.
         """
         if not items:
             return
         results = await asyncio.gather(*(self._deliver_one(action, channel) for action, channel in items))
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(is_transient),
+            wait=wait_exponential(multiplier=0.2, max=5),
+            stop=stop_after_delay(RECORD_RETRY_S),
+            reraise=True,
+        ):
+            with attempt:
+                await self._record(items, results)
+
+    async def _record(self, items: Sequence[tuple[Action, str]], results: Sequence[repository.DeliveryResult]) -> None:
         at = datetime.now(UTC)
         by_key = {(action.action_id, channel): action for action, channel in items}
         async with self._engine.begin() as connection:

@@ -413,6 +413,29 @@ async def test_a_batch_that_fails_to_store_is_read_again(
     assert statuses(rows) == {care["action_id"]: [("sent", None)]}
 
 
+async def test_a_delivery_whose_recording_meets_an_outage_is_recorded_once_the_database_is_back(
+    engine: AsyncEngine, notifier_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = repository.record_results
+    calls = 0
+
+    async def flaky(connection: AsyncConnection, results: Sequence[repository.DeliveryResult]) -> set[tuple[str, str]]:
+        nonlocal calls
+        calls += 1
+        if calls <= 2:
+            raise OSError("database went away")
+        return await real(connection, results)
+
+    monkeypatch.setattr(repository, "record_results", flaky)
+    care = make_action(category="care")
+    async with running_notifier(notifier_settings):
+        await produce(notifier_settings, care)
+        rows = await settled(engine, notifier_settings, 1)
+    assert calls == 3
+    assert statuses(rows) == {care["action_id"]: [("sent", None)]}
+    assert [line["action_id"] for line in log_lines(notifier_settings)] == [care["action_id"]]
+
+
 async def test_deliveries_left_sending_by_a_dead_process_fail_as_interrupted(
     engine: AsyncEngine, notifier_settings: Settings
 ) -> None:
