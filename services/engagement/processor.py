@@ -104,8 +104,9 @@ class BatchProcessor:
     ) -> dict[EventKey, _Decoded]:
         """Valid events by key, first delivery wins; rejected records go to ``dead_letters``."""
         events: dict[EventKey, _Decoded] = {}
+        now = datetime.now(UTC)  # the business-time window's wall clock, once per batch
         for record in records:
-            decoded = decode(record.value, self._playbook, self._max_record_bytes)
+            decoded = decode(record.value, self._playbook, self._max_record_bytes, now)
             if isinstance(decoded, Rejection):
                 result.dead_letters.append((record, decoded))
                 result.types.append((record.topic, "invalid"))
