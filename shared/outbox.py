@@ -27,11 +27,16 @@ log = structlog.get_logger(__name__)
 
 PublishedHook = Callable[[Sequence[datetime]], None]
 
+# The claimed rows are locked once, in a materialised CTE, and deleted by primary key from
+# its array. Written as ``seq IN (subquery)``, a plan cached while the table was nearly
+# empty can be a nested-loop semi join that re-runs the locking subquery for every row of
+# the outbox: seconds to minutes per claim once the table has grown.
 _CLAIM = text(
-    "DELETE FROM outbox WHERE seq IN ("
+    "WITH claimed AS MATERIALIZED ("
     "  SELECT seq FROM outbox WHERE stream = :stream AND seq > :after ORDER BY seq LIMIT :limit"
     "  FOR UPDATE SKIP LOCKED"
-    ") RETURNING seq, key, payload, event_time"
+    ") DELETE FROM outbox WHERE seq = ANY(ARRAY(SELECT seq FROM claimed)) "
+    "RETURNING seq, key, payload, event_time"
 )
 
 

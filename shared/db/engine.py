@@ -27,7 +27,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_pre_ping=True,
         json_serializer=dump_json,
         json_deserializer=orjson.loads,
-        connect_args={"server_settings": {"application_name": settings.kafka_client_id}},
+        # Every statement is planned for the data at hand. A generic plan cached for a
+        # prepared statement while a table was small (the outbox, members) can stay in use
+        # long after the table has grown, at a cost that grows with the table.
+        connect_args={
+            "server_settings": {"application_name": settings.kafka_client_id, "plan_cache_mode": "force_custom_plan"}
+        },
     )
 
 
