@@ -30,7 +30,8 @@ PublishedHook = Callable[[Sequence[datetime]], None]
 # The claimed rows are locked once, in a materialised CTE, and deleted by primary key from
 # its array. Written as ``seq IN (subquery)``, a plan cached while the table was nearly
 # empty can be a nested-loop semi join that re-runs the locking subquery for every row of
-# the outbox: seconds to minutes per claim once the table has grown.
+# the outbox: seconds to minutes per claim once the table has grown, and more rows claimed
+# than the limit (tests/integration/test_outbox_claim.py).
 _CLAIM = text(
     "WITH claimed AS MATERIALIZED ("
     "  SELECT seq FROM outbox WHERE stream = :stream AND seq > :after ORDER BY seq LIMIT :limit"
