@@ -325,3 +325,42 @@ async def test_a_partition_that_cannot_move_makes_the_service_not_ready_until_it
         return status == 200 and body["checks"]["partitions"] is True
 
     await eventually(ready_again, timeout_s=GOOD_WITHIN_S)
+
+
+async def test_a_notifier_partition_that_cannot_move_makes_the_notifier_not_ready_until_it_moves_again(
+    engine: AsyncEngine, topic_env: dict[str, str], start_service: Callable[..., ServiceProcess]
+) -> None:
+    stream = Stream()
+    stream.add("member.joined", "m-1", 0, channel="online")
+    _paid(stream, "m-1", 5, "o-1", "10.00")
+    notifier = start_service("notifier", STALL_AFTER_S="2")
+
+    async def ready() -> bool:
+        try:
+            status, body = await _readiness(notifier, "NOTIFIER_METRICS_PORT")
+        except httpx.HTTPError:
+            return False
+        return status == 200 and body["checks"]["partitions"] is True
+
+    await eventually(ready, timeout_s=GOOD_WITHIN_S)
+    blocker = await engine.connect()
+    transaction = await blocker.begin()
+    await blocker.execute(text("LOCK TABLE deliveries IN EXCLUSIVE MODE"))  # the notifier's claims must wait
+    try:
+        start_service("engagement")  # decides the actions the notifier then cannot store
+        await produce(topic_env, stream.events)
+
+        async def stalled() -> bool:
+            status, body = await _readiness(notifier, "NOTIFIER_METRICS_PORT")
+            gauge = await _metric(notifier, "NOTIFIER_METRICS_PORT", "notifier_stalled_partitions")
+            return status == 503 and body["checks"]["partitions"] is False and (gauge or 0) >= 1
+
+        await eventually(stalled, timeout_s=GOOD_WITHIN_S)
+    finally:
+        await transaction.rollback()
+        await blocker.close()
+
+    await wait_until_committed(
+        notifier.env["NOTIFIER_GROUP_ID"], await end_offsets([topic_env["TOPIC_ACTIONS"]]), timeout_s=GOOD_WITHIN_S
+    )
+    await eventually(ready, timeout_s=GOOD_WITHIN_S)
