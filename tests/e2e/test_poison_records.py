@@ -8,7 +8,8 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -291,6 +292,26 @@ async def test_a_member_whose_stored_state_cannot_be_processed_is_quarantined_an
     assert consent is False
 
 
+async def _reports_stalled(service: ServiceProcess, name: str) -> bool:
+    """``name`` (engagement, notifier) is not ready because of its partitions, and its gauge says so."""
+    port_variable = f"{name.upper()}_METRICS_PORT"
+    status, body = await _readiness(service, port_variable)
+    stalled = await _metric(service, port_variable, f"{name}_stalled_partitions")
+    return status == 503 and body["checks"]["partitions"] is False and (stalled or 0) >= 1
+
+
+@asynccontextmanager
+async def _holding(engine: AsyncEngine, lock: str) -> AsyncIterator[None]:
+    """Holds the locks ``lock`` takes, in a transaction of its own, until the block ends."""
+    async with engine.connect() as blocker:
+        transaction = await blocker.begin()
+        await blocker.execute(text(lock))
+        try:
+            yield
+        finally:
+            await transaction.rollback()
+
+
 async def test_a_partition_that_cannot_move_makes_the_service_not_ready_until_it_moves_again(
     engine: AsyncEngine, topic_env: dict[str, str], start_service: Callable[..., ServiceProcess]
 ) -> None:
@@ -300,23 +321,11 @@ async def test_a_partition_that_cannot_move_makes_the_service_not_ready_until_it
     await produce(topic_env, stream.events)
     await wait_until_processed(engine, 1, timeout_s=GOOD_WITHIN_S)
 
-    blocker = await engine.connect()
-    transaction = await blocker.begin()
-    await blocker.execute(text("SELECT 1 FROM members WHERE member_id = 'm-1' FOR UPDATE"))
-    try:
+    async with _holding(engine, "SELECT 1 FROM members WHERE member_id = 'm-1' FOR UPDATE"):
         blocked = Stream(start=stream.start + timedelta(hours=1))
         _paid(blocked, "m-1", 0, "o-1", "10.00")
         await produce(topic_env, blocked.events)
-
-        async def stalled() -> bool:
-            status, body = await _readiness(service, "ENGAGEMENT_METRICS_PORT")
-            gauge = await _metric(service, "ENGAGEMENT_METRICS_PORT", "engagement_stalled_partitions")
-            return status == 503 and body["checks"]["partitions"] is False and (gauge or 0) >= 1
-
-        await eventually(stalled, timeout_s=GOOD_WITHIN_S)
-    finally:
-        await transaction.rollback()
-        await blocker.close()
+        await eventually(lambda: _reports_stalled(service, "engagement"), timeout_s=GOOD_WITHIN_S)
 
     await wait_until_processed(engine, 2, timeout_s=GOOD_WITHIN_S)
 
@@ -343,22 +352,10 @@ async def test_a_notifier_partition_that_cannot_move_makes_the_notifier_not_read
         return status == 200 and body["checks"]["partitions"] is True
 
     await eventually(ready, timeout_s=GOOD_WITHIN_S)
-    blocker = await engine.connect()
-    transaction = await blocker.begin()
-    await blocker.execute(text("LOCK TABLE deliveries IN EXCLUSIVE MODE"))  # the notifier's claims must wait
-    try:
+    async with _holding(engine, "LOCK TABLE deliveries IN EXCLUSIVE MODE"):  # the notifier's claims must wait
         start_service("engagement")  # decides the actions the notifier then cannot store
         await produce(topic_env, stream.events)
-
-        async def stalled() -> bool:
-            status, body = await _readiness(notifier, "NOTIFIER_METRICS_PORT")
-            gauge = await _metric(notifier, "NOTIFIER_METRICS_PORT", "notifier_stalled_partitions")
-            return status == 503 and body["checks"]["partitions"] is False and (gauge or 0) >= 1
-
-        await eventually(stalled, timeout_s=GOOD_WITHIN_S)
-    finally:
-        await transaction.rollback()
-        await blocker.close()
+        await eventually(lambda: _reports_stalled(notifier, "notifier"), timeout_s=GOOD_WITHIN_S)
 
     await wait_until_committed(
         notifier.env["NOTIFIER_GROUP_ID"], await end_offsets([topic_env["TOPIC_ACTIONS"]]), timeout_s=GOOD_WITHIN_S

@@ -16,13 +16,14 @@ import httpx
 import pytest
 import pytest_asyncio
 from pydantic import SecretStr
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.api.app import create_app
-from shared.db.schema import members, points_ledger
+from shared.db.schema import members
 from shared.playbook import load_playbook
 from shared.settings import Settings
+from tests.support import insert_member_with_points
 
 pytestmark = pytest.mark.integration
 
@@ -66,29 +67,7 @@ async def small_client(engine: AsyncEngine, settings: Settings) -> AsyncIterator
 
 
 async def _member(engine: AsyncEngine, member_id: str = "m-1", points: int = 100) -> None:
-    async with engine.begin() as connection:
-        await connection.execute(
-            insert(members).values(
-                shop_id=SHOP,
-                member_id=member_id,
-                joined_at=BASE,
-                last_event_at=BASE,
-                points_balance=points,
-                points_next_expiry_at=BASE + timedelta(days=365),
-                next_due_at=BASE + timedelta(days=30),
-            )
-        )
-        await connection.execute(
-            insert(points_ledger).values(
-                shop_id=SHOP,
-                member_id=member_id,
-                entry_id="earn:o-1",
-                kind="earn",
-                points=points,
-                at=BASE,
-                expires_at=BASE + timedelta(days=365),
-            )
-        )
+    await insert_member_with_points(engine, SHOP, member_id, points, BASE, next_due_at=BASE + timedelta(days=30))
 
 
 def _assert_error(response: httpx.Response, status: int, code: str) -> str:

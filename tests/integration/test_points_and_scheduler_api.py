@@ -23,7 +23,7 @@ from shared.db.schema import members, outbox, points_ledger, rfm_edges
 from shared.domain.rfm import quintile_edges
 from shared.playbook import load_playbook
 from shared.settings import Settings
-from tests.support import ROOT
+from tests.support import ROOT, insert_member_with_points
 
 pytestmark = pytest.mark.integration
 
@@ -44,29 +44,7 @@ async def client(engine: AsyncEngine, settings: Settings) -> AsyncIterator[httpx
 
 
 async def _member_with_points(engine: AsyncEngine, member_id: str, earned: int) -> None:
-    """A member who earned ``earned`` points on one order, booked as the engagement service books them."""
-    async with engine.begin() as connection:
-        await connection.execute(
-            insert(members).values(
-                shop_id=SHOP,
-                member_id=member_id,
-                joined_at=BASE,
-                last_event_at=BASE,
-                points_balance=earned,
-                points_next_expiry_at=BASE + timedelta(days=365),
-            )
-        )
-        await connection.execute(
-            insert(points_ledger).values(
-                shop_id=SHOP,
-                member_id=member_id,
-                entry_id="earn:o-1",
-                kind="earn",
-                points=earned,
-                at=BASE,
-                expires_at=BASE + timedelta(days=365),
-            )
-        )
+    await insert_member_with_points(engine, SHOP, member_id, earned, BASE)
 
 
 async def _due_for_one_month_gift(engine: AsyncEngine, member_id: str) -> None:
