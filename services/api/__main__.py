@@ -9,7 +9,7 @@ import uvicorn
 
 from services.api.app import ConfigurationError, create_app
 from shared.observability import configure_logging
-from shared.playbook import load_playbook
+from shared.playbook_file import load_playbook
 from shared.settings import Settings
 
 

@@ -49,7 +49,7 @@ from shared.domain.playbook import Playbook, ShopPlaybook
 from shared.domain.rfm import RfmEdges, rfm_scores, rfm_segment
 from shared.domain.tiers import next_tier
 from shared.observability import metrics_response
-from shared.scheduler import Scheduler
+from shared.usecases.scheduler_run import Scheduler
 
 K = TypeVar("K")
 

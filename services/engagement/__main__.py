@@ -25,10 +25,10 @@ from shared.db.schema import pending_events
 from shared.kafka_io import TopicGuard, create_consumer, create_producer, kafka_ready
 from shared.observability import configure_logging, health_app, health_server
 from shared.outbox import OutboxRelay
-from shared.playbook import load_playbook
+from shared.playbook_file import load_playbook
 from shared.progress import PartitionProgress
-from shared.scheduler import Scheduler
 from shared.settings import Settings
+from shared.usecases.scheduler_run import Scheduler
 
 log = structlog.get_logger(__name__)
 

@@ -17,7 +17,7 @@ from shared.db.errors import describe
 from shared.kafka_io import TopicGuard, create_consumer, create_producer, kafka_ready
 from shared.observability import configure_logging, health_app, health_server
 from shared.outbox import OutboxRelay
-from shared.playbook import load_playbook
+from shared.playbook_file import load_playbook
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)

@@ -16,9 +16,9 @@ from shared.db.engine import create_engine
 from shared.domain.business_time import BusinessTimeBounds
 from shared.domain.playbook import Playbook
 from shared.observability import configure_logging
-from shared.playbook import load_playbook
-from shared.scheduler import Scheduler
+from shared.playbook_file import load_playbook
 from shared.settings import Settings
+from shared.usecases.scheduler_run import Scheduler
 
 
 def _instant(text: str) -> datetime:

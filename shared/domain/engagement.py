@@ -15,10 +15,10 @@ from typing import Any
 
 from shared.domain import points
 from shared.domain.decisions import Decider, MemberContext, action_id, money
+from shared.domain.due_rules import next_due
 from shared.domain.membership import refresh_standing, refresh_tier
 from shared.domain.model import ZERO, ActionDecision, Event, Member, Order
 from shared.domain.playbook import ShopPlaybook
-from shared.domain.schedule import next_due
 
 __all__ = ["MemberContext", "Outcome", "action_id", "apply_event", "settle"]
 

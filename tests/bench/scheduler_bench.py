@@ -3,7 +3,7 @@
 Loads a fresh database with set-based SQL: every member has 1–2 paid orders over the
 past months, the earn lines of their points (and the hundred-day gift's, once given)
 and everything the scheduler already did for them recorded as schedule marks, so
-``next_due_at`` is what ``shared.domain.schedule.plan`` derives from the row. A slice
+``next_due_at`` is what ``shared.domain.due_rules.plan`` derives from the row. A slice
 of ``BENCH_DUE_FRACTION`` (default 1%) joined 30 days and a few hours before ``AS_OF``
 and is due for its one-month gift (some also for their first lifecycle transition);
 everyone else is due later. The load is timed apart and checked against ``plan`` and
@@ -41,11 +41,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from shared.db import store
 from shared.domain import points
 from shared.domain.decisions import MemberContext
+from shared.domain.due_rules import next_due, run_due
 from shared.domain.membership import refresh_standing
 from shared.domain.playbook import Playbook
-from shared.domain.schedule import next_due, run_due
-from shared.playbook import load_playbook
-from shared.scheduler import Scheduler, SchedulerReport
+from shared.playbook_file import load_playbook
+from shared.usecases.scheduler_run import Scheduler, SchedulerReport
 from tests.support import ROOT
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:55432/postgres")

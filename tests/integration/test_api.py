@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.api.app import ConfigurationError, create_app
 from shared.contract.actions import Action, EventTrigger, Message, NotificationOutcome
 from shared.db.schema import actions, members, notifications
-from shared.playbook import load_playbook
+from shared.playbook_file import load_playbook
 from shared.settings import Settings
 
 pytestmark = pytest.mark.integration

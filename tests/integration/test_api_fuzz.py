@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from services.api.app import create_app
 from shared.contract.actions import Action, EventTrigger, Message, NotificationOutcome
 from shared.db.schema import actions, members, metadata, notifications, points_ledger, quarantined_members
-from shared.playbook import load_playbook
+from shared.playbook_file import load_playbook
 from shared.settings import Settings
 from tests.support import KAFKA, ServiceProcess
 

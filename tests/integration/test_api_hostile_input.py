@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.api.app import create_app
 from shared.db.schema import members
-from shared.playbook import load_playbook
+from shared.playbook_file import load_playbook
 from shared.settings import Settings
 from tests.support import insert_member_with_points
 

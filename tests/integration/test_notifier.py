@@ -32,7 +32,7 @@ from shared.db.engine import create_engine
 from shared.db.schema import deliveries, members, notifications
 from shared.kafka_io import create_consumer, create_producer, member_key
 from shared.outbox import OutboxRelay
-from shared.playbook import load_playbook
+from shared.playbook_file import load_playbook
 from shared.settings import Settings
 from tests.support import (
     committed_offsets,

@@ -9,8 +9,8 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db.schema import actions, members, quarantined_members
-from shared.playbook import load_playbook
-from shared.scheduler import Scheduler
+from shared.playbook_file import load_playbook
+from shared.usecases.scheduler_run import Scheduler
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from shared.contract.actions import Action, DeadLetter, NotificationOutcome
 from shared.contract.events import EVENT_ADAPTER, EVENT_MODELS
 from shared.contract.schemas import SCHEMA_DIR, main, render_all, stale_files
 from shared.domain.model import Event
-from shared.playbook import load_playbook
+from shared.playbook_file import load_playbook
 
 PLAYBOOK = load_playbook()
 ORDER = "o-20250301-0001"

@@ -12,7 +12,7 @@ import pytest
 
 from services.engagement.decode import Rejection, decode
 from shared.domain.model import Event
-from shared.playbook import parse_playbook
+from shared.playbook_file import parse_playbook
 
 PLAYBOOK = parse_playbook({"shops": {"shop-usd": {"currency": "USD"}}})
 MAX_BYTES = 64 * 1024

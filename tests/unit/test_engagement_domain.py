@@ -14,7 +14,7 @@ import pytest
 from shared.domain.engagement import MemberContext, Outcome, apply_event
 from shared.domain.model import ActionDecision, Event, Member, Order
 from shared.domain.playbook import ShopPlaybook
-from shared.playbook import load_playbook, parse_playbook
+from shared.playbook_file import load_playbook, parse_playbook
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=SHANGHAI)

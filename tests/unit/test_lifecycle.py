@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from shared.domain.due_rules import run_due
 from shared.domain.engagement import MemberContext, apply_event, settle
 from shared.domain.lifecycle import (
     ACTIVE,
@@ -24,8 +25,7 @@ from shared.domain.lifecycle import (
 )
 from shared.domain.model import Event, Member
 from shared.domain.playbook import LifecyclePolicy
-from shared.domain.schedule import run_due
-from shared.playbook import load_playbook
+from shared.playbook_file import load_playbook
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 JOINED = datetime(2024, 1, 10, 9, 0, tzinfo=SHANGHAI)

@@ -14,12 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared.domain.due_rules import run_due
 from shared.domain.engagement import MemberContext, apply_event, settle
 from shared.domain.membership import tier_timeline
 from shared.domain.model import ActionDecision, Event, Member
-from shared.domain.schedule import run_due
 from shared.domain.tiers import best_rank
-from shared.playbook import parse_playbook
+from shared.playbook_file import parse_playbook
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 START = datetime(2023, 1, 10, 10, 0, tzinfo=SHANGHAI)

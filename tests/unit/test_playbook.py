@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared.domain.playbook import IncentiveSpec, QuietHours, ShopPlaybook
-from shared.playbook import load_playbook, parse_playbook
+from shared.playbook_file import load_playbook, parse_playbook
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from shared.domain.playbook import RfmSegment
 from shared.domain.rfm import OTHERS, RfmEdges, quintile_edges, rfm_scores, rfm_segment
-from shared.playbook import load_playbook
+from shared.playbook_file import load_playbook
 
 SEGMENTS = load_playbook().default.rfm.segments
 AS_OF = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)

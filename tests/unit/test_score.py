@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from shared.domain.model import Order
 from shared.domain.playbook import ScoreBand
 from shared.domain.score import Score, ScoreFacts, engagement_score, refund_penalty, score_band, score_facts
-from shared.playbook import load_playbook
+from shared.playbook_file import load_playbook
 
 POLICY = load_playbook().default.score
 R = Decimal("100")

@@ -7,12 +7,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from shared.domain.due_rules import plan, run_due
 from shared.domain.engagement import MemberContext, apply_event, settle
 from shared.domain.membership import tier_timeline
 from shared.domain.model import ActionDecision, Event, Member
-from shared.domain.schedule import plan, run_due
 from shared.domain.tiers import lapses_at, reached_at
-from shared.playbook import load_playbook
+from shared.playbook_file import load_playbook
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2024, 3, 1, 10, 0, tzinfo=SHANGHAI)

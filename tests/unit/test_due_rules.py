@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from shared.domain.due_rules import next_due, plan, run_due
 from shared.domain.engagement import MemberContext, apply_event, settle
 from shared.domain.model import ActionDecision, Event, Member
-from shared.domain.schedule import next_due, plan, run_due
-from shared.playbook import parse_playbook
+from shared.playbook_file import parse_playbook
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NEW_YORK = ZoneInfo("America/New_York")

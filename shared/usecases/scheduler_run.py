@@ -2,7 +2,7 @@
 
 Where time moves state: members whose indexed ``next_due_at`` has come are locked in
 batches (SKIP LOCKED, so concurrent runs and the event path never wait on each other),
-the pure domain (``shared.domain.schedule.run_due``) handles their due items on the
+the pure domain (``shared.domain.due_rules.run_due``) handles their due items on the
 items' own due times, and members, orders, ledger lines, actions and outbox rows are
 written in the batch's transaction. A run touches only what is due; running the same
 ``as_of`` again finds nothing left and emits nothing.
@@ -23,9 +23,9 @@ from shared.actions import action_row
 from shared.db import store
 from shared.db.errors import describe
 from shared.domain.decisions import MemberContext
+from shared.domain.due_rules import run_due
 from shared.domain.model import ActionDecision
 from shared.domain.playbook import Playbook
-from shared.domain.schedule import run_due
 
 log = structlog.get_logger(__name__)
 
