@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.api.readiness import KafkaProbe
 from shared.domain.playbook import Playbook
 from shared.settings import Settings
+from shared.store.unit_of_work import SqlUnitOfWork, UnitsOfWork
 
 
 @dataclass(slots=True)
@@ -53,6 +54,14 @@ async def get_connection(engine: Annotated[AsyncEngine, Depends(get_engine)]) ->
 
 DbConnection = Annotated[AsyncConnection, Depends(get_connection)]
 Engine = Annotated[AsyncEngine, Depends(get_engine)]
+
+
+def get_units(engine: Engine) -> UnitsOfWork:
+    """Units of work for the write use cases (redemption, scheduler runs, quarantine release)."""
+    return SqlUnitOfWork.factory(engine)
+
+
+Units = Annotated[UnitsOfWork, Depends(get_units)]
 
 
 def get_playbook(state: State) -> Playbook:

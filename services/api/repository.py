@@ -26,14 +26,11 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
-    delete,
     exists,
-    func,
     literal,
     or_,
     select,
     tuple_,
-    update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -405,30 +402,6 @@ async def list_quarantine(
         else None
     )
     return Page(items=[_quarantine_item(row) for row in page], next_key=next_key)
-
-
-async def release_quarantined(connection: AsyncConnection, shop_id: str, member_id: str) -> dict[str, Any] | None:
-    """Deletes the member's quarantine row and makes the member due now; None when it was not quarantined.
-
-    Call inside a transaction. The member row is locked first, in the order the event path
-    takes its locks (members, then the quarantine), so a concurrent batch cannot deadlock with it.
-    """
-    await connection.execute(
-        select(members.c.member_id).where(_of_member(members, shop_id, member_id)).with_for_update()
-    )
-    released = (
-        await connection.execute(
-            delete(quarantined_members)
-            .where(_of_member(quarantined_members, shop_id, member_id))
-            .returning(*_QUARANTINE_COLUMNS)
-        )
-    ).one_or_none()
-    if released is None:
-        return None
-    await connection.execute(
-        update(members).where(_of_member(members, shop_id, member_id)).values(next_due_at=func.now())
-    )
-    return _quarantine_item(released)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,12 +8,13 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Path, Query, Response
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from starlette import status
 
 from services.api import repository
 from services.api.auth import Authenticated, FullAccess
-from services.api.dependencies import DbConnection, Engine, Playbooks, State
+from services.api.dependencies import DbConnection, Engine, Playbooks, State, Units
 from services.api.errors import ApiError, unprocessable
 from services.api.routing import ApiRoute
 from services.api.schemas import (
@@ -40,7 +41,6 @@ from services.api.schemas import (
     ScoreStatus,
     Tier,
 )
-from shared.db import store
 from shared.db.engine import database_ready
 from shared.domain import points
 from shared.domain.business_time import BusinessTimeBounds
@@ -49,6 +49,8 @@ from shared.domain.playbook import Playbook, ShopPlaybook
 from shared.domain.rfm import RfmEdges, rfm_scores, rfm_segment
 from shared.domain.tiers import next_tier
 from shared.observability import metrics_response
+from shared.usecases.points_redemption import RedemptionRefusedError, redeem_points
+from shared.usecases.quarantine_release import release_member
 from shared.usecases.scheduler_run import Scheduler
 
 K = TypeVar("K")
@@ -330,16 +332,15 @@ async def points_ledger_lines(
     },
 )
 async def redeem(
-    shop_id: ShopId, member_id: MemberId, body: RedeemRequest, engine: Engine, playbook: Playbooks
+    shop_id: ShopId, member_id: MemberId, body: RedeemRequest, units: Units, playbook: Playbooks
 ) -> RedeemResponse:
     """Takes points off the balance once per idempotency key; a repeated key returns the first result."""
     if body.at is not None:
         _check_time("body.at", body.at, [playbook.for_shop(shop_id).business_time])
     at = body.at or datetime.now(UTC)
     try:
-        async with engine.begin() as connection:
-            done = await store.redeem_points(connection, (shop_id, member_id), body.idempotency_key, body.points, at)
-    except store.RedemptionRefusedError as refused:
+        done = await redeem_points(units, (shop_id, member_id), body.idempotency_key, body.points, at)
+    except RedemptionRefusedError as refused:
         code = status.HTTP_404_NOT_FOUND if refused.code == "member_not_found" else status.HTTP_409_CONFLICT
         raise ApiError(code, refused.code, str(refused)) from None
     entry = done.entry
@@ -372,7 +373,7 @@ admin_router = APIRouter(
     responses={**_FORBIDDEN, **_invalid("invalid_json", "time_out_of_range")},
 )
 async def run_scheduler(
-    body: SchedulerRunRequest, engine: Engine, playbook: Playbooks, state: State
+    body: SchedulerRunRequest, units: Units, playbook: Playbooks, state: State
 ) -> SchedulerRunResponse:
     """Runs every time-based rule due up to ``as_of`` and answers once none is left.
 
@@ -380,7 +381,7 @@ async def run_scheduler(
     ``as_of`` must lie inside the business-time window of the default playbook and of every shop's.
     """
     _check_time("body.as_of", body.as_of, _every_window(playbook))
-    report = await Scheduler(engine, playbook, state.settings.scheduler_batch_size).run(body.as_of)
+    report = await Scheduler(units, playbook, state.settings.scheduler_batch_size).run(body.as_of)
     return SchedulerRunResponse.model_validate(report.as_dict())
 
 
@@ -419,17 +420,16 @@ async def quarantine(
     dependencies=[FullAccess],
     responses={**_FORBIDDEN, **_not_found("`not_quarantined`: the member is not in quarantine."), **_invalid()},
 )
-async def release(shop_id: ShopId, member_id: MemberId, engine: Engine) -> JSONResponse:
+async def release(shop_id: ShopId, member_id: MemberId, units: Units) -> JSONResponse:
     """Takes the member out of quarantine and makes it due now, so the scheduler looks at it again.
 
     Answers the released row. Events dead-lettered meanwhile must be published again.
     """
-    async with engine.begin() as connection:
-        released = await repository.release_quarantined(connection, shop_id, member_id)
+    released = await release_member(units, (shop_id, member_id))
     if released is None:
         raise ApiError(
             status.HTTP_404_NOT_FOUND,
             "not_quarantined",
             f"Member {member_id!r} of shop {shop_id!r} is not in quarantine",
         )
-    return JSONResponse(released)
+    return JSONResponse(jsonable_encoder(released))

@@ -18,7 +18,6 @@ from services.engagement import metrics
 from services.engagement.consumer import EngagementConsumer
 from services.engagement.dead_letters import DeadLetterPublisher
 from services.engagement.processor import BatchProcessor
-from shared.db import store
 from shared.db.engine import create_engine, database_ready
 from shared.db.errors import describe
 from shared.db.schema import pending_events
@@ -28,6 +27,8 @@ from shared.outbox import OutboxRelay
 from shared.playbook_file import load_playbook
 from shared.progress import PartitionProgress
 from shared.settings import Settings
+from shared.store import quarantine
+from shared.store.unit_of_work import SqlUnitOfWork
 from shared.usecases.scheduler_run import Scheduler
 
 log = structlog.get_logger(__name__)
@@ -56,7 +57,7 @@ async def _watch(
             async with engine.connect() as connection:
                 parked = await connection.scalar(select(func.count()).select_from(pending_events))
                 metrics.PARKED_BACKLOG.set(parked or 0)
-                metrics.QUARANTINED_MEMBERS.set(await store.count_quarantined(connection))
+                metrics.QUARANTINED_MEMBERS.set(await quarantine.count_quarantined(connection))
         except Exception as error:
             log.warning("engagement.watch_failed", error=describe(error))
         with contextlib.suppress(TimeoutError):
@@ -110,7 +111,7 @@ async def main() -> None:
     outputs = TopicGuard(settings, [topics.dlq, topics.actions], name="engagement")
     worker = EngagementConsumer(
         consumer,
-        BatchProcessor(engine, playbook, settings.max_record_bytes),
+        BatchProcessor(SqlUnitOfWork.factory(engine), playbook, settings.max_record_bytes),
         DeadLetterPublisher(
             engine,
             producer,
@@ -125,7 +126,7 @@ async def main() -> None:
         topics=outputs,
     )
 
-    scheduler = Scheduler(engine, playbook, settings.scheduler_batch_size)
+    scheduler = Scheduler(SqlUnitOfWork.factory(engine), playbook, settings.scheduler_batch_size)
 
     consuming = asyncio.Event()
 

@@ -1,8 +1,9 @@
 """One batch of records, one transaction: dedupe, load, apply the domain, write.
 
-Where state changes: the batch's events are applied in memory by the pure domain
-(shared.domain.engagement) and the results are written with set-based statements,
-together with the processed-event ids and the outbox rows, in a single transaction.
+Where state changes: a unit of work (shared.store.unit_of_work) claims the batch's events
+and locks and loads their members; the pure domain (shared.domain.engagement) applies the
+events in memory; the unit of work then writes the results, the processed-event ids and
+the outbox rows with set-based statements in a single transaction.
 
 A failure while applying one member's events is that member's alone: the transaction
 is rolled back and run again without the member's events, which go to the dead-letter
@@ -14,22 +15,20 @@ until an operator releases it. The rest of the batch always goes through.
 from __future__ import annotations
 
 import traceback
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import structlog
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.engagement.decode import Rejection, decode
-from shared.actions import action_row
-from shared.db import store
 from shared.db.errors import describe
 from shared.domain.engagement import MemberContext, apply_event, settle
-from shared.domain.model import ActionDecision, Event, Order
+from shared.domain.model import ActionDecision, Event
 from shared.domain.playbook import Playbook
+from shared.store.unit_of_work import ParkedEvent, UnitOfWork, UnitsOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -94,8 +93,8 @@ class _Batch:
 
 
 class BatchProcessor:
-    def __init__(self, engine: AsyncEngine, playbook: Playbook, max_record_bytes: int) -> None:
-        self._engine = engine
+    def __init__(self, units: UnitsOfWork, playbook: Playbook, max_record_bytes: int) -> None:
+        self._units = units
         self._playbook = playbook
         self._max_record_bytes = max_record_bytes
 
@@ -142,20 +141,21 @@ class BatchProcessor:
     async def _transaction(
         self, by_key: dict[EventKey, _Decoded], failed: dict[MemberKey, Failure], result: BatchResult
     ) -> None:
-        async with self._engine.begin() as connection:
+        async with self._units() as uow:
             claimable = [key for key, (event, _) in by_key.items() if _member_of(event) not in failed]
-            fresh = await store.claim_events(connection, claimable)
+            fresh = await uow.claim_events(claimable)
             events = [event for key, (event, _) in by_key.items() if key in fresh]
             result.duplicates += len(claimable) - len(events)
             if not events and not failed:
                 return
-            batch = await self._load(connection, events, sorted(failed))
-            events = await self._set_aside_quarantined(connection, batch, events, by_key, result)
+            batch = await self._load(uow, events, sorted(failed))
+            events = self._set_aside_quarantined(uow, batch, events, by_key, result)
             aside = {key: batch.contexts.pop(key) for key in failed if key in batch.contexts}
             decisions = self._apply(batch, events, by_key, result)
-            quarantined = await self._quarantine_unsettleable(connection, aside, result)
+            quarantined = self._quarantine_unsettleable(uow, aside, result)
             self._dead_letter_failed(by_key, failed, quarantined, result)
-            await self._write(connection, batch, decisions, by_key, result)
+            self._stage(uow, batch, decisions, by_key)
+            result.new_actions = await uow.commit()
 
     def _dead_letter_failed(
         self,
@@ -177,9 +177,9 @@ class BatchProcessor:
                 detail += "; the member is quarantined"
             result.dead_letters.append((record, Rejection("processing_error", detail)))
 
-    async def _set_aside_quarantined(
+    def _set_aside_quarantined(
         self,
-        connection: AsyncConnection,
+        uow: UnitOfWork,
         batch: _Batch,
         events: list[Event],
         by_key: dict[EventKey, _Decoded],
@@ -191,17 +191,14 @@ class BatchProcessor:
         held = [event for event in events if _member_of(event) in batch.quarantined]
         for event in held:
             result.dead_letters.append((by_key[event.key][1], QUARANTINED))
-        await store.unclaim_events(connection, [event.key for event in held])
-        counts: dict[MemberKey, int] = {}
-        for event in held:
-            counts[_member_of(event)] = counts.get(_member_of(event), 0) + 1
-        await store.count_quarantined_events(connection, counts)
+        uow.unclaim(event.key for event in held)
+        uow.count_quarantined_events(Counter(_member_of(event) for event in held))
         for key in batch.quarantined:
             batch.contexts.pop(key, None)
         return [event for event in events if _member_of(event) not in batch.quarantined]
 
-    async def _quarantine_unsettleable(
-        self, connection: AsyncConnection, aside: dict[MemberKey, MemberContext], result: BatchResult
+    def _quarantine_unsettleable(
+        self, uow: UnitOfWork, aside: dict[MemberKey, MemberContext], result: BatchResult
     ) -> set[MemberKey]:
         """Settles each failed member's stored state alone: if even that fails, the state is at fault.
 
@@ -216,40 +213,23 @@ class BatchProcessor:
                 detail = f"{describe(error)} while settling the member's stored state"
                 log.error("engagement.member_quarantined", shop_id=key[0], error_type=type(error).__name__)
                 rows.append((key, "processing_error", detail))
-        await store.quarantine(connection, rows)
+        uow.quarantine(rows)
         result.quarantined += len(rows)
         return {key for key, _, _ in rows}
 
-    async def _load(
-        self, connection: AsyncConnection, events: Sequence[Event], also: Sequence[MemberKey] = ()
-    ) -> _Batch:
-        """Locks the batch's members (and ``also``) and loads their orders and the parked events it may release."""
-        member_keys = sorted({(e.shop_id, e.member_id) for e in events} | set(also))
-        members, quarantined = await store.lock_members_noting_quarantine(connection, member_keys)
-        order_keys = {(e.shop_id, e.order_id) for e in events if e.order_id is not None}
-        parked = [
-            (key, event)
-            for key, raw in await store.load_pending(connection, sorted(order_keys))
-            if key in members  # another member's events about this order stay parked
-            and (event := _decode_parked(raw, self._playbook)) is not None
-        ]
-        orders = await store.load_member_orders(connection, member_keys)
-        orders.update(await store.load_orders(connection, sorted(order_keys - orders.keys())))
-
-        shop_orders: dict[str, dict[str, Order]] = {}
-        for (shop, order_id), order in orders.items():
-            shop_orders.setdefault(shop, {})[order_id] = order
-        contexts = {
-            key: MemberContext(member=member, shop_orders=shop_orders.setdefault(key[0], {}))
-            for key, member in members.items()
-        }
-        for (shop, _), order in orders.items():
-            own = contexts.get((shop, order.member_id))
-            if own is not None:
-                own.orders[order.order_id] = order
-        for key, event in parked:
-            contexts[key].pending.append(event)
-        return _Batch(contexts=contexts, previously_parked={event.key for _, event in parked}, quarantined=quarantined)
+    async def _load(self, uow: UnitOfWork, events: Sequence[Event], also: Sequence[MemberKey] = ()) -> _Batch:
+        """Locks the batch's members (and ``also``) with their orders and the parked events the batch may release."""
+        loaded = await uow.load_members(
+            sorted({_member_of(e) for e in events} | set(also)),
+            orders=sorted({(e.shop_id, e.order_id) for e in events if e.order_id is not None}),
+        )
+        previously_parked = set()
+        for key, raw in loaded.parked:
+            event = _decode_parked(raw, self._playbook)
+            if event is not None:  # another member's events about these orders stay parked
+                loaded.contexts[key].pending.append(event)
+                previously_parked.add(event.key)
+        return _Batch(contexts=loaded.contexts, previously_parked=previously_parked, quarantined=loaded.quarantined)
 
     def _apply(
         self, batch: _Batch, events: Sequence[Event], by_key: dict[EventKey, _Decoded], result: BatchResult
@@ -295,41 +275,19 @@ class BatchProcessor:
             )
         return decisions
 
-    async def _write(
-        self,
-        connection: AsyncConnection,
-        batch: _Batch,
-        decisions: Sequence[ActionDecision],
-        by_key: dict[EventKey, _Decoded],
-        result: BatchResult,
+    def _stage(
+        self, uow: UnitOfWork, batch: _Batch, decisions: Sequence[ActionDecision], by_key: dict[EventKey, _Decoded]
     ) -> None:
-        """Members, touched orders, parked and released events, actions and outbox rows: a few statements."""
-        contexts = batch.contexts
-        await store.save_members(connection, [context.member for context in contexts.values()])
-        await store.save_orders(
-            connection,
-            [
-                (key[0], context.orders[order_id])
-                for key, context in contexts.items()
-                for order_id in context.touched_orders
-            ],
-        )
-        await store.append_ledger(
-            connection, [(key, entry) for key, context in contexts.items() for entry in context.new_ledger]
-        )
-        newly_parked = [
+        """Members, touched orders, ledger lines, parked and released events, actions: all written at commit."""
+        uow.save(batch.contexts.values())
+        uow.park(
             _parked_row(key, event, by_key[event.key][1])
-            for key, context in contexts.items()
+            for key, context in batch.contexts.items()
             for event in context.pending
             if event.key not in batch.previously_parked
-        ]
-        await store.park_events(connection, newly_parked)
-        await store.release_events(connection, sorted(batch.released & batch.previously_parked))
-        now = datetime.now(UTC)
-        unique = {decision.action_id: decision for decision in decisions}
-        result.new_actions = await store.insert_actions(
-            connection, [action_row(decision, now) for decision in unique.values()]
         )
+        uow.release(sorted(batch.released & batch.previously_parked))
+        uow.add_actions(decisions)
 
     async def quarantine_member_of(self, record: ConsumerRecord[bytes, bytes], detail: str) -> int:
         """Quarantines the member a record is about (when it names one); returns 1 if it did."""
@@ -338,8 +296,9 @@ class BatchProcessor:
             return 0
         key = _member_of(event)
         log.error("engagement.member_quarantined", shop_id=key[0])
-        async with self._engine.begin() as connection:
-            await store.quarantine(connection, [(key, "processing_error", detail)])
+        async with self._units() as uow:
+            uow.quarantine([(key, "processing_error", detail)])
+            await uow.commit()
         return 1
 
 
@@ -363,7 +322,8 @@ def _decode_parked(raw: str, playbook: Playbook) -> Event | None:
     return event
 
 
-def _parked_row(key: tuple[str, str], event: Event, record: ConsumerRecord[bytes, bytes]) -> tuple[Any, ...]:
-    """A pending_events row; the record's own bytes are kept, they are the event as published."""
+def _parked_row(key: MemberKey, event: Event, record: ConsumerRecord[bytes, bytes]) -> ParkedEvent:
+    """The record's own bytes are kept: they are the event as published."""
+    assert event.order_id is not None  # only events about an order are parked
     raw = (record.value or b"").decode()
-    return (key[0], key[1], event.order_id, event.source, event.id, event.type, event.time, raw)
+    return ParkedEvent(key[0], key[1], event.order_id, event.source, event.id, event.type, event.time, raw)

@@ -18,6 +18,7 @@ from shared.domain.playbook import Playbook
 from shared.observability import configure_logging
 from shared.playbook_file import load_playbook
 from shared.settings import Settings
+from shared.store.unit_of_work import SqlUnitOfWork
 from shared.usecases.scheduler_run import Scheduler
 
 
@@ -65,7 +66,7 @@ def _outside(playbook: Playbook, as_of: datetime) -> BusinessTimeBounds | None:
 async def _run(settings: Settings, playbook: Playbook, as_of: datetime, batch_size: int | None) -> dict[str, object]:
     engine = create_engine(settings)
     try:
-        scheduler = Scheduler(engine, playbook, batch_size or settings.scheduler_batch_size)
+        scheduler = Scheduler(SqlUnitOfWork.factory(engine), playbook, batch_size or settings.scheduler_batch_size)
         return (await scheduler.run(as_of)).as_dict()
     finally:
         await engine.dispose()

@@ -1,10 +1,10 @@
 """The scheduler: runs every time-based rule due up to a business time ``as_of``.
 
-Where time moves state: members whose indexed ``next_due_at`` has come are locked in
-batches (SKIP LOCKED, so concurrent runs and the event path never wait on each other),
-the pure domain (``shared.domain.due_rules.run_due``) handles their due items on the
-items' own due times, and members, orders, ledger lines, actions and outbox rows are
-written in the batch's transaction. A run touches only what is due; running the same
+Where time moves state: members whose indexed ``next_due_at`` has come are claimed in
+batches by a unit of work (SKIP LOCKED, so concurrent runs and the event path never wait
+on each other), the pure domain (``shared.domain.due_rules.run_due``) handles their due
+items on the items' own due times, and the unit of work writes members, orders, ledger
+lines, actions and outbox rows in the batch's transaction. A run touches only what is due; running the same
 ``as_of`` again finds nothing left and emits nothing.
 """
 
@@ -14,18 +14,16 @@ import asyncio
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.actions import action_row
-from shared.db import store
 from shared.db.errors import describe
 from shared.domain.decisions import MemberContext
 from shared.domain.due_rules import run_due
 from shared.domain.model import ActionDecision
 from shared.domain.playbook import Playbook
+from shared.store.unit_of_work import Key, UnitsOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -59,8 +57,8 @@ class SchedulerReport:
 
 
 class Scheduler:
-    def __init__(self, engine: AsyncEngine, playbook: Playbook, batch_size: int = 500) -> None:
-        self._engine = engine
+    def __init__(self, units: UnitsOfWork, playbook: Playbook, batch_size: int = 500) -> None:
+        self._units = units
         self._playbook = playbook
         self._batch_size = batch_size
 
@@ -76,8 +74,8 @@ class Scheduler:
         while True:
             if await self._run_batch(as_of, report):
                 continue
-            async with self._engine.connect() as connection:
-                remaining = await store.count_due(connection, as_of)
+            async with self._units() as uow:
+                remaining = await uow.count_due(as_of)
             if remaining == 0 or waited >= wait_for_locked_s:
                 break
             await asyncio.sleep(0.05)
@@ -87,55 +85,38 @@ class Scheduler:
 
     async def _refresh_rfm(self, as_of: datetime, report: SchedulerReport) -> None:
         """Recomputes the RFM edges of shops whose edges are older than the shop's interval."""
-        async with self._engine.begin() as connection:
-            shops = await store.shops_with_members(connection)
+        async with self._units() as uow:
+            shops = await uow.rfm_shops()
             stale = [
                 shop
                 for shop, computed in shops.items()
                 if computed is None
                 or as_of - computed >= timedelta(hours=self._playbook.for_shop(shop).rfm.recompute_every_hours)
             ]
-            report.rfm_shops = await store.compute_rfm_edges(connection, sorted(stale), as_of)
+            report.rfm_shops = await uow.compute_rfm_edges(sorted(stale), as_of)
+            await uow.commit()
 
     async def _run_batch(self, as_of: datetime, report: SchedulerReport) -> bool:
         """One transaction over a batch of due members; False when none could be claimed."""
-        async with self._engine.begin() as connection:
-            members = await store.claim_due_members(connection, as_of, self._batch_size)
-            if not members:
+        async with self._units() as uow:
+            contexts = await uow.claim_due_members(as_of, self._batch_size)
+            if not contexts:
                 return False
-            keys = sorted(members)
-            orders = await store.load_member_orders(connection, keys)
-            ledgers = await store.load_ledgers(connection, keys)
-            contexts = {
-                key: MemberContext(member=member, ledger=ledgers.get(key, [])) for key, member in members.items()
-            }
-            for (shop, _), order in orders.items():
-                owner = contexts.get((shop, order.member_id))
-                if owner is not None:
-                    owner.orders[order.order_id] = order
             decisions: list[ActionDecision] = []
-            failed = []
-            for key in keys:
+            failed: list[tuple[Key, str, str]] = []
+            for key in sorted(contexts):
                 outcome = self._run_member(contexts[key], as_of, report)
                 if isinstance(outcome, str):
                     failed.append((key, "processing_error", outcome))
                     del contexts[key]
                 else:
                     decisions.extend(outcome)
-            await store.quarantine(connection, failed)
-            await store.save_members(connection, [context.member for context in contexts.values()])
-            await store.save_orders(
-                connection,
-                [(key[0], context.orders[o]) for key, context in contexts.items() for o in context.touched_orders],
-            )
-            await store.append_ledger(
-                connection, [(key, entry) for key, context in contexts.items() for entry in context.new_ledger]
-            )
-            now = datetime.now(UTC)
-            unique = {decision.action_id: decision for decision in decisions}
-            new_rules = await store.insert_actions(connection, [action_row(d, now) for d in unique.values()])
+            uow.quarantine(failed)
+            uow.save(contexts.values())
+            uow.add_actions(decisions)
+            new_rules = await uow.commit()
         report.batches += 1
-        report.members += len(members)
+        report.members += len(contexts) + len(failed)
         report.actions += len(new_rules)
         report.by_rule.update(new_rules)
         return True

@@ -38,13 +38,14 @@ from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from shared.db import store
 from shared.domain import points
 from shared.domain.decisions import MemberContext
 from shared.domain.due_rules import next_due, run_due
 from shared.domain.membership import refresh_standing
 from shared.domain.playbook import Playbook
 from shared.playbook_file import load_playbook
+from shared.store import due_claims, rfm_edges
+from shared.store.unit_of_work import Key, SqlUnitOfWork
 from shared.usecases.scheduler_run import Scheduler, SchedulerReport
 from tests.support import ROOT
 
@@ -260,30 +261,21 @@ async def _load(
         await connection.execute(text(_LEDGER_SQL))
         await connection.execute(text("DROP TABLE bench_member, bench_seed"))
         # The daily RFM edges, as a run an hour earlier left them: the timed passes do not recompute them.
-        shop_ids = sorted((await store.shops_with_members(connection)).keys())
-        await store.compute_rfm_edges(connection, shop_ids, AS_OF - timedelta(hours=1))
+        shop_ids = sorted((await rfm_edges.shops_with_members(connection)).keys())
+        await rfm_edges.compute_rfm_edges(connection, shop_ids, AS_OF - timedelta(hours=1))
     vacuum = create_async_engine(url, isolation_level="AUTOCOMMIT")
     async with vacuum.connect() as connection:
         await connection.execute(text("VACUUM ANALYZE"))
     await vacuum.dispose()
 
 
-async def _contexts(engine: AsyncEngine, keys: list[store.MemberKey]) -> dict[store.MemberKey, MemberContext]:
+async def _contexts(engine: AsyncEngine, keys: list[Key]) -> dict[Key, MemberContext]:
     """The members as the scheduler loads them (rolled back: nothing is written)."""
-    async with engine.connect() as connection:
-        members = await store.lock_members(connection, keys)
-        orders = await store.load_member_orders(connection, keys)
-        ledgers = await store.load_ledgers(connection, keys)
-        await connection.rollback()
-    contexts = {key: MemberContext(member=member, ledger=ledgers.get(key, [])) for key, member in members.items()}
-    for (shop, _), order in orders.items():
-        owner = contexts.get((shop, order.member_id))
-        if owner is not None:
-            owner.orders[order.order_id] = order
-    return contexts
+    async with SqlUnitOfWork(engine) as uow:
+        return (await uow.load_members(keys, ledgers=True, create=False)).contexts
 
 
-async def _keys(engine: AsyncEngine, where: str, limit: int) -> list[store.MemberKey]:
+async def _keys(engine: AsyncEngine, where: str, limit: int) -> list[Key]:
     async with engine.connect() as connection:
         rows = await connection.execute(
             text(f"SELECT shop_id, member_id FROM members WHERE {where} ORDER BY random() LIMIT :limit"),
@@ -304,7 +296,7 @@ _STANDING = (
 )
 
 
-def _check(contexts: dict[store.MemberKey, MemberContext], playbook: Playbook) -> list[str]:
+def _check(contexts: dict[Key, MemberContext], playbook: Playbook) -> list[str]:
     """Where the loaded state differs from what the domain derives from it."""
     problems = []
     for key, context in contexts.items():
@@ -327,7 +319,7 @@ def _check(contexts: dict[store.MemberKey, MemberContext], playbook: Playbook) -
     return problems
 
 
-def _domain_seconds(contexts: dict[store.MemberKey, MemberContext], playbook: Playbook) -> tuple[float, int]:
+def _domain_seconds(contexts: dict[Key, MemberContext], playbook: Playbook) -> tuple[float, int]:
     """run_due alone (no SQL) on copies of due members: seconds per member, actions emitted."""
     copies = [copy.deepcopy(context) for context in contexts.values()]
     emitted = 0
@@ -339,9 +331,9 @@ def _domain_seconds(contexts: dict[store.MemberKey, MemberContext], playbook: Pl
 
 async def _pass(engine: AsyncEngine, playbook: Playbook, as_of: datetime) -> tuple[int, SchedulerReport, float]:
     async with engine.connect() as connection:
-        due = await store.count_due(connection, as_of)
+        due = await due_claims.count_due(connection, as_of)
     started = time.perf_counter()
-    report = await Scheduler(engine, playbook, batch_size=BATCH_SIZE).run(as_of)
+    report = await Scheduler(SqlUnitOfWork.factory(engine), playbook, batch_size=BATCH_SIZE).run(as_of)
     return due, report, time.perf_counter() - started
 
 
@@ -418,13 +410,13 @@ async def main() -> None:
         # The fixed parts of every pass, measured on their own.
         async with engine.connect() as connection:
             started = time.perf_counter()
-            await store.shops_with_members(connection)
+            await rfm_edges.shops_with_members(connection)
             shops_seconds = time.perf_counter() - started
             started = time.perf_counter()
-            await store.count_due(connection, LATER + timedelta(days=1))
+            await due_claims.count_due(connection, LATER + timedelta(days=1))
             count_seconds = time.perf_counter() - started
             started = time.perf_counter()
-            rfm_shops = await store.compute_rfm_edges(connection, [f"shop-{i:03d}" for i in range(shops)], LATER)
+            rfm_shops = await rfm_edges.compute_rfm_edges(connection, [f"shop-{i:03d}" for i in range(shops)], LATER)
             rfm_seconds = time.perf_counter() - started
             await connection.rollback()
         print(

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db.schema import actions, members, quarantined_members
 from shared.playbook_file import load_playbook
+from shared.store.unit_of_work import SqlUnitOfWork
 from shared.usecases.scheduler_run import Scheduler
 
 pytestmark = pytest.mark.integration
@@ -45,7 +46,7 @@ async def test_a_member_the_scheduler_cannot_run_is_quarantined_and_the_others_a
     async with engine.begin() as connection:  # a value an older release could store
         await connection.execute(text("UPDATE members SET joined_at = '-infinity' WHERE member_id = 'm-broken'"))
 
-    scheduler = Scheduler(engine, load_playbook(), batch_size=2)
+    scheduler = Scheduler(SqlUnitOfWork.factory(engine), load_playbook(), batch_size=2)
     report = await scheduler.run(JOINED + timedelta(days=31))
 
     assert report.failed_members == 1

@@ -1,0 +1,62 @@
+"""The action log: every action decided, and the outbox row that carries each new one to ``member.actions``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.db.schema import actions
+from shared.domain.model import ActionDecision
+from shared.store.bulk_sql import column_arrays, unnest_insert
+
+
+def action_row(decision: ActionDecision, created_at: datetime) -> tuple[Any, ...]:
+    """The outbox row (``insert_actions`` column order) with its contract payload."""
+    payload: dict[str, Any] = {
+        "action_id": decision.action_id,
+        "shop_id": decision.shop_id,
+        "member_id": decision.member_id,
+        "rule": decision.rule,
+        "category": decision.category,
+        "trigger": dict(decision.trigger),
+        "occurred_at": decision.occurred_at.isoformat(),
+        "created_at": created_at.isoformat(),
+        "message": {"template": decision.template, "variables": dict(decision.variables)},
+    }
+    if decision.incentive is not None:
+        payload["incentive"] = dict(decision.incentive)
+    return (
+        decision.action_id,
+        decision.shop_id,
+        decision.member_id,
+        decision.rule,
+        decision.category,
+        decision.occurred_at,
+        created_at,
+        payload,
+    )
+
+
+_COLUMNS = ["action_id", "shop_id", "member_id", "rule", "category", "occurred_at", "created_at", "payload"]
+_INSERT = text(
+    f"WITH new AS ({unnest_insert(actions, _COLUMNS)} ON CONFLICT (action_id) DO NOTHING "
+    "RETURNING shop_id, member_id, rule, payload, occurred_at), "
+    "queued AS (INSERT INTO outbox (stream, key, payload, event_time) "
+    "SELECT 'actions', shop_id || ':' || member_id, payload::text, occurred_at FROM new) "
+    "SELECT rule FROM new"
+)
+
+
+async def insert_actions(connection: AsyncConnection, rows: Sequence[Sequence[Any]]) -> list[str]:
+    """Logs actions (``action_row`` values) and queues the new ones in the outbox.
+
+    Returns the rules of the new actions; an action id seen before is neither logged nor queued again.
+    """
+    if not rows:
+        return []
+    result = await connection.execute(_INSERT, column_arrays(actions, _COLUMNS, rows))
+    return [row[0] for row in result]

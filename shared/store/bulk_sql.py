@@ -1,0 +1,67 @@
+"""Set-based statements: one statement and one array parameter per column, whatever the batch size."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Column, Table
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+
+from shared.db.engine import dump_json
+
+Key = tuple[str, str]
+
+# Two text arrays ``:a`` and ``:b`` zipped into rows: how a batch of keys reaches PostgreSQL.
+UNNEST_KEYS = "unnest(CAST(:a AS text[]), CAST(:b AS text[]))"
+
+
+def key_arrays(keys: Sequence[Key]) -> dict[str, list[str]]:
+    """The ``UNNEST_KEYS`` parameters, de-duplicated and sorted so row locks are taken in key order."""
+    ordered = sorted(set(keys))
+    return {"a": [k[0] for k in ordered], "b": [k[1] for k in ordered]}
+
+
+def _array_type(column: Column[Any]) -> str:
+    """The PostgreSQL array type a column's values travel in; JSON and arrays go as text."""
+    kind = column.type
+    if isinstance(kind, (JSONB, ARRAY)):
+        return "text[]"
+    return f"{kind.compile(dialect=postgresql.dialect())}[]"  # type: ignore[no-untyped-call]
+
+
+def unnest_insert(table: Table, names: Sequence[str]) -> str:
+    """``INSERT ... SELECT FROM unnest(arrays)``."""
+    selects = []
+    for name in names:
+        column = table.c[name]
+        if isinstance(column.type, JSONB):
+            selects.append(f"u.{name}::jsonb")
+        elif isinstance(column.type, ARRAY):
+            selects.append(f"ARRAY(SELECT jsonb_array_elements_text(u.{name}::jsonb))")
+        else:
+            selects.append(f"u.{name}")
+    arrays = ", ".join(f"CAST(:{name} AS {_array_type(table.c[name])})" for name in names)
+    return (
+        f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {', '.join(selects)} "
+        f"FROM unnest({arrays}) AS u({', '.join(names)})"
+    )
+
+
+def upsert(table: Table, names: Sequence[str], keys: Sequence[str]) -> str:
+    """``unnest_insert`` that overwrites the rows already there and stamps ``updated_at``."""
+    updates = ", ".join(f"{name} = excluded.{name}" for name in names if name not in keys)
+    return f"{unnest_insert(table, names)} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}, updated_at = now()"
+
+
+def column_arrays(table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> dict[str, list[Any]]:
+    """Rows (values in ``names`` order) turned into one array per column."""
+    params: dict[str, list[Any]] = {}
+    for index, name in enumerate(names):
+        values = [row[index] for row in rows]
+        if isinstance(table.c[name].type, (JSONB, ARRAY)):
+            # A str is taken to be JSON text already (e.g. a record's original bytes).
+            values = [value if isinstance(value, str) else dump_json(value) for value in values]
+        params[name] = values
+    return params

@@ -1,0 +1,104 @@
+"""Members and their orders as rows: locked and loaded by key, written back with one upsert each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.db.schema import members, orders
+from shared.domain.model import Member, Order
+from shared.store.bulk_sql import UNNEST_KEYS, Key, column_arrays, key_arrays, upsert
+
+MEMBER_FIELDS = [f.name for f in fields(Member)]
+_ORDER_FIELDS = [f.name for f in fields(Order)]
+_ORDER_COLUMNS = ["shop_id", *_ORDER_FIELDS]
+_MEMBER_UPSERT = text(upsert(members, MEMBER_FIELDS, ["shop_id", "member_id"]))
+_ORDER_UPSERT = text(upsert(orders, _ORDER_COLUMNS, ["shop_id", "order_id"]))
+
+
+async def lock_members(
+    connection: AsyncConnection, keys: Sequence[Key], *, create: bool = True
+) -> tuple[dict[Key, Member], set[Key]]:
+    """Locks the members (creating missing rows unless ``create`` is False) and notes the quarantined ones.
+
+    Locks are taken in key order, so two transactions never deadlock on members.
+    """
+    if not keys:
+        return {}, set()
+    params = key_arrays(keys)
+    if create:
+        await connection.execute(
+            text(
+                f"INSERT INTO members (shop_id, member_id) SELECT * FROM {UNNEST_KEYS} AS k(s, m) "
+                "ORDER BY 1, 2 ON CONFLICT DO NOTHING"
+            ),
+            params,
+        )
+    columns = ", ".join(f"m.{name}" for name in MEMBER_FIELDS)
+    rows = await connection.execute(
+        text(
+            f"SELECT {columns}, q.shop_id IS NOT NULL FROM members m JOIN {UNNEST_KEYS} AS k(shop_id, member_id) "
+            "USING (shop_id, member_id) LEFT JOIN quarantined_members q USING (shop_id, member_id) "
+            "ORDER BY m.shop_id, m.member_id FOR UPDATE OF m"
+        ),
+        params,
+    )
+    locked: dict[Key, Member] = {}
+    quarantined: set[Key] = set()
+    for row in rows:
+        member = member_from_row(row[:-1])
+        key = (member.shop_id, member.member_id)
+        locked[key] = member
+        if row[-1]:
+            quarantined.add(key)
+    return locked, quarantined
+
+
+def member_from_row(row: Any) -> Member:
+    member = Member(**dict(zip(MEMBER_FIELDS, row, strict=True)))
+    member.rewarded_tiers = list(member.rewarded_tiers)
+    member.points_expiries = list(member.points_expiries)
+    return member
+
+
+async def load_orders(connection: AsyncConnection, keys: Sequence[Key]) -> dict[Key, Order]:
+    """Orders by (shop, order id)."""
+    return await _load_orders(connection, keys, "order_id")
+
+
+async def load_member_orders(connection: AsyncConnection, keys: Sequence[Key]) -> dict[Key, Order]:
+    """Every order of these members, by (shop, order id): tier decisions need their figures as of a business time."""
+    return await _load_orders(connection, keys, "member_id")
+
+
+async def _load_orders(connection: AsyncConnection, keys: Sequence[Key], by: str) -> dict[Key, Order]:
+    if not keys:
+        return {}
+    columns = ", ".join(f"o.{name}" for name in _ORDER_FIELDS)
+    rows = await connection.execute(
+        text(f"SELECT o.shop_id, {columns} FROM orders o JOIN {UNNEST_KEYS} AS k(shop_id, {by}) USING (shop_id, {by})"),
+        key_arrays(keys),
+    )
+    loaded = {}
+    for row in rows:
+        order = Order(**dict(zip(_ORDER_FIELDS, row[1:], strict=True)))
+        order.care_done = list(order.care_done)
+        loaded[(row[0], order.order_id)] = order
+    return loaded
+
+
+async def save_members(connection: AsyncConnection, rows: Iterable[Member]) -> None:
+    values = [[getattr(member, name) for name in MEMBER_FIELDS] for member in rows]
+    if values:
+        await connection.execute(_MEMBER_UPSERT, column_arrays(members, MEMBER_FIELDS, values))
+
+
+async def save_orders(connection: AsyncConnection, rows: Iterable[tuple[str, Order]]) -> None:
+    """Orders as (shop, order)."""
+    values = [[shop, *(getattr(order, name) for name in _ORDER_FIELDS)] for shop, order in rows]
+    if values:
+        await connection.execute(_ORDER_UPSERT, column_arrays(orders, _ORDER_COLUMNS, values))

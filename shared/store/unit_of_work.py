@@ -1,0 +1,258 @@
+"""The unit of work over a set of members: lock and load them, then write all they changed in one commit.
+
+Reads (claims, locks, loads) run at once inside the unit's transaction; writes are
+collected and sent by ``commit`` as one set-based statement per kind, in a fixed order,
+then the transaction commits. Leaving the ``async with`` block without ``commit``
+rolls everything back, so a failure never leaves half a batch behind.
+
+``UnitOfWork`` is the port the use cases depend on; ``SqlUnitOfWork`` is PostgreSQL's.
+An in-memory one for service-layer tests lives with the tests.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared.domain.decisions import MemberContext
+from shared.domain.model import ActionDecision, LedgerEntry, Order
+from shared.store import action_log, due_claims, event_log, member_rows, points_ledger, quarantine, rfm_edges
+from shared.store.bulk_sql import Key
+from shared.store.event_log import EventKey, ParkedEvent
+
+__all__ = ["EventKey", "Key", "LoadedMembers", "ParkedEvent", "SqlUnitOfWork", "UnitOfWork", "UnitsOfWork"]
+
+
+@dataclass(slots=True)
+class LoadedMembers:
+    """Locked members with their orders; ``parked`` are their parked events (JSON) about the orders asked for."""
+
+    contexts: dict[Key, MemberContext]
+    quarantined: set[Key] = field(default_factory=set)
+    parked: list[tuple[Key, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Changes:
+    """What a unit of work will write at commit."""
+
+    members: dict[Key, MemberContext] = field(default_factory=dict)
+    actions: dict[str, ActionDecision] = field(default_factory=dict)
+    parked: list[ParkedEvent] = field(default_factory=list)
+    released: list[EventKey] = field(default_factory=list)
+    unclaimed: list[EventKey] = field(default_factory=list)
+    quarantined: list[tuple[Key, str, str]] = field(default_factory=list)
+    quarantined_events: Counter[Key] = field(default_factory=Counter)
+
+    def orders(self) -> list[tuple[str, Order]]:
+        return [
+            (key[0], context.orders[order_id])
+            for key, context in self.members.items()
+            for order_id in sorted(context.touched_orders)
+        ]
+
+    def ledger(self) -> list[tuple[Key, LedgerEntry]]:
+        return [(key, entry) for key, context in self.members.items() for entry in context.new_ledger]
+
+
+class UnitOfWork(abc.ABC):
+    """One transaction over a set of members: reads at once, writes collected until ``commit``."""
+
+    changes: Changes
+
+    @abc.abstractmethod
+    async def __aenter__(self) -> Self: ...
+
+    @abc.abstractmethod
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None: ...
+
+    @abc.abstractmethod
+    async def claim_events(self, keys: Sequence[EventKey]) -> set[EventKey]:
+        """Marks events processed; returns those no earlier transaction had processed."""
+
+    @abc.abstractmethod
+    async def load_members(
+        self, keys: Sequence[Key], *, orders: Sequence[Key] = (), ledgers: bool = False, create: bool = True
+    ) -> LoadedMembers:
+        """Locks the members (created unless ``create`` is False) with every order of theirs.
+
+        ``orders`` are (shop, order id)s the caller also needs: those of other members
+        land in each context's ``shop_orders``, and parked events about them are returned.
+        """
+
+    @abc.abstractmethod
+    async def claim_due_members(self, as_of: datetime, limit: int) -> dict[Key, MemberContext]:
+        """Locks up to ``limit`` members due by ``as_of`` that nobody else holds, with orders and ledgers."""
+
+    @abc.abstractmethod
+    async def count_due(self, as_of: datetime) -> int:
+        """Members with something due by ``as_of``, held by others or not."""
+
+    @abc.abstractmethod
+    async def ledger_entry(self, key: Key, entry_id: str) -> LedgerEntry | None:
+        """One line of a member's ledger, by entry id."""
+
+    @abc.abstractmethod
+    async def rfm_shops(self) -> dict[str, datetime | None]:
+        """Every shop with members and when its RFM edges were computed (None: never)."""
+
+    @abc.abstractmethod
+    async def compute_rfm_edges(self, shops: Sequence[str], as_of: datetime) -> int:
+        """Recomputes these shops' RFM edges as of ``as_of``; returns how many shops were updated."""
+
+    @abc.abstractmethod
+    async def release_quarantined(self, key: Key) -> dict[str, Any] | None:
+        """Takes a member out of quarantine and makes it due now; the released row, or None."""
+
+    @abc.abstractmethod
+    async def commit(self) -> list[str]:
+        """Writes the changes and commits; returns the rules of the actions that were new."""
+
+    def save(self, contexts: Iterable[MemberContext]) -> None:
+        """Members to write back, with their touched orders and new ledger lines."""
+        for context in contexts:
+            self.changes.members[(context.member.shop_id, context.member.member_id)] = context
+
+    def add_actions(self, decisions: Iterable[ActionDecision]) -> None:
+        """Actions to log and queue; the same action id twice is one action."""
+        for decision in decisions:
+            self.changes.actions.setdefault(decision.action_id, decision)
+
+    def park(self, rows: Iterable[ParkedEvent]) -> None:
+        self.changes.parked.extend(rows)
+
+    def release(self, keys: Iterable[EventKey]) -> None:
+        """Parked events that have now been applied."""
+        self.changes.released.extend(keys)
+
+    def unclaim(self, keys: Iterable[EventKey]) -> None:
+        """Claimed events to forget, so they can be published again."""
+        self.changes.unclaimed.extend(keys)
+
+    def quarantine(self, rows: Iterable[tuple[Key, str, str]]) -> None:
+        """Members to quarantine as (key, reason, detail); they are taken off the schedule."""
+        self.changes.quarantined.extend(rows)
+
+    def count_quarantined_events(self, counts: Counter[Key]) -> None:
+        self.changes.quarantined_events.update(counts)
+
+
+UnitsOfWork = Callable[[], UnitOfWork]
+
+
+class SqlUnitOfWork(UnitOfWork):
+    """A unit of work on one PostgreSQL connection and transaction."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._stack = AsyncExitStack()
+        self._connection: AsyncConnection | None = None
+        self.changes = Changes()
+
+    @classmethod
+    def factory(cls, engine: AsyncEngine) -> UnitsOfWork:
+        return lambda: cls(engine)
+
+    async def __aenter__(self) -> Self:
+        self.changes = Changes()
+        self._connection = await self._stack.enter_async_context(self._engine.connect())
+        await self._connection.begin()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        connection, self._connection = self._connection, None
+        try:
+            if connection is not None and connection.in_transaction():
+                await connection.rollback()
+        finally:
+            await self._stack.aclose()
+
+    @property
+    def connection(self) -> AsyncConnection:
+        if self._connection is None:
+            raise RuntimeError("the unit of work is not open")
+        return self._connection
+
+    async def claim_events(self, keys: Sequence[EventKey]) -> set[EventKey]:
+        return await event_log.claim_events(self.connection, keys)
+
+    async def load_members(
+        self, keys: Sequence[Key], *, orders: Sequence[Key] = (), ledgers: bool = False, create: bool = True
+    ) -> LoadedMembers:
+        connection = self.connection
+        members, quarantined = await member_rows.lock_members(connection, keys, create=create)
+        parked = [(key, raw) for key, raw in await event_log.load_parked(connection, orders) if key in members]
+        loaded = await member_rows.load_member_orders(connection, list(members))
+        loaded.update(await member_rows.load_orders(connection, sorted(set(orders) - loaded.keys())))
+        books = await points_ledger.load_ledgers(connection, list(members)) if ledgers else {}
+        shop_orders: dict[str, dict[str, Order]] = {}
+        for (shop, order_id), order in loaded.items():
+            shop_orders.setdefault(shop, {})[order_id] = order
+        contexts = {
+            key: MemberContext(member=member, shop_orders=shop_orders.setdefault(key[0], {}), ledger=books.get(key))
+            for key, member in members.items()
+        }
+        for (shop, _), order in loaded.items():
+            owner = contexts.get((shop, order.member_id))
+            if owner is not None:
+                owner.orders[order.order_id] = order
+        return LoadedMembers(contexts=contexts, quarantined=quarantined, parked=parked)
+
+    async def claim_due_members(self, as_of: datetime, limit: int) -> dict[Key, MemberContext]:
+        connection = self.connection
+        members = await due_claims.claim_due_members(connection, as_of, limit)
+        keys = sorted(members)
+        orders = await member_rows.load_member_orders(connection, keys)
+        books = await points_ledger.load_ledgers(connection, keys)
+        contexts = {key: MemberContext(member=member, ledger=books.get(key, [])) for key, member in members.items()}
+        for (shop, _), order in orders.items():
+            owner = contexts.get((shop, order.member_id))
+            if owner is not None:
+                owner.orders[order.order_id] = order
+        return contexts
+
+    async def count_due(self, as_of: datetime) -> int:
+        return await due_claims.count_due(self.connection, as_of)
+
+    async def ledger_entry(self, key: Key, entry_id: str) -> LedgerEntry | None:
+        return await points_ledger.ledger_entry(self.connection, key, entry_id)
+
+    async def rfm_shops(self) -> dict[str, datetime | None]:
+        return await rfm_edges.shops_with_members(self.connection)
+
+    async def compute_rfm_edges(self, shops: Sequence[str], as_of: datetime) -> int:
+        return await rfm_edges.compute_rfm_edges(self.connection, shops, as_of)
+
+    async def release_quarantined(self, key: Key) -> dict[str, Any] | None:
+        return await quarantine.release(self.connection, key)
+
+    async def commit(self) -> list[str]:
+        connection, changes = self.connection, self.changes
+        await member_rows.save_members(connection, [context.member for context in changes.members.values()])
+        await member_rows.save_orders(connection, changes.orders())
+        await points_ledger.append_ledger(connection, changes.ledger())
+        await event_log.park_events(connection, changes.parked)
+        await event_log.release_events(connection, sorted(set(changes.released)))
+        await event_log.unclaim_events(connection, sorted(set(changes.unclaimed)))
+        await quarantine.count_quarantined_events(connection, dict(changes.quarantined_events))
+        # After the members are written: quarantine takes its members off the schedule.
+        await quarantine.quarantine(connection, changes.quarantined)
+        now = datetime.now(UTC)
+        rules = await action_log.insert_actions(
+            connection, [action_log.action_row(decision, now) for decision in changes.actions.values()]
+        )
+        await connection.commit()
+        self.changes = Changes()
+        return rules

@@ -1,0 +1,167 @@
+"""An in-memory unit of work, so the use cases get fast tests without PostgreSQL or Kafka.
+
+It keeps what ``SqlUnitOfWork`` keeps, with the same visible rules: reads are copies,
+nothing is stored until ``commit``, leaving without ``commit`` forgets everything, an
+action id is logged once and only new actions reach the outbox. Locks are not modelled:
+service-layer tests run one unit of work at a time.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+from shared.domain.decisions import MemberContext
+from shared.domain.model import ActionDecision, LedgerEntry, Member, Order
+from shared.store.unit_of_work import Changes, EventKey, Key, LoadedMembers, ParkedEvent, UnitOfWork, UnitsOfWork
+
+
+@dataclass(slots=True)
+class InMemoryStore:
+    """The tables a unit of work reads and writes."""
+
+    members: dict[Key, Member] = field(default_factory=dict)
+    orders: dict[Key, Order] = field(default_factory=dict)  # by (shop, order id)
+    ledgers: dict[Key, list[LedgerEntry]] = field(default_factory=dict)
+    processed: set[EventKey] = field(default_factory=set)
+    parked: list[ParkedEvent] = field(default_factory=list)
+    actions: dict[str, ActionDecision] = field(default_factory=dict)
+    outbox: list[ActionDecision] = field(default_factory=list)
+    quarantined: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    rfm_computed: dict[str, datetime] = field(default_factory=dict)
+    commits: int = 0
+
+    def units(self) -> UnitsOfWork:
+        return lambda: InMemoryUnitOfWork(self)
+
+
+class InMemoryUnitOfWork(UnitOfWork):
+    def __init__(self, store: InMemoryStore) -> None:
+        self.store = store
+        self.changes = Changes()
+        self._claimed: set[EventKey] = set()
+        self._created: dict[Key, Member] = {}
+
+    async def __aenter__(self) -> Self:
+        self.changes, self._claimed, self._created = Changes(), set(), {}
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.changes, self._claimed, self._created = Changes(), set(), {}
+
+    async def claim_events(self, keys: Sequence[EventKey]) -> set[EventKey]:
+        fresh = set(keys) - self.store.processed - self._claimed
+        self._claimed |= fresh
+        return fresh
+
+    def _member(self, key: Key, create: bool) -> Member | None:
+        member = self.store.members.get(key) or self._created.get(key)
+        if member is None and create:
+            member = self._created[key] = Member(shop_id=key[0], member_id=key[1])
+        return copy.deepcopy(member)
+
+    def _orders_of(self, key: Key) -> dict[str, Order]:
+        return {
+            order_id: copy.deepcopy(order)
+            for (shop, order_id), order in self.store.orders.items()
+            if shop == key[0] and order.member_id == key[1]
+        }
+
+    async def load_members(
+        self, keys: Sequence[Key], *, orders: Sequence[Key] = (), ledgers: bool = False, create: bool = True
+    ) -> LoadedMembers:
+        loaded = LoadedMembers(contexts={})
+        shop_orders: dict[str, dict[str, Order]] = {}
+        for key in sorted(set(keys)):
+            member = self._member(key, create)
+            if member is None:
+                continue
+            own = self._orders_of(key)
+            shared = shop_orders.setdefault(key[0], {})
+            shared.update(own)
+            book = copy.deepcopy(self.store.ledgers.get(key, [])) if ledgers else None
+            loaded.contexts[key] = MemberContext(member=member, orders=own, shop_orders=shared, ledger=book)
+            if key in self.store.quarantined:
+                loaded.quarantined.add(key)
+        for shop, order_id in orders:
+            order = self.store.orders.get((shop, order_id))
+            if order is not None and order_id not in shop_orders.setdefault(shop, {}):
+                shop_orders[shop][order_id] = copy.deepcopy(order)
+        wanted = set(orders)
+        for row in sorted(self.store.parked, key=lambda row: row.event_time):
+            key = (row.shop_id, row.member_id)
+            if (row.shop_id, row.order_id) in wanted and key in loaded.contexts:
+                loaded.parked.append((key, row.event))
+        return loaded
+
+    async def claim_due_members(self, as_of: datetime, limit: int) -> dict[Key, MemberContext]:
+        due = sorted(
+            (m for m in self.store.members.values() if m.next_due_at is not None and m.next_due_at <= as_of),
+            key=lambda m: m.next_due_at or as_of,
+        )[:limit]
+        keys = [(m.shop_id, m.member_id) for m in due]
+        loaded = await self.load_members(keys, ledgers=True, create=False)
+        for context in loaded.contexts.values():
+            context.shop_orders = {}
+        return loaded.contexts
+
+    async def count_due(self, as_of: datetime) -> int:
+        return sum(1 for m in self.store.members.values() if m.next_due_at is not None and m.next_due_at <= as_of)
+
+    async def ledger_entry(self, key: Key, entry_id: str) -> LedgerEntry | None:
+        return next((e for e in self.store.ledgers.get(key, []) if e.entry_id == entry_id), None)
+
+    async def rfm_shops(self) -> dict[str, datetime | None]:
+        return {shop: self.store.rfm_computed.get(shop) for shop, _ in self.store.members}
+
+    async def compute_rfm_edges(self, shops: Sequence[str], as_of: datetime) -> int:
+        for shop in shops:
+            self.store.rfm_computed[shop] = as_of
+        return len(shops)
+
+    async def release_quarantined(self, key: Key) -> dict[str, Any] | None:
+        released = self.store.quarantined.pop(key, None)
+        if released is not None and key in self.store.members:
+            self.store.members[key].next_due_at = datetime.now(UTC)  # due at once, as the SQL does
+        return released
+
+    async def commit(self) -> list[str]:
+        store, changes = self.store, self.changes
+        store.processed |= self._claimed
+        for key, context in changes.members.items():
+            store.members[key] = copy.deepcopy(context.member)
+        for shop, order in changes.orders():
+            store.orders[(shop, order.order_id)] = copy.deepcopy(order)
+        for key, entry in changes.ledger():
+            book = store.ledgers.setdefault(key, [])
+            if any(line.entry_id == entry.entry_id for line in book):
+                raise ValueError(f"ledger line {entry.entry_id!r} booked twice")
+            book.append(entry)
+        known = {(row.source, row.event_id) for row in store.parked}
+        store.parked += [row for row in changes.parked if (row.source, row.event_id) not in known]
+        released = set(changes.released)
+        store.parked = [row for row in store.parked if (row.source, row.event_id) not in released]
+        store.processed -= set(changes.unclaimed)
+        for key, count in Counter(changes.quarantined_events).items():
+            if key in store.quarantined:
+                store.quarantined[key]["events"] += count
+        for key, reason, detail in changes.quarantined:
+            store.quarantined.setdefault(key, {"reason": reason, "detail": detail, "events": 0})
+            if key in store.members:
+                store.members[key].next_due_at = None
+        rules = []
+        for action_id, decision in changes.actions.items():
+            if action_id not in store.actions:
+                store.actions[action_id] = decision
+                store.outbox.append(decision)
+                rules.append(decision.rule)
+        store.commits += 1
+        self.changes, self._claimed, self._created = Changes(), set(), {}
+        return rules
