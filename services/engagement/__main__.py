@@ -28,6 +28,7 @@ from shared.playbook_file import load_playbook
 from shared.progress import PartitionProgress
 from shared.settings import Settings
 from shared.store import quarantine
+from shared.store.member_cache import MemberCache
 from shared.store.unit_of_work import SqlUnitOfWork
 from shared.usecases.scheduler_run import Scheduler
 
@@ -40,6 +41,10 @@ def _observe_published(occurred: Sequence[datetime]) -> None:
     now = datetime.now(UTC)
     for at in occurred:
         metrics.EVENT_TO_ACTION_SECONDS.observe(max(0.0, (now - at).total_seconds()))
+
+
+def _member_cache(settings: Settings) -> MemberCache | None:
+    return MemberCache(settings.engagement_member_cache_size) if settings.engagement_member_cache_size > 0 else None
 
 
 async def _watch(
@@ -111,7 +116,7 @@ async def main() -> None:
     outputs = TopicGuard(settings, [topics.dlq, topics.actions], name="engagement")
     worker = EngagementConsumer(
         consumer,
-        BatchProcessor(SqlUnitOfWork.factory(engine), playbook, settings.max_record_bytes),
+        BatchProcessor(SqlUnitOfWork.factory(engine, _member_cache(settings)), playbook, settings.max_record_bytes),
         DeadLetterPublisher(
             engine,
             producer,

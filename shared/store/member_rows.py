@@ -11,13 +11,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.schema import members, orders
 from shared.domain.model import Member, Order
-from shared.store.bulk_sql import UNNEST_KEYS, Key, column_arrays, key_arrays, upsert
+from shared.store.bulk_sql import UNNEST_KEYS, Key, column_arrays, key_arrays, unnest_update, upsert
 
 MEMBER_FIELDS = [f.name for f in fields(Member)]
 _ORDER_FIELDS = [f.name for f in fields(Order)]
 _ORDER_COLUMNS = ["shop_id", *_ORDER_FIELDS]
-_MEMBER_UPSERT = text(upsert(members, MEMBER_FIELDS, ["shop_id", "member_id"]))
+_MEMBER_UPDATE = text(unnest_update(members, MEMBER_FIELDS, ["shop_id", "member_id"]))
 _ORDER_UPSERT = text(upsert(orders, _ORDER_COLUMNS, ["shop_id", "order_id"]))
+_CREATE_MISSING = text(
+    f"INSERT INTO members (shop_id, member_id) SELECT * FROM {UNNEST_KEYS} AS k(s, m) "
+    "ORDER BY 1, 2 ON CONFLICT DO NOTHING"
+)
 
 
 async def lock_members(
@@ -31,13 +35,7 @@ async def lock_members(
         return {}, set()
     params = key_arrays(keys)
     if create:
-        await connection.execute(
-            text(
-                f"INSERT INTO members (shop_id, member_id) SELECT * FROM {UNNEST_KEYS} AS k(s, m) "
-                "ORDER BY 1, 2 ON CONFLICT DO NOTHING"
-            ),
-            params,
-        )
+        await connection.execute(_CREATE_MISSING, params)
     columns = ", ".join(f"m.{name}" for name in MEMBER_FIELDS)
     rows = await connection.execute(
         text(
@@ -56,6 +54,51 @@ async def lock_members(
         if row[-1]:
             quarantined.add(key)
     return locked, quarantined
+
+
+async def lock_member_stamps(connection: AsyncConnection, keys: Sequence[Key]) -> tuple[dict[Key, int], set[Key]]:
+    """``lock_members`` (creating missing rows) that answers only each row version's stamp (``xmin``).
+
+    A caller holding a member whose stamp matches needs nothing more from the row.
+    """
+    if not keys:
+        return {}, set()
+    params = key_arrays(keys)
+    await connection.execute(_CREATE_MISSING, params)
+    rows = await connection.execute(
+        text(
+            "SELECT m.shop_id, m.member_id, m.xmin::text::bigint, q.shop_id IS NOT NULL FROM members m "
+            f"JOIN {UNNEST_KEYS} AS k(shop_id, member_id) USING (shop_id, member_id) "
+            "LEFT JOIN quarantined_members q USING (shop_id, member_id) "
+            "ORDER BY m.shop_id, m.member_id FOR UPDATE OF m"
+        ),
+        params,
+    )
+    stamps: dict[Key, int] = {}
+    quarantined: set[Key] = set()
+    for shop, member, stamp, held in rows:
+        stamps[(shop, member)] = stamp
+        if held:
+            quarantined.add((shop, member))
+    return stamps, quarantined
+
+
+async def load_members(connection: AsyncConnection, keys: Sequence[Key]) -> dict[Key, Member]:
+    """Members by key, as they are (the caller already holds their locks)."""
+    if not keys:
+        return {}
+    columns = ", ".join(f"m.{name}" for name in MEMBER_FIELDS)
+    rows = await connection.execute(
+        text(f"SELECT {columns} FROM members m JOIN {UNNEST_KEYS} AS k(shop_id, member_id) USING (shop_id, member_id)"),
+        key_arrays(keys),
+    )
+    return {(member.shop_id, member.member_id): member for member in map(member_from_row, rows)}
+
+
+async def current_stamp(connection: AsyncConnection) -> int:
+    """The stamp (``xmin``) of the row versions this transaction writes."""
+    xid8 = int(await connection.scalar(text("SELECT pg_current_xact_id()::text")) or 0)
+    return xid8 & 0xFFFFFFFF  # xmin is the transaction id without its epoch
 
 
 def member_from_row(row: Any) -> Member:
@@ -92,9 +135,10 @@ async def _load_orders(connection: AsyncConnection, keys: Sequence[Key], by: str
 
 
 async def save_members(connection: AsyncConnection, rows: Iterable[Member]) -> None:
+    """Writes back members whose rows this transaction holds (locked, so they exist)."""
     values = [[getattr(member, name) for name in MEMBER_FIELDS] for member in rows]
     if values:
-        await connection.execute(_MEMBER_UPSERT, column_arrays(members, MEMBER_FIELDS, values))
+        await connection.execute(_MEMBER_UPDATE, column_arrays(members, MEMBER_FIELDS, values))
 
 
 async def save_orders(connection: AsyncConnection, rows: Iterable[tuple[str, Order]]) -> None:

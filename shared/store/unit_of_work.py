@@ -23,10 +23,11 @@ from typing import Any, Self
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.domain.decisions import MemberContext
-from shared.domain.model import ActionDecision, LedgerEntry, Order
+from shared.domain.model import ActionDecision, LedgerEntry, Member, Order
 from shared.store import action_log, due_claims, event_log, member_rows, points_ledger, quarantine, rfm_edges
 from shared.store.bulk_sql import Key
 from shared.store.event_log import EventKey, ParkedEvent
+from shared.store.member_cache import CachedMember, MemberCache
 
 __all__ = ["EventKey", "Key", "LoadedMembers", "ParkedEvent", "SqlUnitOfWork", "UnitOfWork", "UnitsOfWork"]
 
@@ -153,15 +154,17 @@ UnitsOfWork = Callable[[], UnitOfWork]
 class SqlUnitOfWork(UnitOfWork):
     """A unit of work on one PostgreSQL connection and transaction."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, cache: MemberCache | None = None) -> None:
         self._engine = engine
+        self._cache = cache
         self._stack = AsyncExitStack()
         self._connection: AsyncConnection | None = None
         self.changes = Changes()
 
     @classmethod
-    def factory(cls, engine: AsyncEngine) -> UnitsOfWork:
-        return lambda: cls(engine)
+    def factory(cls, engine: AsyncEngine, cache: MemberCache | None = None) -> UnitsOfWork:
+        """Units on ``engine``; with a ``cache``, members are kept in memory between units (``MemberCache``)."""
+        return lambda: cls(engine, cache)
 
     async def __aenter__(self) -> Self:
         self.changes = Changes()
@@ -192,9 +195,8 @@ class SqlUnitOfWork(UnitOfWork):
         self, keys: Sequence[Key], *, orders: Sequence[Key] = (), ledgers: bool = False, create: bool = True
     ) -> LoadedMembers:
         connection = self.connection
-        members, quarantined = await member_rows.lock_members(connection, keys, create=create)
+        members, loaded, quarantined = await self._lock_and_load(keys, create)
         parked = [(key, raw) for key, raw in await event_log.load_parked(connection, orders) if key in members]
-        loaded = await member_rows.load_member_orders(connection, list(members))
         loaded.update(await member_rows.load_orders(connection, sorted(set(orders) - loaded.keys())))
         books = await points_ledger.load_ledgers(connection, list(members)) if ledgers else {}
         shop_orders: dict[str, dict[str, Order]] = {}
@@ -209,6 +211,32 @@ class SqlUnitOfWork(UnitOfWork):
             if owner is not None:
                 owner.orders[order.order_id] = order
         return LoadedMembers(contexts=contexts, quarantined=quarantined, parked=parked)
+
+    async def _lock_and_load(
+        self, keys: Sequence[Key], create: bool
+    ) -> tuple[dict[Key, Member], dict[Key, Order], set[Key]]:
+        """The locked members, their orders by (shop, order id), and which of them are quarantined.
+
+        With a cache, only members whose row changed since this process last wrote it are read.
+        """
+        connection = self.connection
+        if self._cache is None or not create:
+            locked, held = await member_rows.lock_members(connection, keys, create=create)
+            return locked, await member_rows.load_member_orders(connection, list(locked)), held
+        stamps, quarantined = await member_rows.lock_member_stamps(connection, keys)
+        members: dict[Key, Member] = {}
+        orders: dict[Key, Order] = {}
+        misses = []
+        for key, stamp in stamps.items():
+            entry = self._cache.take(key, stamp)
+            if entry is None:
+                misses.append(key)
+                continue
+            members[key] = entry.member
+            orders.update(((key[0], order_id), order) for order_id, order in entry.orders.items())
+        members.update(await member_rows.load_members(connection, misses))
+        orders.update(await member_rows.load_member_orders(connection, misses))
+        return members, orders, quarantined
 
     async def claim_due_members(self, as_of: datetime, limit: int) -> dict[Key, MemberContext]:
         connection = self.connection
@@ -241,6 +269,7 @@ class SqlUnitOfWork(UnitOfWork):
     async def commit(self) -> list[str]:
         connection, changes = self.connection, self.changes
         await member_rows.save_members(connection, [context.member for context in changes.members.values()])
+        stamp = await member_rows.current_stamp(connection) if self._cache is not None and changes.members else 0
         await member_rows.save_orders(connection, changes.orders())
         await points_ledger.append_ledger(connection, changes.ledger())
         await event_log.park_events(connection, changes.parked)
@@ -254,5 +283,8 @@ class SqlUnitOfWork(UnitOfWork):
             connection, [action_log.action_row(decision, now) for decision in changes.actions.values()]
         )
         await connection.commit()
+        if self._cache is not None:
+            for key, context in changes.members.items():
+                self._cache.put(key, CachedMember(stamp, context.member, context.orders))
         self.changes = Changes()
         return rules
