@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     engagement_batch_max_records: int = 2000
     engagement_batch_timeout_ms: int = 100
     engagement_member_cache_size: int = 100_000  # members kept in memory between batches; 0 = off
+    engagement_lanes: int = 2  # transactions per batch run side by side, each over its own members
     max_record_bytes: int = 65536
     dlq_max_record_bytes: int = 1_000_000  # larger dead-letter records are kept in PostgreSQL, a reference sent
     dlq_send_timeout_s: float = 30.0

@@ -14,7 +14,9 @@ until an operator releases it. The rest of the batch always goes through.
 
 from __future__ import annotations
 
+import asyncio
 import traceback
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -93,8 +95,9 @@ class _Batch:
 
 
 class BatchProcessor:
-    def __init__(self, units: UnitsOfWork, playbook: Playbook, max_record_bytes: int) -> None:
+    def __init__(self, units: UnitsOfWork, playbook: Playbook, max_record_bytes: int, lanes: int = 1) -> None:
         self._units = units
+        self._lanes = max(1, lanes)
         self._playbook = playbook
         self._max_record_bytes = max_record_bytes
 
@@ -118,13 +121,41 @@ class BatchProcessor:
         return events
 
     async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> BatchResult:
-        """Applies a batch in one transaction: claim, load, apply in memory, write.
+        """Applies a batch: its members are split into lanes, one transaction per lane, run side by side.
+
+        A member's events always fall in the same lane, and lanes never share a member, so
+        each lane locks its own rows and keeps its members' order of events; while one lane
+        waits on PostgreSQL, another applies the domain. A lane that fails fails the batch
+        (the consumer runs it again: lanes already committed find their events claimed).
+        """
+        result = BatchResult()
+        lanes = self._split(self._decode_batch(records, result))
+        if len(lanes) == 1:
+            return result.merge(await self._process_lane(lanes[0]))
+        outcomes = await asyncio.gather(*(self._process_lane(lane) for lane in lanes), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        for outcome in outcomes:
+            assert isinstance(outcome, BatchResult)
+            result.merge(outcome)
+        return result
+
+    def _split(self, by_key: dict[EventKey, _Decoded]) -> list[dict[EventKey, _Decoded]]:
+        """The batch's events in ``lanes`` groups by member, in their batch order; empty lanes left out."""
+        lanes: list[dict[EventKey, _Decoded]] = [{} for _ in range(self._lanes)]
+        for key, decoded in by_key.items():
+            event = decoded[0]
+            lanes[zlib.crc32(f"{event.shop_id}:{event.member_id}".encode()) % self._lanes][key] = decoded
+        return [lane for lane in lanes if lane] or [{}]
+
+    async def _process_lane(self, by_key: dict[EventKey, _Decoded]) -> BatchResult:
+        """One transaction over a lane's members.
 
         Members whose events fail are set aside and the transaction is run again without
         them, so each failing member costs one more attempt and never the batch.
         """
         result = BatchResult()
-        by_key = self._decode_batch(records, result)
         failed: dict[MemberKey, Failure] = {}
         while by_key:
             attempt = BatchResult()

@@ -14,6 +14,7 @@ from shared.domain.model import Member
 from shared.playbook_file import load_playbook
 from tests.fakes import InMemoryStore
 from tests.support import Stream
+from tests.workload import workload
 
 PLAYBOOK = load_playbook()
 
@@ -132,3 +133,22 @@ async def test_an_order_of_another_member_is_refused_and_the_batch_goes_on() -> 
 
     assert [why.reason for _, why in result.dead_letters] == ["order_member_mismatch"]
     assert store.orders[("shop-1", "m-1-o1")].completed_at is None
+
+
+async def test_lanes_change_nothing_but_speed_the_same_batches_give_the_same_state_and_actions() -> None:
+    stories = workload(40, seed=11)
+    batches = [records(stories[start : start + 97]) for start in range(0, len(stories), 97)]
+    stores = {}
+    for lanes in (1, 3):
+        store = stores[lanes] = InMemoryStore()
+        lane_processor = BatchProcessor(store.units(), PLAYBOOK, max_record_bytes=1 << 20, lanes=lanes)
+        for batch in batches:
+            await lane_processor.process(batch)
+
+    one, three = stores[1], stores[3]
+    assert len(one.members) == 40
+    assert one.members == three.members
+    assert one.orders == three.orders
+    assert sorted(one.actions) == sorted(three.actions)
+    assert one.parked == three.parked
+    assert three.commits > one.commits  # the lanes did run as separate transactions
