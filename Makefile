@@ -16,10 +16,10 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 SCRIPTS := deploy/scripts
 
-.PHONY: help venv up down infra-up infra-down migrate lint test run bench bench-scheduler chaos status clean
+.PHONY: help venv up down infra-up infra-down migrate lint test run bench bench-pair bench-scheduler chaos status clean
 
 help:
-	@echo "targets: venv up down infra-up infra-down migrate lint test run bench bench-scheduler chaos status clean"
+	@echo "targets: venv up down infra-up infra-down migrate lint test run bench bench-pair bench-scheduler chaos status clean"
 
 $(STAMP): pyproject.toml
 	$(SCRIPTS)/venv.sh
@@ -68,8 +68,13 @@ run: up
 	set -a; . .local/env; set +a; $(BIN)/python -m services.demo
 	$(SCRIPTS)/services.sh summary
 
+# Event-path bench; sizes and the service checkout come from BENCH_* variables (README, Performance).
 bench: infra-up
 	$(BIN)/python -m tests.bench.engagement_bench
+
+# The same, plus a drain by two engagement processes in one consumer group.
+bench-pair: infra-up
+	BENCH_PROCESSES=2 $(BIN)/python -m tests.bench.engagement_bench
 
 bench-scheduler: infra-up
 	$(BIN)/python -m tests.bench.scheduler_bench

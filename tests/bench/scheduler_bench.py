@@ -17,7 +17,8 @@ Then it times, on that data:
    base (lifecycle transitions, anniversaries, points reminders) plus a smaller slice of
    one-month gifts (``BENCH_SECOND_FRACTION``, default 0.05%), about 0.1% in all.
 
-It prints a machine line, a line per phase and one summary line.
+It prints a machine line, a line per phase and one summary line, and appends them to
+tests/bench/results/scheduler.log (tests/bench/results.py), failed runs included.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import os
-import platform
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -47,6 +46,7 @@ from shared.playbook_file import load_playbook
 from shared.store import due_claims, rfm_edges
 from shared.store.unit_of_work import Key, SqlUnitOfWork
 from shared.usecases.scheduler_run import Scheduler, SchedulerReport
+from tests.bench.results import machine, record
 from tests.support import ROOT
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:55432/postgres")
@@ -347,24 +347,31 @@ def _describe(name: str, as_of: datetime, due: int, report: SchedulerReport, sec
 
 
 def _machine(server_version: str) -> str:
-    cpu = platform.processor() or platform.machine()
-    memory = "?"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
-        with open("/proc/meminfo", encoding="utf-8") as info:
-            kib = next(int(line.split()[1]) for line in info if line.startswith("MemTotal"))
-            memory = f"{kib / 1024 / 1024:.1f} GiB"
-    except (OSError, StopIteration, ValueError):
-        pass
     load = os.getloadavg()
-    return (
-        f"machine: {cpu}, {os.cpu_count()} cores, {memory} RAM, {platform.system()} {platform.release()}, "
-        f"Python {sys.version.split()[0]}, {server_version} | load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
-    )
+    return f"machine: {machine()}, {server_version} | load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+
+
+_OUTPUT: list[str] = []
+
+
+def _say(line: str) -> None:
+    """Prints a line of the run's output and keeps it for the results file."""
+    print(line, flush=True)
+    _OUTPUT.append(line)
 
 
 async def main() -> None:
+    try:
+        await _main()
+    except BaseException as error:
+        _say(f"FAILED: {type(error).__name__}: {error}")
+        raise
+    finally:
+        path = record("scheduler", "\n".join(_OUTPUT))
+        print(f"(appended to {path.relative_to(ROOT)})")
+
+
+async def _main() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))  # warnings and errors only
     members = int(os.environ.get("BENCH_MEMBERS", "1000000"))
     due_fraction = float(os.environ.get("BENCH_DUE_FRACTION", "0.01"))
@@ -381,7 +388,7 @@ async def main() -> None:
         config.attributes["database_url"] = database_url
         await asyncio.to_thread(command.upgrade, config, "head")
         version = str(await _scalar(engine, "SELECT version()")).split(",")[0]
-        print(_machine(version), flush=True)
+        _say(_machine(version))
 
         started = time.perf_counter()
         await _load(engine, database_url, members, shops, due_fraction, second_fraction)
@@ -399,12 +406,11 @@ async def main() -> None:
         if problems:
             raise SystemExit("the loaded state is not what the domain derives:\n" + "\n".join(problems[:20]))
         domain_seconds, domain_actions = _domain_seconds(await _contexts(engine, due_keys), playbook)
-        print(
+        _say(
             f"load: {counts[0]:,} members in {shops} shops, {counts[1]:,} orders, {counts[2]:,} ledger lines, "
             f"{size} in {load_seconds:.1f} s (set-based SQL, RFM edges, VACUUM ANALYZE; not timed below) | "
             f"{len(sample)} sampled members match plan()/refresh_standing()/the ledger | run_due alone "
-            f"{domain_seconds * 1e6:,.0f} µs per due member ({domain_actions} actions for {len(due_keys)})",
-            flush=True,
+            f"{domain_seconds * 1e6:,.0f} µs per due member ({domain_actions} actions for {len(due_keys)})"
         )
 
         # The fixed parts of every pass, measured on their own.
@@ -419,18 +425,17 @@ async def main() -> None:
             rfm_shops = await rfm_edges.compute_rfm_edges(connection, [f"shop-{i:03d}" for i in range(shops)], LATER)
             rfm_seconds = time.perf_counter() - started
             await connection.rollback()
-        print(
+        _say(
             f"fixed costs: shops_with_members {shops_seconds * 1000:,.0f} ms (every pass) | RFM edge recompute for "
             f"{rfm_shops} shops {rfm_seconds:.2f} s (once a day per shop; rolled back here) | "
-            f"count_due over a day's items {count_seconds * 1000:,.0f} ms",
-            flush=True,
+            f"count_due over a day's items {count_seconds * 1000:,.0f} ms"
         )
 
         results = []
         for name, as_of in (("pass 1", AS_OF), ("pass 2 (again)", AS_OF), ("pass 3 (+1h)", LATER)):
             due, report, seconds = await _pass(engine, playbook, as_of)
             results.append((due, report, seconds))
-            print(_describe(name, as_of, due, report, seconds), flush=True)
+            _say(_describe(name, as_of, due, report, seconds))
         left = int(await _scalar(engine, "SELECT count(*) FROM members WHERE next_due_at <= :at", {"at": LATER}))
         logged = int(await _scalar(engine, "SELECT count(*) FROM actions"))
         queued = int(await _scalar(engine, "SELECT count(*) FROM outbox"))
@@ -441,7 +446,7 @@ async def main() -> None:
         await _admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
     (due1, first, s1), (_, second, s2), (due3, third, s3) = results
-    print(
+    _say(
         f"scheduler bench: {members:,} members, {due1:,} due ({due1 / members:.2%}): one pass {s1:.2f} s, "
         f"{first.members / s1:,.0f} due members/s, {first.actions / s1:,.0f} actions/s | same as_of again "
         f"{s2 * 1000:,.0f} ms ({second.members} due) | +1h: {due3:,} due ({due3 / members:.2%}) in {s3:.2f} s, "
