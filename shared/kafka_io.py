@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -11,6 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import TopicAlreadyExistsError
 
+from shared.observability import report_failure
 from shared.settings import Settings
 
 
@@ -74,16 +74,15 @@ class TopicGuard:
             if missing and settings.create_missing_topics:
                 log.warning("kafka.creating_missing_topics", topics=missing)
                 for topic in missing:
-                    with contextlib.suppress(TopicAlreadyExistsError):  # another instance was quicker
-                        await admin.create_topics(
-                            [
-                                NewTopic(
-                                    topic,
-                                    num_partitions=settings.new_topic_partitions,
-                                    replication_factor=settings.new_topic_replication_factor,
-                                )
-                            ]
-                        )
+                    new = NewTopic(
+                        topic,
+                        num_partitions=settings.new_topic_partitions,
+                        replication_factor=settings.new_topic_replication_factor,
+                    )
+                    try:
+                        await admin.create_topics([new])
+                    except TopicAlreadyExistsError as error:  # another instance was quicker: fine
+                        report_failure("kafka.create_topic", error, level="info", topic=topic)
                 existing = set(await admin.list_topics())
                 missing = [topic for topic in self._topics if topic not in existing]
         finally:
@@ -104,6 +103,7 @@ async def kafka_ready(client: AIOKafkaClient, timeout_s: float = 2.0) -> bool:
     try:
         async with asyncio.timeout(timeout_s):
             await client.fetch_all_metadata()
-    except Exception:
+    except Exception as error:
+        report_failure("readiness.kafka", error, level="warning")
         return False
     return True

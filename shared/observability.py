@@ -1,4 +1,4 @@
-"""Logging and the small HTTP side-door (health, readiness, metrics) every worker exposes."""
+"""Logging, handled failures, and the small HTTP side-door (health, readiness, metrics) every worker exposes."""
 
 from __future__ import annotations
 
@@ -11,9 +11,13 @@ from typing import Any, TextIO
 
 import structlog
 import uvicorn
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from sqlalchemy.exc import DBAPIError
+
+from shared.db.errors import describe, is_transient
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
 """Named checks, e.g. ``{"database": True, "kafka": True, "topics": True, "partitions": False}``."""
@@ -62,6 +66,43 @@ def configure_logging(level: str = "INFO", stream: TextIO = sys.stdout) -> None:
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=True,
     )
+
+
+HANDLED_ERRORS = Counter(
+    "handled_errors_total",
+    "Exceptions handled without being raised further (logged as <operation>_failed), by operation and type",
+    ["operation", "error"],
+)
+
+
+def error_type(error: BaseException) -> str:
+    """The name of the error's type; for a database error, of the driver's error behind it."""
+    if isinstance(error, DBAPIError):
+        return type(getattr(error.orig, "__cause__", None) or error.orig).__name__
+    return type(error).__name__
+
+
+def is_outage(error: BaseException) -> bool:
+    """What an outage looks like: transient database trouble (``is_transient``), timeouts, lost
+    connections, and the Kafka errors the client itself calls retriable. Anything else may be a bug."""
+    if is_transient(error) or isinstance(error, (KafkaConnectionError, KafkaTimeoutError)):
+        return True
+    return isinstance(error, KafkaError) and bool(error.retriable)
+
+
+def report_failure(operation: str, error: BaseException, *, level: str = "error", **fields: Any) -> None:
+    """The one way to handle an exception without raising it: a log line and a metric.
+
+    Logs ``<operation>_failed`` (a dotted name, e.g. ``notifier.offset_commit_failed``) with
+    the error's type and SQLSTATE but never its message, which may quote a member's data,
+    and counts it in ``handled_errors_total{operation, error}``. An error that does not look
+    like an outage is logged with its stack frames too (still without its message): it may be a bug.
+    """
+    HANDLED_ERRORS.labels(operation, error_type(error)).inc()
+    if not is_outage(error):
+        fields["exc_info"] = error
+    log = structlog.get_logger(__name__)  # bound when called, after configure_logging
+    getattr(log, level)(f"{operation}_failed", error=describe(error), **fields)
 
 
 def metrics_response() -> Response:

@@ -11,19 +11,17 @@ carries a stable id (``action_id``, ``notification_id``) that consumers dedupe o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-import structlog
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import Row, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db.schema import outbox
-
-log = structlog.get_logger(__name__)
+from shared.worker_runtime.retry_policy import RETRY, RetryPolicy
+from shared.worker_runtime.stopping import pause
 
 PublishedHook = Callable[[Sequence[datetime]], None]
 
@@ -101,17 +99,10 @@ class OutboxRelay:
             )
         return int(count or 0)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Publishes until ``stop`` is set; backs off on errors instead of dying."""
+    async def run(self, stop: asyncio.Event, retry: RetryPolicy = RETRY) -> None:
+        """Publishes until ``stop`` is set; a failed round is retried with backoff instead of ending the loop."""
         while not stop.is_set():
-            try:
-                published = await self.publish_pending()
-            except Exception:
-                log.exception("outbox.publish_failed", stream=self._stream)
-                published = 0
-                await asyncio.sleep(1.0)
-            if published:
+            if await retry.keep_trying("outbox.publish", self.publish_pending, stop=stop):
                 continue
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._idle_interval_s)
+            await pause(stop, self._idle_interval_s, wake=self._wake)

@@ -4,7 +4,8 @@ A consumer loop can be alive, connected and answering health checks while one of
 partitions goes nowhere (a record it cannot get past, a send that never completes).
 A partition counts as stalled when records are waiting on it (its end offset lies past
 the offset committed last) and that committed offset has not moved for longer than
-``stall_after_s``; an idle partition, with nothing waiting, is never stalled.
+``stall_after_s``; an idle partition, with nothing waiting, is never stalled. The records
+waiting on each partition are its lag.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class PartitionProgress:
         self._committed: dict[TopicPartition, int] = {}
         self._since: dict[TopicPartition, float] = {}
         self.stalled: list[TopicPartition] = []
+        self.lag: dict[TopicPartition, int] = {}
 
     def committed(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Called after each commit with the offsets committed."""
@@ -43,7 +45,7 @@ class PartitionProgress:
         return now - self._since[partition] > self._stall_after_s
 
     async def check(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
-        """The assigned partitions that are stalled now; also kept in ``stalled``.
+        """The assigned partitions that are stalled now; also kept in ``stalled``, their lag in ``lag``.
 
         The end offset is what the consumer last learnt from a fetch (the last stable
         offset under read_committed); a partition first seen is measured from the group's
@@ -54,6 +56,7 @@ class PartitionProgress:
             del self._committed[gone]
             self._since.pop(gone, None)
         stalled = []
+        lag = {}
         for partition in sorted(assigned):
             committed = self._committed.get(partition)
             if committed is None:
@@ -65,5 +68,8 @@ class PartitionProgress:
                 end = consumer.highwater(partition)
             if self.judge(partition, end, committed):
                 stalled.append(partition)
+            if end is not None:
+                lag[partition] = max(0, end - committed)
         self.stalled = stalled
+        self.lag = lag
         return stalled

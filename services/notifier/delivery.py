@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from services.notifier import metrics, repository
 from services.notifier.channels import Channel, DeliveryError
 from services.notifier.outcomes import make_outcome, notification_id
 from shared.contract.actions import Action
-from shared.db.errors import is_transient
+from shared.observability import report_failure
+from shared.worker_runtime.retry_policy import RETRY, RetryPolicy
 
 log = structlog.get_logger(__name__)
 
@@ -32,11 +32,13 @@ class Dispatcher:
         *,
         concurrency: int = 32,
         on_outcomes: Callable[[], None] | None = None,
+        retry: RetryPolicy = RETRY,
     ) -> None:
         self._engine = engine
         self._channels = channels
         self._limit = asyncio.Semaphore(concurrency)
         self._on_outcomes = on_outcomes
+        self._retry = retry
 
     async def deliver(self, items: Sequence[tuple[Action, str]]) -> None:
         """Delivers each (action, channel) once and stores sent/failed with the outcome rows.
@@ -48,14 +50,9 @@ class Dispatcher:
         if not items:
             return
         results = await asyncio.gather(*(self._deliver_one(action, channel) for action, channel in items))
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception(is_transient),
-            wait=wait_exponential(multiplier=0.2, max=5),
-            stop=stop_after_delay(RECORD_RETRY_S),
-            reraise=True,
-        ):
-            with attempt:
-                await self._record(items, results)
+        await self._retry.call(
+            "notifier.record_results", lambda: self._record(items, results), give_up_after_s=RECORD_RETRY_S
+        )
 
     async def _record(self, items: Sequence[tuple[Action, str]], results: Sequence[repository.DeliveryResult]) -> None:
         at = datetime.now(UTC)
@@ -96,8 +93,8 @@ class Dispatcher:
                 status, reason = "sent", None
             except DeliveryError as exc:
                 status, reason, attempts = "failed", exc.reason, exc.attempts
-            except Exception:
-                log.exception("notifier.channel_error", channel=channel_name, action_id=action.action_id)
+            except Exception as error:  # recorded as failed/channel_error
+                report_failure("notifier.channel", error, channel=channel_name, action_id=action.action_id)
                 status, reason, attempts = "failed", "channel_error", 1
             metrics.DELIVERY_SECONDS.labels(channel=channel_name).observe(time.perf_counter() - started)
         if status == "failed":

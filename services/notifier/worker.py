@@ -9,19 +9,19 @@ rows delivered. A crash in between leaves them ``sending``: they are later marke
 No action can stall the loop: a record that is not a valid action (or whose time lies
 outside the business-time window) is skipped, and a batch that fails for any reason but
 an outage is split until the one action behind the failure stands alone and is skipped,
-logged and counted; an outage is retried with backoff from the batch's first records.
+logged and counted; after an outage the worker runtime's consume loop reads the batch
+again from its first records, with backoff (``shared.worker_runtime.batch_loop``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -33,12 +33,15 @@ from shared.contract.actions import Action, NotificationOutcome, NotificationSta
 from shared.db.errors import describe, is_transient
 from shared.domain.playbook import Playbook
 from shared.kafka_io import TopicGuard
+from shared.observability import report_failure
 from shared.progress import PartitionProgress
 from shared.settings import Settings
+from shared.worker_runtime.batch_loop import BatchLoop
+from shared.worker_runtime.retry_policy import RETRY, RetryPolicy
+from shared.worker_runtime.watchers import every
 
 log = structlog.get_logger(__name__)
 
-TOPIC_RECHECK_S = 5.0
 BATCH_MAX_RECORDS = 500
 BATCH_TIMEOUT_MS = 200
 DUE_BATCH = 500
@@ -56,16 +59,32 @@ class NotifierWorker:
         on_outcomes: Callable[[], None] | None = None,
         progress: PartitionProgress | None = None,
         topics: TopicGuard | None = None,
+        retry: RetryPolicy = RETRY,
     ) -> None:
         self._settings = settings
         self._playbook = playbook
         self._engine = engine
         self._consumer = consumer
         self._channels = channels
-        self._dispatcher = Dispatcher(engine, channels, on_outcomes=on_outcomes)
+        self._dispatcher = Dispatcher(engine, channels, on_outcomes=on_outcomes, retry=retry)
         self.progress = progress or PartitionProgress(settings.stall_after_s)
-        self._topics = topics
-        self.ready = False
+        self.loop = BatchLoop(
+            consumer,
+            handle=self._handle_isolating,
+            settle=self._deliver,
+            service="notifier",
+            max_records=BATCH_MAX_RECORDS,
+            timeout_ms=BATCH_TIMEOUT_MS,
+            progress=self.progress,
+            topics=topics,
+            retry=retry,
+            prepare=self.recover_interrupted,
+        )
+
+    @property
+    def ready(self) -> bool:
+        """The consume loop runs: deliveries a dead process left ``sending`` were given up first."""
+        return self.loop.running
 
     @property
     def stale_after_s(self) -> float:
@@ -80,43 +99,7 @@ class NotifierWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consumes until ``stop`` is set; the batch in hand is finished first."""
-        await self.recover_interrupted()
-        self.ready = True
-        failures = 0
-        while not stop.is_set():
-            if self._topics is not None and self._topics.missing:
-                try:
-                    missing = await self._topics.ensure()
-                except Exception as error:
-                    log.error("notifier.topic_check_failed", error=describe(error))
-                    missing = self._topics.missing
-                if missing:
-                    await _pause(stop, TOPIC_RECHECK_S)
-                    continue
-            polled = await self._consumer.getmany(timeout_ms=BATCH_TIMEOUT_MS, max_records=BATCH_MAX_RECORDS)
-            records = [record for batch in polled.values() for record in batch]
-            if not records:
-                continue
-            try:
-                sending = await self._handle_isolating(records)
-            except Exception as error:
-                # An outage: nothing was stored. Rewind to the batch's first records and try again.
-                failures += 1
-                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
-                log.error("notifier.batch_failed", records=len(records), error=describe(error), retry_in_s=delay)
-                self._rewind(polled)
-                await _pause(stop, delay)
-                continue
-            failures = 0
-            offsets = {TopicPartition(tp.topic, tp.partition): batch[-1].offset + 1 for tp, batch in polled.items()}
-            try:
-                await self._consumer.commit(offsets)
-            except Exception as error:
-                # The batch is stored; a re-read finds every (action, channel) already claimed.
-                log.error("notifier.offset_commit_failed", error=describe(error))
-            else:
-                self.progress.committed(offsets)
-            await self._deliver(sending)
+        await self.loop.run(stop)
 
     async def _handle_isolating(self, records: Sequence[Any]) -> list[tuple[Action, str]]:
         """``handle``, splitting the batch around an action that fails for any reason but an outage."""
@@ -139,14 +122,6 @@ class NotifierWorker:
             middle = len(records) // 2
             first = await self._handle_isolating(records[:middle])
             return first + await self._handle_isolating(records[middle:])
-
-    def _rewind(self, polled: dict[Any, list[Any]]) -> None:
-        for partition, batch in polled.items():
-            try:
-                self._consumer.seek(partition, batch[0].offset)
-            except Exception:
-                # Revoked meanwhile: its new owner starts from the committed offset anyway.
-                log.warning("notifier.rewind_failed", partition=str(partition))
 
     async def handle(self, records: Sequence[Any]) -> list[tuple[Action, str]]:
         """Decides one batch in one transaction; returns the (action, channel) pairs to deliver now."""
@@ -188,51 +163,60 @@ class NotifierWorker:
         actions: list[Action] = []
         for record in records:
             metrics.ACTIONS_CONSUMED.inc()
-            try:
-                if record.value is None:
-                    raise ValueError("empty record")
-                if len(record.value) > self._settings.max_record_bytes:
-                    raise ValueError(f"record larger than {self._settings.max_record_bytes} bytes")
-                action = Action.model_validate_json(record.value)
-                if "\\u0000" in action.model_dump_json():
-                    raise ValueError("NUL character, which PostgreSQL text cannot store")
-                bounds = self._playbook.for_shop(action.shop_id).business_time
-                if not bounds.contains(action.occurred_at, datetime.now(UTC)):
-                    raise ValueError(f"occurred_at {bounds.describe()}")
+            action, reason = self._action_of(record)
+            if action is not None:
                 actions.append(action)
-            except (ValidationError, ValueError) as exc:
-                metrics.INVALID_ACTIONS.inc()
-                log.warning(
-                    "notifier.invalid_action",
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                    error=str(exc).splitlines()[0][:200],
-                )
+                continue
+            metrics.INVALID_ACTIONS.inc()
+            log.warning(
+                "notifier.invalid_action",
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                reason=reason,
+            )
         return actions
 
+    def _action_of(self, record: Any) -> tuple[Action | None, str]:
+        """The record's action, or why it is not one (never quoting what it holds)."""
+        if record.value is None:
+            return None, "empty"
+        if len(record.value) > self._settings.max_record_bytes:
+            return None, f"larger than {self._settings.max_record_bytes} bytes"
+        try:
+            action = Action.model_validate_json(record.value)
+        except ValidationError as error:
+            kinds = sorted({detail["type"] for detail in error.errors(include_input=False, include_url=False)})
+            return None, f"not an action ({', '.join(kinds)})"
+        if "\\u0000" in action.model_dump_json():
+            return None, "NUL character, which PostgreSQL text cannot store"
+        bounds = self._playbook.for_shop(action.shop_id).business_time
+        if not bounds.contains(action.occurred_at, datetime.now(UTC)):
+            return None, f"occurred_at {bounds.describe()}"
+        return action, ""
+
     async def _deliver(self, items: Sequence[tuple[Action, str]]) -> None:
+        """Delivers and records; when recording fails for good the rows stay ``sending`` and are
+        later given up as ``interrupted`` (never delivered twice), so the failure is reported, not raised."""
         try:
             await self._dispatcher.deliver(items)
-        except Exception:
-            log.exception("notifier.record_failed", deliveries=len(items))
+        except Exception as error:
+            report_failure("notifier.record", error, deliveries=len(items))
 
     async def run_deferred(self, stop: asyncio.Event) -> None:
         """Every notifier_deferred_poll_ms, delivers deferred rows that came due; sweeps interrupted ones."""
-        interval = self._settings.notifier_deferred_poll_ms / 1000
         loop = asyncio.get_running_loop()
         next_sweep = loop.time() + self.stale_after_s / 2
-        while not stop.is_set():
-            try:
-                while await self.deliver_due() >= DUE_BATCH and not stop.is_set():
-                    pass
-                if loop.time() >= next_sweep:
-                    next_sweep = loop.time() + self.stale_after_s / 2
-                    await self.recover_interrupted()
-            except Exception:
-                log.exception("notifier.deferred_failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)
+
+        async def round_() -> None:
+            nonlocal next_sweep
+            while await self.deliver_due() >= DUE_BATCH and not stop.is_set():
+                pass
+            if loop.time() >= next_sweep:
+                next_sweep = loop.time() + self.stale_after_s / 2
+                await self.recover_interrupted()
+
+        await every("notifier.deferred", self._settings.notifier_deferred_poll_ms / 1000, round_, stop)
 
     async def deliver_due(self) -> int:
         """Claims due deferred rows, re-checks consent, delivers; returns how many were claimed.
@@ -285,11 +269,6 @@ class NotifierWorker:
         if rows:
             log.warning("notifier.interrupted_deliveries_failed", count=len(rows))
         return len(rows)
-
-
-async def _pause(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
 def _outcome(

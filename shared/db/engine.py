@@ -6,13 +6,11 @@ import asyncio
 from typing import Any
 
 import orjson
-import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from shared.observability import report_failure
 from shared.settings import Settings
-
-log = structlog.get_logger(__name__)
 
 
 def dump_json(value: Any) -> str:
@@ -41,7 +39,7 @@ async def database_ready(engine: AsyncEngine, timeout_s: float = 2.0) -> bool:
     try:
         async with asyncio.timeout(timeout_s), engine.connect() as connection:
             await connection.execute(text("select 1"))
-    except Exception as exc:
-        log.warning("readiness.database_unavailable", error_type=type(exc).__name__)
+    except Exception as error:
+        report_failure("readiness.database", error, level="warning")
         return False
     return True
