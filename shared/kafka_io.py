@@ -82,7 +82,7 @@ class TopicGuard:
                     try:
                         await admin.create_topics([new])
                     except TopicAlreadyExistsError as error:  # another instance was quicker: fine
-                        report_failure("kafka.create_topic", error, level="info", topic=topic)
+                        report_failure("kafka.create_topic", error, level="info", stack=False, topic=topic)
                 existing = set(await admin.list_topics())
                 missing = [topic for topic in self._topics if topic not in existing]
         finally:

@@ -90,16 +90,19 @@ def is_outage(error: BaseException) -> bool:
     return isinstance(error, KafkaError) and bool(error.retriable)
 
 
-def report_failure(operation: str, error: BaseException, *, level: str = "error", **fields: Any) -> None:
+def report_failure(
+    operation: str, error: BaseException, *, level: str = "error", stack: bool | None = None, **fields: Any
+) -> None:
     """The one way to handle an exception without raising it: a log line and a metric.
 
     Logs ``<operation>_failed`` (a dotted name, e.g. ``notifier.offset_commit_failed``) with
     the error's type and SQLSTATE but never its message, which may quote a member's data,
-    and counts it in ``handled_errors_total{operation, error}``. An error that does not look
-    like an outage is logged with its stack frames too (still without its message): it may be a bug.
+    and counts it in ``handled_errors_total{operation, error}``. Unless ``stack`` says otherwise,
+    an error that does not look like an outage is logged with its stack frames too (still
+    without its message): it may be a bug.
     """
     HANDLED_ERRORS.labels(operation, error_type(error)).inc()
-    if not is_outage(error):
+    if stack if stack is not None else not is_outage(error):
         fields["exc_info"] = error
     log = structlog.get_logger(__name__)  # bound when called, after configure_logging
     getattr(log, level)(f"{operation}_failed", error=describe(error), **fields)

@@ -123,8 +123,14 @@ class BatchLoop(Generic[R]):
         except Exception as error:
             # The batch is stored. Whoever reads these records again (the partition's new
             # owner after a rebalance, this process after a restart) finds them processed.
-            level = "warning" if isinstance(error, CommitFailedError) else "error"
-            report_failure(f"{self._service}.offset_commit", error, level=level, partitions=len(offsets))
+            rebalanced = isinstance(error, CommitFailedError)
+            report_failure(
+                f"{self._service}.offset_commit",
+                error,
+                level="warning" if rebalanced else "error",
+                stack=False if rebalanced else None,
+                partitions=len(offsets),
+            )
         else:
             self._progress.committed(offsets)
 
@@ -143,6 +149,7 @@ class BatchLoop(Generic[R]):
                     f"{self._service}.rewind",
                     error,
                     level="warning",
+                    stack=False,
                     topic=partition.topic,
                     partition=partition.partition,
                 )
