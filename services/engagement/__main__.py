@@ -101,7 +101,12 @@ async def main() -> int:
         timeout_s=settings.dlq_send_timeout_s,
     )
     handler = EngagementBatchHandler(
-        BatchProcessor(SqlUnitOfWork.factory(engine, _member_cache(settings)), playbook, settings.max_record_bytes),
+        BatchProcessor(
+            SqlUnitOfWork.factory(engine, _member_cache(settings)),
+            playbook,
+            settings.max_record_bytes,
+            settings.engagement_lanes,
+        ),
         dead_letters,
         on_committed=runtime.relay.wake,
         stop=runtime.stop,
