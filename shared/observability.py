@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from sqlalchemy.exc import DBAPIError
 
-from shared.db.errors import describe, is_transient
+from shared.db.error_triage import describe, is_transient
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
 """Named checks, e.g. ``{"database": True, "kafka": True, "topics": True, "partitions": False}``."""

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.engagement import metrics
+from services.engagement import engagement_metrics as metrics
 from services.engagement.batch_handler import EngagementBatchHandler
 from services.engagement.dead_letters import DeadLetterPublisher
 from services.engagement.processor import BatchProcessor

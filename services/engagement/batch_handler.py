@@ -15,11 +15,11 @@ import structlog
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy.exc import DBAPIError
 
-from services.engagement import metrics
+from services.engagement import engagement_metrics as metrics
 from services.engagement.dead_letters import DeadLetterPublisher
 from services.engagement.decode import Rejection
 from services.engagement.processor import BatchProcessor, BatchResult
-from shared.db.errors import describe, is_transient
+from shared.db.error_triage import describe, is_transient
 from shared.observability import report_failure
 from shared.worker_runtime.retry_policy import RETRY, RetryPolicy
 

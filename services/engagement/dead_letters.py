@@ -20,7 +20,7 @@ from aiokafka.structs import ConsumerRecord
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.engagement import metrics
+from services.engagement import engagement_metrics as metrics
 from services.engagement.decode import Rejection
 from shared.contract.actions import DeadLetter
 from shared.db.schema import dead_letters

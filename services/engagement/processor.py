@@ -26,7 +26,7 @@ import structlog
 from aiokafka.structs import ConsumerRecord
 
 from services.engagement.decode import Rejection, decode
-from shared.db.errors import describe
+from shared.db.error_triage import describe
 from shared.domain.engagement import MemberContext, apply_event, settle
 from shared.domain.model import ActionDecision, Event
 from shared.domain.playbook import Playbook

@@ -13,7 +13,7 @@ import asyncio
 
 import structlog
 
-from services.notifier import metrics
+from services.notifier import notifier_metrics as metrics
 from services.notifier.channels import ConfigurationError, build_channels
 from services.notifier.worker import NotifierWorker
 from shared.db.engine import create_engine

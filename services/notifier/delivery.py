@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.notifier import metrics, repository
+from services.notifier import delivery_store
+from services.notifier import notifier_metrics as metrics
 from services.notifier.channels import Channel, DeliveryError
 from services.notifier.outcomes import make_outcome, notification_id
 from shared.contract.actions import Action
@@ -54,11 +55,13 @@ class Dispatcher:
             "notifier.record_results", lambda: self._record(items, results), give_up_after_s=RECORD_RETRY_S
         )
 
-    async def _record(self, items: Sequence[tuple[Action, str]], results: Sequence[repository.DeliveryResult]) -> None:
+    async def _record(
+        self, items: Sequence[tuple[Action, str]], results: Sequence[delivery_store.DeliveryResult]
+    ) -> None:
         at = datetime.now(UTC)
         by_key = {(action.action_id, channel): action for action, channel in items}
         async with self._engine.begin() as connection:
-            updated = await repository.record_results(connection, results)
+            updated = await delivery_store.record_results(connection, results)
             outcomes = [
                 make_outcome(
                     action_id=result.action_id,
@@ -72,7 +75,7 @@ class Dispatcher:
                 for result in results
                 if (result.action_id, result.channel) in updated
             ]
-            written = await repository.insert_outcomes(connection, outcomes)
+            written = await delivery_store.insert_outcomes(connection, outcomes)
         self.recorded(written)
 
     def recorded(self, written: Sequence[tuple[str, str]]) -> None:
@@ -82,7 +85,7 @@ class Dispatcher:
         if written and self._on_outcomes is not None:
             self._on_outcomes()
 
-    async def _deliver_one(self, action: Action, channel_name: str) -> repository.DeliveryResult:
+    async def _deliver_one(self, action: Action, channel_name: str) -> delivery_store.DeliveryResult:
         channel = self._channels.get(channel_name)
         async with self._limit:
             started = time.perf_counter()
@@ -99,4 +102,4 @@ class Dispatcher:
             metrics.DELIVERY_SECONDS.labels(channel=channel_name).observe(time.perf_counter() - started)
         if status == "failed":
             log.warning("notifier.delivery_failed", channel=channel_name, action_id=action.action_id, reason=reason)
-        return repository.DeliveryResult(action.action_id, channel_name, status, reason, attempts)
+        return delivery_store.DeliveryResult(action.action_id, channel_name, status, reason, attempts)

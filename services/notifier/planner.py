@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from services.notifier.repository import MemberContact, WindowQuery
+from services.notifier.delivery_store import MemberContact, WindowQuery
 from shared.contract.actions import Action
 from shared.domain.contact_policy import Decision, decide, window_start
 from shared.domain.playbook import Playbook

@@ -25,12 +25,13 @@ from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.notifier import metrics, planner, repository
+from services.notifier import delivery_store, planner
+from services.notifier import notifier_metrics as metrics
 from services.notifier.channels import Channel
 from services.notifier.delivery import Dispatcher
 from services.notifier.outcomes import make_outcome
 from shared.contract.actions import Action, NotificationOutcome, NotificationStatus
-from shared.db.errors import describe, is_transient
+from shared.db.error_triage import describe, is_transient
 from shared.domain.playbook import Playbook
 from shared.kafka_io import TopicGuard
 from shared.observability import report_failure
@@ -129,15 +130,15 @@ class NotifierWorker:
         channels = list(self._channels)
         at = datetime.now(UTC)
         async with self._engine.begin() as connection:
-            new = await repository.insert_deliveries(connection, [(a, c) for a in actions for c in channels])
+            new = await delivery_store.insert_deliveries(connection, [(a, c) for a in actions for c in channels])
             fresh = [a for a in actions if any((a.action_id, c) in new for c in channels)]
             incentives = [a for a in fresh if a.category == "incentive"]
-            contacts = await repository.load_contacts(connection, [(a.shop_id, a.member_id) for a in incentives])
-            counts = await repository.count_recent_incentives(
+            contacts = await delivery_store.load_contacts(connection, [(a.shop_id, a.member_id) for a in incentives])
+            counts = await delivery_store.count_recent_incentives(
                 connection, planner.window_queries(fresh, self._playbook), [a.action_id for a in fresh]
             )
             decisions = planner.plan(fresh, self._playbook, contacts, counts)
-            changes: list[repository.StatusChange] = []
+            changes: list[delivery_store.StatusChange] = []
             outcomes: list[NotificationOutcome] = []
             sending: list[tuple[Action, str]] = []
             for action, decision in zip(fresh, decisions, strict=True):
@@ -145,16 +146,16 @@ class NotifierWorker:
                     if (action.action_id, channel) not in new:
                         continue
                     if decision.kind == "send":
-                        changes.append(repository.StatusChange(action.action_id, channel, repository.SENDING))
+                        changes.append(delivery_store.StatusChange(action.action_id, channel, delivery_store.SENDING))
                         sending.append((action, channel))
                         continue
                     status: NotificationStatus = "suppressed" if decision.kind == "suppress" else "deferred"
                     changes.append(
-                        repository.StatusChange(action.action_id, channel, status, decision.reason, decision.due_at)
+                        delivery_store.StatusChange(action.action_id, channel, status, decision.reason, decision.due_at)
                     )
                     outcomes.append(_outcome(action, channel, status, decision.reason, at))
-            await repository.change_statuses(connection, repository.PENDING, changes)
-            written = await repository.insert_outcomes(connection, outcomes)
+            await delivery_store.change_statuses(connection, delivery_store.PENDING, changes)
+            written = await delivery_store.insert_outcomes(connection, outcomes)
         self._dispatcher.recorded(written)
         return sending
 
@@ -226,21 +227,23 @@ class NotifierWorker:
         """
         at = datetime.now(UTC)
         async with self._engine.begin() as connection:
-            claimed = await repository.claim_due(connection, DUE_BATCH)
-            changes: list[repository.StatusChange] = []
+            claimed = await delivery_store.claim_due(connection, DUE_BATCH)
+            changes: list[delivery_store.StatusChange] = []
             outcomes: list[NotificationOutcome] = []
             sending: list[tuple[Action, str]] = []
             for item in claimed:
                 if item.action.category == "incentive" and item.consent is not True:
                     changes.append(
-                        repository.StatusChange(item.action.action_id, item.channel, "suppressed", "no_consent")
+                        delivery_store.StatusChange(item.action.action_id, item.channel, "suppressed", "no_consent")
                     )
                     outcomes.append(_outcome(item.action, item.channel, "suppressed", "no_consent", at))
                 else:
-                    changes.append(repository.StatusChange(item.action.action_id, item.channel, repository.SENDING))
+                    changes.append(
+                        delivery_store.StatusChange(item.action.action_id, item.channel, delivery_store.SENDING)
+                    )
                     sending.append((item.action, item.channel))
-            await repository.change_statuses(connection, "deferred", changes)
-            written = await repository.insert_outcomes(connection, outcomes)
+            await delivery_store.change_statuses(connection, "deferred", changes)
+            written = await delivery_store.insert_outcomes(connection, outcomes)
         self._dispatcher.recorded(written)
         await self._deliver(sending)
         return len(claimed)
@@ -249,8 +252,8 @@ class NotifierWorker:
         """Gives up deliveries left ``sending`` by a dead process (see ``stale_after_s``)."""
         at = datetime.now(UTC)
         async with self._engine.begin() as connection:
-            rows = await repository.fail_interrupted(connection, self.stale_after_s)
-            written = await repository.insert_outcomes(
+            rows = await delivery_store.fail_interrupted(connection, self.stale_after_s)
+            written = await delivery_store.insert_outcomes(
                 connection,
                 [
                     make_outcome(

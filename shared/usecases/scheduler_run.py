@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from shared.db.errors import describe
+from shared.db.error_triage import describe
 from shared.domain.decisions import MemberContext
 from shared.domain.due_rules import run_due
 from shared.domain.model import ActionDecision

@@ -27,7 +27,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.stop import stop_base
 from tenacity.wait import wait_exponential_jitter
 
-from shared.db.errors import describe, is_transient
+from shared.db.error_triage import describe, is_transient
 from shared.observability import error_type, is_outage, report_failure
 from shared.worker_runtime.stopping import pause
 

@@ -23,7 +23,8 @@ from pydantic import SecretStr
 from sqlalchemy import and_, func, insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.notifier import metrics, repository
+from services.notifier import delivery_store
+from services.notifier import notifier_metrics as metrics
 from services.notifier.channels import ConfigurationError, build_channels
 from services.notifier.outcomes import notification_id
 from services.notifier.worker import NotifierWorker
@@ -394,7 +395,7 @@ async def test_an_action_the_database_cannot_store_is_skipped_alone_and_the_batc
 async def test_a_batch_that_fails_to_store_is_read_again(
     engine: AsyncEngine, notifier_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = repository.insert_deliveries
+    real = delivery_store.insert_deliveries
     calls = 0
 
     async def flaky(connection: AsyncConnection, rows: Sequence[tuple[Action, str]]) -> set[tuple[str, str]]:
@@ -404,7 +405,7 @@ async def test_a_batch_that_fails_to_store_is_read_again(
             raise OSError("database went away")
         return await real(connection, rows)
 
-    monkeypatch.setattr(repository, "insert_deliveries", flaky)
+    monkeypatch.setattr(delivery_store, "insert_deliveries", flaky)
     care = make_action(category="care")
     await produce(notifier_settings, care)  # the fresh group's very first batch: no committed offset yet
     async with running_notifier(notifier_settings):
@@ -416,17 +417,19 @@ async def test_a_batch_that_fails_to_store_is_read_again(
 async def test_a_delivery_whose_recording_meets_an_outage_is_recorded_once_the_database_is_back(
     engine: AsyncEngine, notifier_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = repository.record_results
+    real = delivery_store.record_results
     calls = 0
 
-    async def flaky(connection: AsyncConnection, results: Sequence[repository.DeliveryResult]) -> set[tuple[str, str]]:
+    async def flaky(
+        connection: AsyncConnection, results: Sequence[delivery_store.DeliveryResult]
+    ) -> set[tuple[str, str]]:
         nonlocal calls
         calls += 1
         if calls <= 2:
             raise OSError("database went away")
         return await real(connection, results)
 
-    monkeypatch.setattr(repository, "record_results", flaky)
+    monkeypatch.setattr(delivery_store, "record_results", flaky)
     care = make_action(category="care")
     async with running_notifier(notifier_settings):
         await produce(notifier_settings, care)

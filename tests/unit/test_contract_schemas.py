@@ -15,7 +15,7 @@ import pytest
 from services.engagement.decode import Rejection, decode
 from shared.contract.actions import Action, DeadLetter, NotificationOutcome
 from shared.contract.events import EVENT_ADAPTER, EVENT_MODELS
-from shared.contract.schemas import SCHEMA_DIR, main, render_all, stale_files
+from shared.contract.json_schemas import SCHEMA_DIR, main, render_all, stale_files
 from shared.domain.model import Event
 from shared.playbook_file import load_playbook
 
@@ -189,7 +189,7 @@ DEAD_LETTER_EXAMPLE: dict[str, Any] = {
 
 
 def test_committed_schemas_are_current() -> None:
-    assert stale_files() == [], "run `python -m shared.contract.schemas` and commit docs/schemas/"
+    assert stale_files() == [], "run `python -m shared.contract.json_schemas` and commit docs/schemas/"
 
 
 def test_a_schema_for_every_event_type_and_output() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from shared.db.errors import is_transient
+from shared.db.error_triage import is_transient
 
 
 class _DriverError(Exception):

@@ -6,8 +6,8 @@ is what producers must send, and one per output message (``action.json``,
 consumers receive. The files are committed under ``docs/schemas/``; regenerate them
 after changing a contract model::
 
-    python -m shared.contract.schemas            # write docs/schemas/*.json
-    python -m shared.contract.schemas --check    # exit 1 and list stale files
+    python -m shared.contract.json_schemas            # write docs/schemas/*.json
+    python -m shared.contract.json_schemas --check    # exit 1 and list stale files
 
 Output is deterministic (sorted keys, two-space indent, trailing newline), so a
 model change shows up as a reviewable diff and the check is a plain text comparison.
@@ -31,7 +31,7 @@ from shared.contract.events import EVENT_MODELS
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "docs" / "schemas"
-GENERATED_NOTE = "Generated from the contract models by `python -m shared.contract.schemas`; do not edit."
+GENERATED_NOTE = "Generated from the contract models by `python -m shared.contract.json_schemas`; do not edit."
 
 Mode = Literal["validation", "serialization"]
 
@@ -113,7 +113,7 @@ def write_all(directory: Path = SCHEMA_DIR) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code."""
     parser = argparse.ArgumentParser(
-        prog="python -m shared.contract.schemas", description="Generate the contract JSON Schemas."
+        prog="python -m shared.contract.json_schemas", description="Generate the contract JSON Schemas."
     )
     parser.add_argument("--check", action="store_true", help="do not write; exit 1 if any file is stale")
     parser.add_argument("--dir", type=Path, default=SCHEMA_DIR, help=f"schema directory (default {SCHEMA_DIR})")
@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in stale:
             print(f"stale: {directory / name}", file=sys.stderr)
         if stale:
-            print("run `python -m shared.contract.schemas` to regenerate", file=sys.stderr)
+            print("run `python -m shared.contract.json_schemas` to regenerate", file=sys.stderr)
             return 1
         return 0
     for name in write_all(directory):
