@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.contract.events import EVENT_ADAPTER
-from shared.domain.model import Event
+from shared.domain.events import Event, OrderCreated, OrderPaid, RefundEvent
 from shared.domain.playbook import Playbook
 
 
@@ -72,16 +72,12 @@ def decode(value: bytes | None, playbook: Playbook, max_bytes: int, now: datetim
     shop = playbook.for_shop(parsed.shopid)
     if not shop.business_time.contains(parsed.time, now or datetime.now(UTC)):
         return Rejection("time_out_of_range", f"time: {shop.business_time.describe()}")
-    data = dict(parsed.data.__dict__)
-    currency = data.get("currency")
-    if currency is not None:
-        expected = shop.currency
-        if currency != expected:
-            return Rejection("wrong_currency", f"currency {currency} differs from the shop's {expected}")
+    data = parsed.data.to_domain(parsed.type)
+    if isinstance(data, OrderCreated | OrderPaid | RefundEvent) and data.currency != shop.currency:
+        return Rejection("wrong_currency", f"currency {data.currency} differs from the shop's {shop.currency}")
     return Event(
         source=parsed.source,
         id=parsed.id,
-        type=parsed.type,
         time=parsed.time,
         shop_id=parsed.shopid,
         member_id=parsed.memberid,

@@ -1,7 +1,8 @@
 """Input events: CloudEvents 1.0 envelopes (structured JSON mode) and their payloads.
 
 One pydantic model per event type, joined in a union discriminated by ``type``, so a
-raw Kafka record is parsed and validated in a single pass by pydantic-core.
+raw Kafka record is parsed and validated in a single pass by pydantic-core. Each payload
+model turns itself into the domain's typed payload (``to_domain``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pydantic import (
     TypeAdapter,
     model_validator,
 )
+
+from shared.domain import events as domain
 
 Identifier = Annotated[str, Field(min_length=1, max_length=200)]
 Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2, allow_inf_nan=False)]
@@ -52,11 +55,19 @@ def _check_timezone(value: str) -> str:
 Birthday = Annotated[str, AfterValidator(_check_birthday)]
 TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
 
+SHIPMENT_STATUS: dict[str, domain.ShipmentStatus] = {f"shipment.{s}": s for s in domain.SHIPMENT_STATUSES}
+REFUND_STATUS: dict[str, domain.RefundStatus] = {f"refund.{s}": s for s in domain.REFUND_STATUSES}
+REVIEW_KIND: dict[str, domain.ReviewKind] = {f"review.{k}": k for k in domain.REVIEW_KINDS}
+
 
 class Payload(BaseModel):
     """Fields not named by the contract are ignored, so producers may add their own."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
+
+    def to_domain(self, event_type: str) -> domain.Payload:
+        """The domain's value of this payload, for an event of ``event_type``."""
+        raise NotImplementedError
 
 
 class MemberJoined(Payload):
@@ -64,6 +75,9 @@ class MemberJoined(Payload):
     birthday: Birthday | None = None
     timezone: TimeZoneName | None = None
     marketing_consent: StrictBool = True
+
+    def to_domain(self, event_type: str) -> domain.Payload:
+        return domain.MemberJoined(self.channel, self.birthday, self.timezone, self.marketing_consent)
 
 
 class MemberProfileUpdated(Payload):
@@ -77,15 +91,24 @@ class MemberProfileUpdated(Payload):
             raise ValueError("member.profile_updated needs at least one of birthday, timezone, channel")
         return self
 
+    def to_domain(self, event_type: str) -> domain.Payload:
+        return domain.ProfileUpdated(self.birthday, self.timezone, self.channel)
+
 
 class MemberConsentChanged(Payload):
     marketing_consent: StrictBool
+
+    def to_domain(self, event_type: str) -> domain.Payload:
+        return domain.ConsentChanged(self.marketing_consent)
 
 
 class OrderItem(Payload):
     sku: Identifier
     quantity: Annotated[int, Field(ge=1, strict=True)]
     unit_price: Money
+
+    def to_item(self) -> domain.OrderItem:
+        return domain.OrderItem(self.sku, self.quantity, self.unit_price)
 
 
 class OrderCreated(Payload):
@@ -96,6 +119,11 @@ class OrderCreated(Payload):
     coupon_codes: list[Identifier] | None = None
     channel: Identifier | None = None
 
+    def to_domain(self, event_type: str) -> domain.Payload:
+        items = tuple(item.to_item() for item in self.items) if self.items is not None else None
+        coupons = tuple(self.coupon_codes) if self.coupon_codes is not None else None
+        return domain.OrderCreated(self.order_id, self.amount, self.currency, items, coupons, self.channel)
+
 
 class OrderPaid(Payload):
     order_id: Identifier
@@ -103,9 +131,18 @@ class OrderPaid(Payload):
     currency: Currency
     coupon_codes: list[Identifier] | None = None
 
+    def to_domain(self, event_type: str) -> domain.Payload:
+        coupons = tuple(self.coupon_codes) if self.coupon_codes is not None else None
+        return domain.OrderPaid(self.order_id, self.amount, self.currency, coupons)
 
-class OrderRef(Payload):
+
+class OrderRef(Payload):  # order.cancelled and order.completed
     order_id: Identifier
+
+    def to_domain(self, event_type: str) -> domain.Payload:
+        if event_type == "order.cancelled":
+            return domain.OrderCancelled(self.order_id)
+        return domain.OrderCompleted(self.order_id)
 
 
 class Shipment(Payload):
@@ -115,6 +152,10 @@ class Shipment(Payload):
     tracking_no: str | None = None
     reason: str | None = None
 
+    def to_domain(self, event_type: str) -> domain.Payload:
+        status = SHIPMENT_STATUS[event_type]
+        return domain.ShipmentEvent(status, self.order_id, self.shipment_id, self.carrier, self.tracking_no)
+
 
 class Refund(Payload):
     order_id: Identifier
@@ -122,6 +163,9 @@ class Refund(Payload):
     amount: Money
     currency: Currency
     reason: str | None = None
+
+    def to_domain(self, event_type: str) -> domain.Payload:
+        return domain.RefundEvent(REFUND_STATUS[event_type], self.order_id, self.refund_id, self.amount, self.currency)
 
 
 class Review(Payload):
@@ -131,6 +175,12 @@ class Review(Payload):
     text_length: Count
     photo_count: Count
     video_count: Count | None = None
+
+    def to_domain(self, event_type: str) -> domain.Payload:
+        kind = REVIEW_KIND[event_type]
+        return domain.ReviewEvent(
+            kind, self.order_id, self.review_id, self.rating, self.text_length, self.photo_count, self.video_count
+        )
 
 
 class Envelope(BaseModel):
@@ -164,17 +214,9 @@ PAYLOAD_BY_TYPE: dict[str, type[Payload]] = {
     "order.paid": OrderPaid,
     "order.cancelled": OrderRef,
     "order.completed": OrderRef,
-    "shipment.shipped": Shipment,
-    "shipment.in_transit": Shipment,
-    "shipment.out_for_delivery": Shipment,
-    "shipment.delivered": Shipment,
-    "shipment.exception": Shipment,
-    "refund.requested": Refund,
-    "refund.approved": Refund,
-    "refund.rejected": Refund,
-    "refund.completed": Refund,
-    "review.posted": Review,
-    "review.appended": Review,
+    **dict.fromkeys(SHIPMENT_STATUS, Shipment),
+    **dict.fromkeys(REFUND_STATUS, Refund),
+    **dict.fromkeys(REVIEW_KIND, Review),
 }
 
 EVENT_MODELS: dict[str, type[Envelope]] = {name: _event(name, model) for name, model in PAYLOAD_BY_TYPE.items()}

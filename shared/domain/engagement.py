@@ -7,23 +7,37 @@ and applied, in business-time order, as soon as the order can take them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import assert_never
 
 from shared.domain import points
 from shared.domain.decisions import Decider, MemberContext, action_id, money
 from shared.domain.due_rules import next_due
+from shared.domain.events import (
+    ConsentChanged,
+    Event,
+    MemberJoined,
+    OrderCancelled,
+    OrderCompleted,
+    OrderCreated,
+    OrderPaid,
+    OrderPayload,
+    ProfileUpdated,
+    RefundEvent,
+    ReviewEvent,
+    ShipmentEvent,
+)
 from shared.domain.membership import refresh_standing, refresh_tier
-from shared.domain.model import ZERO, ActionDecision, Event, Member, Order
+from shared.domain.model import ZERO, ActionDecision, Member, Order
 from shared.domain.playbook import ShopPlaybook
 
 __all__ = ["MemberContext", "Outcome", "action_id", "apply_event", "settle"]
 
 # Events that need a paid order first; order.cancelled only needs the order to be known.
-_NEEDS_PAID_ORDER = ("shipment.", "refund.", "review.", "order.completed")
+_NEEDS_PAID_ORDER = (ShipmentEvent, RefundEvent, ReviewEvent, OrderCompleted)
 
 
 @dataclass(slots=True)
@@ -36,12 +50,13 @@ class Outcome:
     released: list[Event] = field(default_factory=list)
 
 
-def _order_variables(order: Order, event: Event) -> dict[str, object]:
-    """The ids a journey message names; free text (``reason``) is never copied into an action."""
-    variables: dict[str, object] = {"order_id": order.order_id}
-    for name in ("shipment_id", "carrier", "tracking_no", "refund_id"):
-        if event.data.get(name) is not None:
-            variables[name] = event.data[name]
+def _shipment_variables(order: Order, data: ShipmentEvent) -> dict[str, object]:
+    """The ids a journey message names; free text (``reason``) never reaches the domain."""
+    variables: dict[str, object] = {"order_id": order.order_id, "shipment_id": data.shipment_id}
+    if data.carrier is not None:
+        variables["carrier"] = data.carrier
+    if data.tracking_no is not None:
+        variables["tracking_no"] = data.tracking_no
     return variables
 
 
@@ -51,30 +66,34 @@ def _set_joined_at(member: Member, at: datetime) -> None:
         member.joined_at = at
 
 
-def _member_joined(decider: Decider) -> None:
-    member, data, at = decider.member, decider.event.data, decider.event.time
+def _member_joined(decider: Decider, data: MemberJoined) -> None:
+    member, at = decider.member, decider.event.time
     if member.joined_by_event:
         return  # a repeated join changes nothing
     member.joined_by_event = True
     _set_joined_at(member, at)
     _set_profile(member, data, at)
-    _set_consent(member, bool(data.get("marketing_consent", True)), at)
+    _set_consent(member, data.marketing_consent, at)
     refresh_tier(decider)
 
 
-def _profile_updated(decider: Decider) -> None:
-    _set_profile(decider.member, decider.event.data, decider.event.time)
-
-
-def _set_profile(member: Member, data: Mapping[str, Any], at: datetime) -> None:
+def _set_profile(member: Member, data: MemberJoined | ProfileUpdated, at: datetime) -> None:
     """Each profile field keeps its latest value by business time, whatever order events arrive in."""
-    for name in ("birthday", "timezone", "channel"):
-        if data.get(name) is None:
-            continue
-        known = member.profile_at.get(name)
-        if known is None or at >= datetime.fromisoformat(known):
-            setattr(member, name, data[name])
-            member.profile_at[name] = at.isoformat()
+    if data.birthday is not None and _profile_is_latest(member, "birthday", at):
+        member.birthday = data.birthday
+    if data.timezone is not None and _profile_is_latest(member, "timezone", at):
+        member.timezone = data.timezone
+    if data.channel is not None and _profile_is_latest(member, "channel", at):
+        member.channel = data.channel
+
+
+def _profile_is_latest(member: Member, name: str, at: datetime) -> bool:
+    """Whether a value of ``name`` given at ``at`` is not older than the one kept; if so, ``at`` is noted."""
+    known = member.profile_at.get(name)
+    if known is not None and at < datetime.fromisoformat(known):
+        return False
+    member.profile_at[name] = at.isoformat()
+    return True
 
 
 def _set_consent(member: Member, consent: bool, at: datetime) -> None:
@@ -83,23 +102,19 @@ def _set_consent(member: Member, consent: bool, at: datetime) -> None:
         member.marketing_consent, member.consent_at = consent, at
 
 
-def _consent_changed(decider: Decider) -> None:
-    _set_consent(decider.member, bool(decider.event.data["marketing_consent"]), decider.event.time)
-
-
-def _order_created(decider: Decider, order: Order) -> None:
+def _order_created(decider: Decider, order: Order, data: OrderCreated) -> None:
     """The order's ``amount`` is the one it was created with, even when the payment was consumed first."""
     event = decider.event
     if order.created_at is None or event.time < order.created_at:
         order.created_at = event.time
-        order.amount = event.data["amount"]
+        order.amount = data.amount
 
 
-def _order_paid(decider: Decider, order: Order) -> None:
+def _order_paid(decider: Decider, order: Order, data: OrderPaid) -> None:
     member, event, playbook = decider.member, decider.event, decider.playbook
     if order.is_paid:
         return  # the order was already paid: a second payment event is not a second order
-    amount: Decimal = event.data["amount"]
+    amount = data.amount
     order.paid_amount, order.paid_at = amount, event.time
     if order.created_at is None:
         order.amount = amount  # until an order.created says otherwise
@@ -117,7 +132,7 @@ def _order_paid(decider: Decider, order: Order) -> None:
     decider.care(
         "payment_confirmation",
         order.order_id,
-        {"order_id": order.order_id, "amount": money(amount), "currency": event.data["currency"]},
+        {"order_id": order.order_id, "amount": money(amount), "currency": data.currency},
     )
     earned = points.points_for(amount, playbook.points.per_currency_unit)
     if earned > 0:
@@ -159,9 +174,9 @@ def _order_completed(decider: Decider, order: Order) -> None:
 
 
 _SHIPMENT_RULES = {
-    "shipment.shipped": "shipped_notice",
-    "shipment.out_for_delivery": "out_for_delivery_notice",
-    "shipment.delivered": "delivered_notice",
+    "shipped": "shipped_notice",
+    "out_for_delivery": "out_for_delivery_notice",
+    "delivered": "delivered_notice",
 }
 
 
@@ -183,26 +198,25 @@ def _earliest(record: dict[str, str], stamp: str, at: datetime) -> None:
         record[stamp] = at.isoformat()
 
 
-def _shipment(decider: Decider, order: Order) -> None:
+def _shipment(decider: Decider, order: Order, data: ShipmentEvent) -> None:
     """Status, carrier and tracking number are those of the latest event by business time, whatever arrived last."""
-    event = decider.event
-    status = event.type.removeprefix("shipment.")
-    shipment_id = str(event.data["shipment_id"])
+    event, status, shipment_id = decider.event, data.status, data.shipment_id
     record = order.shipments.setdefault(shipment_id, {})
     _latest(record, "status", status, event.time)
-    for name in ("carrier", "tracking_no"):
-        if event.data.get(name):
-            _latest(record, name, str(event.data[name]), event.time)
+    if data.carrier:
+        _latest(record, "carrier", data.carrier, event.time)
+    if data.tracking_no:
+        _latest(record, "tracking_no", data.tracking_no, event.time)
     if status in ("shipped", "delivered"):
         _earliest(record, f"{status}_at", event.time)
     order.shipment_status = _latest_status(order)
-    variables = _order_variables(order, event)
-    rule = _SHIPMENT_RULES.get(event.type)
+    variables = _shipment_variables(order, data)
+    rule = _SHIPMENT_RULES.get(status)
     if rule == "delivered_notice":
         variables["review_invitation"] = True
     if rule is not None:
         decider.care(rule, f"{order.order_id}|{shipment_id}", variables)
-    elif event.type == "shipment.exception":
+    elif status == "exception":
         decider.care("logistics_exception_care", f"{event.source}|{event.id}", variables)
 
 
@@ -221,24 +235,26 @@ _REFUND_RULES = {
 }
 
 
-def _refund(decider: Decider, order: Order) -> None:
+def _refund(decider: Decider, order: Order, data: RefundEvent) -> None:
     """A refund's status is its latest stage by business time, and completion is final.
 
     Each stage is acknowledged once, also when it is consumed after the completion it
     preceded in business time; a stage dated after the completion is ignored.
     """
-    event = decider.event
-    refund_id = str(event.data["refund_id"])
-    status = event.type.removeprefix("refund.")
+    event, refund_id, status = decider.event, data.refund_id, data.status
     entry = order.refunds.setdefault(refund_id, {})
     completed_at = entry.get("completed_at")
     if completed_at is not None and (status == "completed" or event.time > datetime.fromisoformat(completed_at)):
         return  # a completed refund is final
-    amount = money(event.data["amount"])
+    amount = money(data.amount)
     if status == "completed" or (completed_at is None and _is_latest(entry, "status", event.time)):
         entry.update(status=status, status_at=event.time.isoformat(), amount=amount)
-    variables = _order_variables(order, event)
-    variables.update(amount=amount, currency=event.data["currency"])
+    variables: dict[str, object] = {
+        "order_id": order.order_id,
+        "refund_id": refund_id,
+        "amount": amount,
+        "currency": data.currency,
+    }
     if status != "completed":
         decider.care(_REFUND_RULES[status], refund_id, variables)
         return
@@ -277,11 +293,10 @@ def _apply_refunds(decider: Decider, order: Order) -> None:
         _uncount(member, order)
 
 
-def _review(decider: Decider, order: Order) -> None:
+def _review(decider: Decider, order: Order, data: ReviewEvent) -> None:
     event = decider.event
-    data = event.data
-    review = order.reviews.setdefault(str(data["review_id"]), {"appended": []})
-    if event.type == "review.appended":
+    review = order.reviews.setdefault(data.review_id, {"appended": []})
+    if data.kind == "appended":
         stamp = event.time.isoformat()
         if stamp not in review["appended"]:
             review["appended"] = sorted([*review["appended"], stamp], key=datetime.fromisoformat)
@@ -290,10 +305,10 @@ def _review(decider: Decider, order: Order) -> None:
         return  # the same review posted again
     review.update(
         at=event.time.isoformat(),
-        rating=int(data["rating"]),
-        text_length=int(data["text_length"]),
-        photos=int(data["photo_count"]),
-        videos=int(data.get("video_count") or 0),
+        rating=data.rating,
+        text_length=data.text_length,
+        photos=data.photo_count,
+        videos=data.video_count or 0,
     )
     config = decider.playbook.rule("review_reward")
     if (
@@ -308,54 +323,58 @@ def _review(decider: Decider, order: Order) -> None:
             "review_reward",
             "incentive",
             order.order_id,
-            {"order_id": order.order_id, "review_id": str(data["review_id"])},
+            {"order_id": order.order_id, "review_id": data.review_id},
             config.incentive,
             ledger_kind="review_reward",
         )
 
 
-_ORDER_HANDLERS: dict[str, Callable[[Decider, Order], None]] = {
-    "order.created": _order_created,
-    "order.paid": _order_paid,
-    "order.cancelled": _order_cancelled,
-    "order.completed": _order_completed,
-}
-_MEMBER_HANDLERS: dict[str, Callable[[Decider], None]] = {
-    "member.joined": _member_joined,
-    "member.profile_updated": _profile_updated,
-    "member.consent_changed": _consent_changed,
-}
-_FAMILY_HANDLERS: dict[str, Callable[[Decider, Order], None]] = {
-    "shipment": _shipment,
-    "refund": _refund,
-    "review": _review,
-}
+def _apply_to_order(decider: Decider, order: Order, data: OrderPayload) -> None:
+    match data:
+        case OrderCreated():
+            _order_created(decider, order, data)
+        case OrderPaid():
+            _order_paid(decider, order, data)
+        case OrderCancelled():
+            _order_cancelled(decider, order)
+        case OrderCompleted():
+            _order_completed(decider, order)
+        case ShipmentEvent():
+            _shipment(decider, order, data)
+        case RefundEvent():
+            _refund(decider, order, data)
+        case ReviewEvent():
+            _review(decider, order, data)
+        case _:
+            assert_never(data)
 
 
 def _can_apply(event: Event, order: Order | None) -> bool:
-    if event.type in ("order.created", "order.paid"):
+    if isinstance(event.data, OrderCreated | OrderPaid):
         return True
     if order is None:
         return False
-    return order.is_paid or not event.type.startswith(_NEEDS_PAID_ORDER)
+    return order.is_paid or not isinstance(event.data, _NEEDS_PAID_ORDER)
 
 
 def _apply_now(context: MemberContext, event: Event, playbook: ShopPlaybook) -> list[ActionDecision]:
     member = context.member
     decider = Decider.for_event(context, event, playbook)
-    member_handler = _MEMBER_HANDLERS.get(event.type)
-    if member_handler is not None:
-        member_handler(decider)
+    data = event.data
+    if isinstance(data, MemberJoined):
+        _member_joined(decider, data)
+    elif isinstance(data, ProfileUpdated):
+        _set_profile(member, data, event.time)
+    elif isinstance(data, ConsentChanged):
+        _set_consent(member, data.marketing_consent, event.time)
     else:
-        order_id = event.order_id
-        assert order_id is not None
+        order_id = data.order_id
         order = context.orders.get(order_id)
         if order is None:
             order = Order(order_id=order_id, member_id=member.member_id)
             context.orders[order_id] = context.shop_orders[order_id] = order
         context.touched_orders.add(order_id)
-        handler = _ORDER_HANDLERS.get(event.type) or _FAMILY_HANDLERS[event.type.split(".", 1)[0]]
-        handler(decider, order)
+        _apply_to_order(decider, order, data)
     if member.last_event_at is None or event.time > member.last_event_at:
         member.last_event_at = event.time
     return decider.actions

@@ -1,4 +1,4 @@
-"""Member and order state, the events that change them and the actions they yield."""
+"""Member and order state, and the actions they yield; the events that change them are in ``events``."""
 
 from __future__ import annotations
 
@@ -8,31 +8,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
+from shared.domain.events import Event
+
+__all__ = ["ZERO", "ActionDecision", "Category", "Event", "LedgerEntry", "LedgerKind", "Member", "Order"]
+
 ZERO = Decimal("0.00")
 
 Category = Literal["care", "incentive"]
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A validated input event; ``data`` holds its payload with money as Decimal."""
-
-    source: str
-    id: str
-    type: str
-    time: datetime
-    shop_id: str
-    member_id: str
-    data: Mapping[str, Any]
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.source, self.id)
-
-    @property
-    def order_id(self) -> str | None:
-        value = self.data.get("order_id")
-        return str(value) if value is not None else None
 
 
 @dataclass(slots=True)

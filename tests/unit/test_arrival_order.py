@@ -13,7 +13,8 @@ from typing import Any
 
 from shared.domain.engagement import MemberContext
 from shared.domain.model import ActionDecision, Event
-from tests.unit.test_engagement_domain import actions_of, at, created, event, paid, refund, run
+from tests.builders import event, order_created, order_paid, refund
+from tests.unit.test_engagement_domain import actions_of, at, run
 
 
 def consumed(events: Sequence[Event]) -> tuple[MemberContext, list[ActionDecision]]:
@@ -36,11 +37,11 @@ def care_by_rule(actions: Sequence[ActionDecision]) -> dict[str, tuple[str, obje
 
 
 def test_a_refund_request_consumed_after_its_completion_is_still_acknowledged_at_its_own_time() -> None:
-    requested = refund("o-1", "r-1", "30.00", 1, status="requested")
-    approved = refund("o-1", "r-1", "30.00", 2, status="approved")
-    completed = refund("o-1", "r-1", "30.00", 3)
-    in_order, in_order_actions = consumed([paid("o-1", "100.00", 0), requested, approved, completed])
-    late, late_actions = consumed([paid("o-1", "100.00", 0), completed, approved, requested])
+    requested = refund("o-1", "r-1", "30.00", at(1), status="requested")
+    approved = refund("o-1", "r-1", "30.00", at(2), status="approved")
+    completed = refund("o-1", "r-1", "30.00", at(3))
+    in_order, in_order_actions = consumed([order_paid("o-1", "100.00", at(0)), requested, approved, completed])
+    late, late_actions = consumed([order_paid("o-1", "100.00", at(0)), completed, approved, requested])
 
     assert care_by_rule(late_actions) == care_by_rule(in_order_actions)
     assert care_by_rule(late_actions)["refund_requested_ack"] == (requested.id, at(1))
@@ -51,29 +52,29 @@ def test_a_refund_request_consumed_after_its_completion_is_still_acknowledged_at
 
 
 def test_a_refund_stage_dated_after_the_completion_is_ignored_when_consumed_after_it() -> None:
-    completed = refund("o-1", "r-1", "30.00", 3)
-    rejected_later = refund("o-1", "r-1", "30.00", 4, status="rejected")
-    context, actions = consumed([paid("o-1", "100.00", 0), completed, rejected_later])
+    completed = refund("o-1", "r-1", "30.00", at(3))
+    rejected_later = refund("o-1", "r-1", "30.00", at(4), status="rejected")
+    context, actions = consumed([order_paid("o-1", "100.00", at(0)), completed, rejected_later])
     assert "refund_rejected_notice" not in care_by_rule(actions)
     assert context.orders["o-1"].refunds["r-1"]["status"] == "completed"
 
 
 def test_a_refund_stage_dated_after_the_completion_but_consumed_first_was_sent_yet_the_refund_ends_completed() -> None:
     """The one arrival-dependent outcome: a notice already decided cannot be taken back."""
-    completed = refund("o-1", "r-1", "30.00", 3)
-    rejected_later = refund("o-1", "r-1", "30.00", 4, status="rejected")
-    in_order, _ = consumed([paid("o-1", "100.00", 0), completed, rejected_later])
-    early, actions = consumed([paid("o-1", "100.00", 0), rejected_later, completed])
+    completed = refund("o-1", "r-1", "30.00", at(3))
+    rejected_later = refund("o-1", "r-1", "30.00", at(4), status="rejected")
+    in_order, _ = consumed([order_paid("o-1", "100.00", at(0)), completed, rejected_later])
+    early, actions = consumed([order_paid("o-1", "100.00", at(0)), rejected_later, completed])
     assert "refund_rejected_notice" in care_by_rule(actions)
     assert early.orders["o-1"].refunds["r-1"]["status"] == "completed"
     assert early.member.net_spend == in_order.member.net_spend == Decimal("70.00")
 
 
 def test_refund_stages_consumed_out_of_order_leave_the_status_of_the_latest_stage() -> None:
-    requested = refund("o-1", "r-1", "30.00", 1, status="requested")
-    approved = refund("o-1", "r-1", "30.00", 2, status="approved")
-    in_order, in_order_actions = consumed([paid("o-1", "100.00", 0), requested, approved])
-    late, late_actions = consumed([paid("o-1", "100.00", 0), approved, requested])
+    requested = refund("o-1", "r-1", "30.00", at(1), status="requested")
+    approved = refund("o-1", "r-1", "30.00", at(2), status="approved")
+    in_order, in_order_actions = consumed([order_paid("o-1", "100.00", at(0)), requested, approved])
+    late, late_actions = consumed([order_paid("o-1", "100.00", at(0)), approved, requested])
     assert late.orders["o-1"].refunds["r-1"]["status"] == "approved"
     assert late.orders["o-1"].refunds == in_order.orders["o-1"].refunds
     assert care_by_rule(late_actions) == care_by_rule(in_order_actions)
@@ -85,10 +86,10 @@ def test_refunds_completed_out_of_order_share_the_order_in_business_time_order()
     The points reversed add up the same, but each reversal line is booked when its refund is
     consumed, so the split between the two lines follows arrival (docs/events.md).
     """
-    first = refund("o-1", "r-1", "70.00", 1)
-    second = refund("o-1", "r-2", "50.00", 2)
-    in_order, _ = consumed([paid("o-1", "100.00", 0), first, second])
-    late, _ = consumed([paid("o-1", "100.00", 0), second, first])
+    first = refund("o-1", "r-1", "70.00", at(1))
+    second = refund("o-1", "r-2", "50.00", at(2))
+    in_order, _ = consumed([order_paid("o-1", "100.00", at(0)), first, second])
+    late, _ = consumed([order_paid("o-1", "100.00", at(0)), second, first])
 
     assert {r: e["applied"] for r, e in late.orders["o-1"].refunds.items()} == {"r-1": "70.00", "r-2": "30.00"}
     assert late.orders["o-1"] == in_order.orders["o-1"]
@@ -108,8 +109,8 @@ def test_refunds_completed_out_of_order_share_the_order_in_business_time_order()
 
 
 def test_an_order_created_consumed_after_its_payment_still_gives_the_order_its_created_amount() -> None:
-    creation = created("o-1", "120.00", 0)
-    payment = paid("o-1", "110.00", 0.2)  # a 10.00 coupon
+    creation = order_created("o-1", "120.00", at(0))
+    payment = order_paid("o-1", "110.00", at(0.2))  # a 10.00 coupon
     in_order, _ = consumed([creation, payment])
     late, _ = consumed([payment, creation])
     assert late.orders["o-1"].amount == in_order.orders["o-1"].amount == Decimal("120.00")
@@ -121,10 +122,10 @@ def test_an_order_created_consumed_after_its_payment_still_gives_the_order_its_c
 
 
 def test_shipment_stages_consumed_out_of_order_leave_the_latest_stage_and_each_notice_once() -> None:
-    shipped = event("shipment.shipped", 1, order_id="o-1", shipment_id="s-1", carrier="SF", tracking_no="SF1")
-    relabelled = event("shipment.in_transit", 2, order_id="o-1", shipment_id="s-1", carrier="EMS", tracking_no="E1")
-    delivered = event("shipment.delivered", 3, order_id="o-1", shipment_id="s-1")  # names no carrier
-    history = [paid("o-1", "50.00", 0), shipped, relabelled, delivered]
+    shipped = event("shipment.shipped", at(1), order_id="o-1", shipment_id="s-1", carrier="SF", tracking_no="SF1")
+    relabelled = event("shipment.in_transit", at(2), order_id="o-1", shipment_id="s-1", carrier="EMS", tracking_no="E1")
+    delivered = event("shipment.delivered", at(3), order_id="o-1", shipment_id="s-1")  # names no carrier
+    history = [order_paid("o-1", "50.00", at(0)), shipped, relabelled, delivered]
     in_order, in_order_actions = consumed(history)
     late, late_actions = consumed([history[0], delivered, relabelled, shipped])
 
@@ -145,10 +146,10 @@ def test_shipment_stages_consumed_out_of_order_leave_the_latest_stage_and_each_n
 
 def test_appended_reviews_consumed_out_of_order_are_kept_in_business_time_order() -> None:
     review: dict[str, Any] = {"review_id": "rv-1", "rating": 5, "text_length": 40, "photo_count": 1}
-    posted = event("review.posted", 1, order_id="o-1", **review)
-    first = event("review.appended", 2, order_id="o-1", **review)
-    second = event("review.appended", 3, order_id="o-1", **review)
-    in_order, _ = consumed([paid("o-1", "50.00", 0), posted, first, second])
-    late, _ = consumed([paid("o-1", "50.00", 0), second, first, posted])
+    posted = event("review.posted", at(1), order_id="o-1", **review)
+    first = event("review.appended", at(2), order_id="o-1", **review)
+    second = event("review.appended", at(3), order_id="o-1", **review)
+    in_order, _ = consumed([order_paid("o-1", "50.00", at(0)), posted, first, second])
+    late, _ = consumed([order_paid("o-1", "50.00", at(0)), second, first, posted])
     assert late.orders["o-1"].reviews == in_order.orders["o-1"].reviews
     assert late.orders["o-1"].reviews["rv-1"]["appended"] == [at(2).isoformat(), at(3).isoformat()]

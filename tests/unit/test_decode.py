@@ -5,17 +5,18 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from services.engagement.decode import Rejection, decode
-from shared.domain.model import Event
+from shared.domain.events import Event, MemberJoined, OrderPaid, Payload, ReviewEvent
 from shared.playbook_file import parse_playbook
 
 PLAYBOOK = parse_playbook({"shops": {"shop-usd": {"currency": "USD"}}})
 MAX_BYTES = 64 * 1024
+P = TypeVar("P", bound=Payload)
 
 
 def envelope(kind: str = "order.paid", data: dict[str, Any] | None = None, **attributes: Any) -> dict[str, Any]:
@@ -49,6 +50,12 @@ def accept(value: bytes) -> Event:
     return result
 
 
+def payload_of(value: bytes, kind: type[P]) -> P:
+    data = accept(value).data
+    assert isinstance(data, kind), data
+    return data
+
+
 def without(record: dict[str, Any], key: str) -> dict[str, Any]:
     return {name: value for name, value in record.items() if name != key}
 
@@ -62,8 +69,8 @@ def test_a_valid_order_paid_becomes_an_event_with_decimal_money_and_aware_time()
     assert (event.source, event.id, event.type) == ("shop-system", "evt-1", "order.paid")
     assert (event.shop_id, event.member_id, event.order_id) == ("shop-1", "m-1", "o-1")
     assert event.time == datetime(2024, 5, 1, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
-    assert event.data["amount"] == Decimal("129.00")
-    assert isinstance(event.data["amount"], Decimal)
+    assert event.data == OrderPaid("o-1", Decimal("129.00"), "CNY")
+    assert isinstance(event.data.amount, Decimal)
 
 
 @pytest.mark.parametrize(
@@ -159,27 +166,29 @@ def test_too_large_is_checked_before_parsing() -> None:
 def test_float_like_amount_is_accepted_as_exact_decimal() -> None:
     value = raw(envelope(data={"order_id": "o-1", "amount": 129.5, "currency": "CNY"}))
     assert b'"amount": 129.5,' in value
-    event = accept(value)
-    assert event.data["amount"] == Decimal("129.5")
-    assert isinstance(event.data["amount"], Decimal)
+    data = payload_of(value, OrderPaid)
+    assert data.amount == Decimal("129.5")
+    assert isinstance(data.amount, Decimal)
 
 
 def test_currency_is_checked_against_the_shops_own_currency() -> None:
     usd = {"order_id": "o-1", "amount": "9.99", "currency": "USD"}
-    assert accept(raw(envelope(data=usd, shopid="shop-usd"))).data["currency"] == "USD"
+    assert payload_of(raw(envelope(data=usd, shopid="shop-usd")), OrderPaid).currency == "USD"
     assert reject(raw(envelope(shopid="shop-usd"))).reason == "wrong_currency"
 
 
 @pytest.mark.parametrize("birthday", ["02-29", "2024-02-29", "12-31"])
 def test_valid_birthdays_are_accepted(birthday: str) -> None:
-    event = accept(raw(envelope("member.joined", {"channel": "app", "birthday": birthday})))
-    assert event.data["birthday"] == birthday
+    data = payload_of(raw(envelope("member.joined", {"channel": "app", "birthday": birthday})), MemberJoined)
+    assert data.birthday == birthday
 
 
 def test_known_timezone_and_rating_5_are_accepted() -> None:
-    joined = accept(raw(envelope("member.joined", {"channel": "app", "timezone": "America/New_York"})))
-    assert joined.data["timezone"] == "America/New_York"
-    assert accept(raw(envelope("review.posted", review(5)))).data["rating"] == 5
+    joined = payload_of(
+        raw(envelope("member.joined", {"channel": "app", "timezone": "America/New_York"})), MemberJoined
+    )
+    assert joined.timezone == "America/New_York"
+    assert payload_of(raw(envelope("review.posted", review(5))), ReviewEvent).rating == 5
 
 
 def test_time_in_utc_is_kept_as_the_same_instant() -> None:
@@ -189,7 +198,7 @@ def test_time_in_utc_is_kept_as_the_same_instant() -> None:
 
 def test_unknown_payload_fields_are_ignored() -> None:
     data = {"order_id": "o-1", "amount": "1.00", "currency": "CNY", "warehouse": "north"}
-    assert "warehouse" not in accept(raw(envelope(data=data))).data
+    assert accept(raw(envelope(data=data))).data == OrderPaid("o-1", Decimal("1.00"), "CNY")
 
 
 def test_text_with_nul_characters_is_rejected_before_it_reaches_the_database() -> None:

@@ -6,7 +6,6 @@ import copy
 import dataclasses
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,6 +15,7 @@ from shared.domain.due_rules import next_due, plan, run_due
 from shared.domain.engagement import MemberContext, apply_event, settle
 from shared.domain.model import ActionDecision, Event, Member
 from shared.playbook_file import parse_playbook
+from tests.builders import event, joined, order_completed, order_created, order_paid, refund, review, shipment
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -25,49 +25,6 @@ DEFAULT = parse_playbook({"defaults": {"schedule": {"max_lateness": None}}}).def
 SECOND = timedelta(seconds=1)
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
-
-
-def event(kind: str, moment: datetime, **data: Any) -> Event:
-    ident = f"{kind}|{data.get('order_id', '')}|{data.get('refund_id', '')}|{moment.isoformat()}"
-    return Event("shop-system", ident, kind, moment, "shop-1", "m-1", data)
-
-
-def joined(moment: datetime, **data: Any) -> Event:
-    return event("member.joined", moment, channel="app", **data)
-
-
-def created(order: str, amount: str, moment: datetime) -> Event:
-    return event("order.created", moment, order_id=order, amount=Decimal(amount), currency="CNY")
-
-
-def paid(order: str, amount: str, moment: datetime) -> Event:
-    return event("order.paid", moment, order_id=order, amount=Decimal(amount), currency="CNY")
-
-
-def shipped(order: str, moment: datetime, status: str = "shipped") -> Event:
-    return event(f"shipment.{status}", moment, order_id=order, shipment_id=f"s-{order}", carrier="SF")
-
-
-def completed(order: str, moment: datetime) -> Event:
-    return event("order.completed", moment, order_id=order)
-
-
-def reviewed(order: str, moment: datetime, photos: int = 1, text_length: int = 40) -> Event:
-    return event(
-        "review.posted",
-        moment,
-        order_id=order,
-        review_id=f"rv-{order}",
-        rating=5,
-        text_length=text_length,
-        photo_count=photos,
-    )
-
-
-def refunded(order: str, refund_id: str, amount: str, moment: datetime) -> Event:
-    return event(
-        "refund.completed", moment, order_id=order, refund_id=refund_id, amount=Decimal(amount), currency="CNY"
-    )
 
 
 def consume(events: Iterable[Event]) -> MemberContext:
@@ -213,7 +170,7 @@ PAID_AT = local(2024, 4, 2, 13)
 
 
 def test_dormant_wake_coupon_when_the_stage_becomes_dormant_180_days_after_the_last_order() -> None:
-    context = consume([joined(PAID_AT - DAY), paid("o-1", "80.00", PAID_AT)])
+    context = consume([joined(PAID_AT - DAY), order_paid("o-1", "80.00", PAID_AT)])
     due = PAID_AT + 180 * DAY
     assert of_rule(run_due(context, DEFAULT, due - SECOND), "dormant_wake_coupon") == []
     assert context.member.stage == "at_risk"
@@ -227,7 +184,7 @@ def test_dormant_wake_coupon_when_the_stage_becomes_dormant_180_days_after_the_l
 
 
 def test_churn_win_back_sample_when_churned_365_days_after_the_last_order() -> None:
-    context = consume([joined(PAID_AT - DAY), paid("o-1", "80.00", PAID_AT)])
+    context = consume([joined(PAID_AT - DAY), order_paid("o-1", "80.00", PAID_AT)])
     due = PAID_AT + 365 * DAY
     assert of_rule(run_due(context, DEFAULT, due - SECOND), "churn_win_back_sample") == []
     (sample,) = of_rule(run_due(context, DEFAULT, due), "churn_win_back_sample")
@@ -240,14 +197,14 @@ def test_churn_win_back_sample_when_churned_365_days_after_the_last_order() -> N
 
 def test_a_payment_before_the_threshold_moves_the_coupon_to_180_days_after_it() -> None:
     later = PAID_AT + 170 * DAY
-    context = consume([joined(PAID_AT - DAY), paid("o-1", "80.00", PAID_AT), paid("o-2", "80.00", later)])
+    context = consume([joined(PAID_AT - DAY), order_paid("o-1", "80.00", PAID_AT), order_paid("o-2", "80.00", later)])
     coupons = of_rule(run_due(context, DEFAULT, later + 365 * DAY), "dormant_wake_coupon")
     assert [c.occurred_at for c in coupons] == [later + 180 * DAY]
 
 
 def test_each_dormant_spell_gets_its_own_coupon() -> None:
     back = PAID_AT + 200 * DAY
-    context = consume([joined(PAID_AT - DAY), paid("o-1", "80.00", PAID_AT), paid("o-2", "80.00", back)])
+    context = consume([joined(PAID_AT - DAY), order_paid("o-1", "80.00", PAID_AT), order_paid("o-2", "80.00", back)])
     actions = run_due(context, DEFAULT, back + 400 * DAY)
     assert [c.occurred_at for c in of_rule(actions, "dormant_wake_coupon")] == [PAID_AT + 180 * DAY, back + 180 * DAY]
     assert [c.occurred_at for c in of_rule(actions, "churn_win_back_sample")] == [back + 365 * DAY]
@@ -265,7 +222,7 @@ LEAP_PAY = local(2024, 2, 29, 12)
 
 
 def test_points_expire_12_calendar_months_after_earning_with_a_reminder_14_days_before() -> None:
-    context = consume([paid("o-1", "150.90", LEAP_PAY)])
+    context = consume([order_paid("o-1", "150.90", LEAP_PAY)])
     assert [(e.entry_id, e.points) for e in context.new_ledger] == [("earn:o-1", 150)]
     expiry = local(2025, 2, 28, 12)
     assert context.new_ledger[0].expires_at == expiry
@@ -289,7 +246,7 @@ def test_points_expire_12_calendar_months_after_earning_with_a_reminder_14_days_
 
 def test_points_expire_oldest_first_and_each_lot_on_its_own_date() -> None:
     second = LEAP_PAY + 40 * DAY
-    context = consume([paid("o-1", "100.00", LEAP_PAY), paid("o-2", "50.00", second)])
+    context = consume([order_paid("o-1", "100.00", LEAP_PAY), order_paid("o-2", "50.00", second)])
     first_expiry, second_expiry = local(2025, 2, 28, 12), local(2025, 4, 9, 12)
     run_due(context, DEFAULT, first_expiry)
     assert [e.points for e in context.new_ledger if e.kind == "expire"] == [-100]
@@ -306,7 +263,7 @@ def test_points_expire_oldest_first_and_each_lot_on_its_own_date() -> None:
 
 
 def test_points_expiry_needs_the_ledger_loaded() -> None:
-    context = consume([paid("o-1", "100.00", LEAP_PAY)])
+    context = consume([order_paid("o-1", "100.00", LEAP_PAY)])
     context.ledger = None
     with pytest.raises(RuntimeError):
         run_due(context, DEFAULT, local(2026, 1, 1))
@@ -318,7 +275,7 @@ CREATED_AT = local(2024, 6, 1, 20)
 
 
 def test_unpaid_reminder_30_minutes_after_an_unpaid_order() -> None:
-    context = consume([joined(CREATED_AT - DAY), created("o-1", "99.00", CREATED_AT)])
+    context = consume([joined(CREATED_AT - DAY), order_created("o-1", "99.00", CREATED_AT)])
     due = CREATED_AT + timedelta(minutes=30)
     assert context.member.next_due_at == due
     assert run_due(context, DEFAULT, due - SECOND) == []
@@ -328,7 +285,7 @@ def test_unpaid_reminder_30_minutes_after_an_unpaid_order() -> None:
     assert_scheduled(reminder, "unpaid_reminder", due)
     assert reminder.variables == {"order_id": "o-1", "amount": "99.00"}
     # a payment consumed afterwards does not bring it back
-    apply_event(context, paid("o-1", "99.00", due + SECOND), DEFAULT)
+    apply_event(context, order_paid("o-1", "99.00", due + SECOND), DEFAULT)
     settle(context, DEFAULT)
     assert of_rule(run_due(context, DEFAULT, due + DAY), "unpaid_reminder") == []
 
@@ -336,21 +293,21 @@ def test_unpaid_reminder_30_minutes_after_an_unpaid_order() -> None:
 @pytest.mark.parametrize("minutes", [1, 30])
 def test_no_unpaid_reminder_when_paid_within_30_minutes(minutes: int) -> None:
     context = consume(
-        [created("o-1", "99.00", CREATED_AT), paid("o-1", "99.00", CREATED_AT + timedelta(minutes=minutes))]
+        [order_created("o-1", "99.00", CREATED_AT), order_paid("o-1", "99.00", CREATED_AT + timedelta(minutes=minutes))]
     )
     assert of_rule(run_due(context, DEFAULT, CREATED_AT + DAY), "unpaid_reminder") == []
 
 
 def test_no_unpaid_reminder_for_an_order_cancelled_before_it_fell_due() -> None:
     context = consume(
-        [created("o-1", "99.00", CREATED_AT), event("order.cancelled", CREATED_AT + SECOND, order_id="o-1")]
+        [order_created("o-1", "99.00", CREATED_AT), event("order.cancelled", CREATED_AT + SECOND, order_id="o-1")]
     )
     assert of_rule(run_due(context, DEFAULT, CREATED_AT + DAY), "unpaid_reminder") == []
 
 
 def test_delivery_delay_care_5_days_after_shipping_without_delivery() -> None:
     ship = CREATED_AT + DAY
-    context = consume([paid("o-1", "99.00", CREATED_AT), shipped("o-1", ship)])
+    context = consume([order_paid("o-1", "99.00", CREATED_AT), shipment("o-1", ship, shipment_id="s-o-1")])
     due = ship + 5 * DAY
     assert of_rule(run_due(context, DEFAULT, due - SECOND), "delivery_delay_care") == []
     (care,) = of_rule(run_due(context, DEFAULT, due), "delivery_delay_care")
@@ -363,14 +320,18 @@ def test_delivery_delay_care_5_days_after_shipping_without_delivery() -> None:
 def test_no_delivery_delay_care_when_delivered_in_time(delivered_after: timedelta) -> None:
     ship = CREATED_AT + DAY
     context = consume(
-        [paid("o-1", "99.00", CREATED_AT), shipped("o-1", ship), shipped("o-1", ship + delivered_after, "delivered")]
+        [
+            order_paid("o-1", "99.00", CREATED_AT),
+            shipment("o-1", ship, shipment_id="s-o-1"),
+            shipment("o-1", ship + delivered_after, status="delivered", shipment_id="s-o-1"),
+        ]
     )
     assert of_rule(run_due(context, DEFAULT, ship + 10 * DAY), "delivery_delay_care") == []
 
 
 def test_review_invitation_3_days_after_completion_without_a_review() -> None:
     done = CREATED_AT + 4 * DAY
-    context = consume([paid("o-1", "99.00", CREATED_AT), completed("o-1", done)])
+    context = consume([order_paid("o-1", "99.00", CREATED_AT), order_completed("o-1", done)])
     due = done + 3 * DAY
     assert of_rule(run_due(context, DEFAULT, due - SECOND), "review_invitation") == []
     (invitation,) = of_rule(run_due(context, DEFAULT, due), "review_invitation")
@@ -380,7 +341,13 @@ def test_review_invitation_3_days_after_completion_without_a_review() -> None:
 
 def test_no_review_invitation_when_the_review_came_first() -> None:
     done = CREATED_AT + 4 * DAY
-    context = consume([paid("o-1", "99.00", CREATED_AT), completed("o-1", done), reviewed("o-1", done + DAY)])
+    context = consume(
+        [
+            order_paid("o-1", "99.00", CREATED_AT),
+            order_completed("o-1", done),
+            review("o-1", done + DAY, review_id="rv-o-1"),
+        ]
+    )
     assert of_rule(run_due(context, DEFAULT, done + 10 * DAY), "review_invitation") == []
 
 
@@ -393,17 +360,17 @@ def rich_history() -> list[Event]:
     start = RICH_START
     return [
         joined(start, birthday="02-29", timezone="America/New_York"),
-        created("o-1", "320.00", start + timedelta(hours=1)),
-        paid("o-1", "320.00", start + timedelta(hours=2)),
-        shipped("o-1", start + DAY),
-        created("o-2", "60.00", start + 20 * DAY),
-        paid("o-2", "60.00", start + 20 * DAY + timedelta(minutes=45)),
-        shipped("o-2", start + 21 * DAY),
-        shipped("o-2", start + 23 * DAY, "delivered"),
-        completed("o-2", start + 24 * DAY),
-        refunded("o-1", "rf-1", "100.00", start + 30 * DAY),
-        reviewed("o-2", start + 40 * DAY),
-        created("o-3", "10.00", start + 50 * DAY),
+        order_created("o-1", "320.00", start + timedelta(hours=1)),
+        order_paid("o-1", "320.00", start + timedelta(hours=2)),
+        shipment("o-1", start + DAY, shipment_id="s-o-1"),
+        order_created("o-2", "60.00", start + 20 * DAY),
+        order_paid("o-2", "60.00", start + 20 * DAY + timedelta(minutes=45)),
+        shipment("o-2", start + 21 * DAY, shipment_id="s-o-2"),
+        shipment("o-2", start + 23 * DAY, status="delivered", shipment_id="s-o-2"),
+        order_completed("o-2", start + 24 * DAY),
+        refund("o-1", "rf-1", "100.00", start + 30 * DAY),
+        review("o-2", start + 40 * DAY, review_id="rv-o-2"),
+        order_created("o-3", "10.00", start + 50 * DAY),
     ]
 
 
@@ -479,7 +446,7 @@ GUARDED = parse_playbook({}).default  # the shipped default: max_lateness P7D
 
 
 def test_a_due_item_handled_too_late_moves_state_on_but_sends_and_gives_nothing() -> None:
-    context = consume([joined(JAN31), paid("o-1", "120.00", JAN31 + HOUR)])
+    context = consume([joined(JAN31), order_paid("o-1", "120.00", JAN31 + HOUR)])
     # A first run two years on (say, right after the service was deployed over old history).
     late = run_due(context, GUARDED, JAN31 + 730 * DAY)
     assert late == []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -23,9 +22,10 @@ from shared.domain.lifecycle import (
     stage_at,
     transitions,
 )
-from shared.domain.model import Event, Member
+from shared.domain.model import Member
 from shared.domain.playbook import LifecyclePolicy
 from shared.playbook_file import load_playbook
+from tests.builders import event, joined
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 JOINED = datetime(2024, 1, 10, 9, 0, tzinfo=SHANGHAI)
@@ -173,18 +173,14 @@ def test_next_transition_is_strictly_after_the_given_instant() -> None:
 # --- who applies time-driven changes --------------------------------------------------------------
 
 
-def _event(kind: str, moment: datetime, ident: str, **data: Any) -> Event:
-    return Event("shop-system", ident, kind, moment, "shop-1", "m-1", data)
-
-
 def test_events_only_evaluate_the_stage_at_the_latest_join_or_payment_and_the_scheduler_moves_it() -> None:
     context = MemberContext(member=Member(shop_id="shop-1", member_id="m-1"))
     history = [
-        _event("member.joined", JOINED, "j", channel="app"),
-        _event("order.paid", PAID, "p", order_id="o-1", amount=Decimal("50.00"), currency="CNY"),
+        event("member.joined", JOINED, event_id="j", channel="app"),
+        event("order.paid", PAID, event_id="p", order_id="o-1", amount=Decimal("50.00"), currency="CNY"),
         # a later event that is not a payment does not move the stage clock
-        _event("member.profile_updated", PAID + days(200), "u", channel="web"),
-        _event("order.created", PAID + days(201), "c", order_id="o-2", amount=Decimal("10.00"), currency="CNY"),
+        event("member.profile_updated", PAID + days(200), event_id="u", channel="web"),
+        event("order.created", PAID + days(201), event_id="c", order_id="o-2", amount=Decimal("10.00"), currency="CNY"),
     ]
     for item in history:
         apply_event(context, item, DEFAULT)
@@ -200,7 +196,7 @@ def test_events_only_evaluate_the_stage_at_the_latest_join_or_payment_and_the_sc
 
 def test_a_prospect_stays_a_prospect_through_the_scheduler() -> None:
     context = MemberContext(member=Member(shop_id="shop-1", member_id="m-1"))
-    apply_event(context, _event("member.joined", JOINED, "j"), DEFAULT)
+    apply_event(context, joined(JOINED, event_id="j"), DEFAULT)
     settle(context, DEFAULT)
     assert (context.member.stage, context.member.stage_since) == (PROSPECT, JOINED)
     context.ledger = list(context.new_ledger)
@@ -211,7 +207,7 @@ def test_a_prospect_stays_a_prospect_through_the_scheduler() -> None:
 def test_a_win_back_payment_consumed_after_the_scheduler_churned_the_member_activates_it() -> None:
     context = MemberContext(member=Member(shop_id="shop-1", member_id="m-1"))
     apply_event(
-        context, _event("order.paid", PAID, "p1", order_id="o-1", amount=Decimal("50"), currency="CNY"), DEFAULT
+        context, event("order.paid", PAID, event_id="p1", order_id="o-1", amount=Decimal("50"), currency="CNY"), DEFAULT
     )
     settle(context, DEFAULT)
     context.ledger = list(context.new_ledger)
@@ -219,7 +215,7 @@ def test_a_win_back_payment_consumed_after_the_scheduler_churned_the_member_acti
     assert context.member.stage == CHURNED
     back = PAID + days(401)
     apply_event(
-        context, _event("order.paid", back, "p2", order_id="o-2", amount=Decimal("50"), currency="CNY"), DEFAULT
+        context, event("order.paid", back, event_id="p2", order_id="o-2", amount=Decimal("50"), currency="CNY"), DEFAULT
     )
     settle(context, DEFAULT)
     member = context.member

@@ -20,6 +20,7 @@ from shared.domain.membership import tier_timeline
 from shared.domain.model import ActionDecision, Event, Member
 from shared.domain.tiers import best_rank
 from shared.playbook_file import parse_playbook
+from tests.builders import event, order_paid, refund, review
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 START = datetime(2023, 1, 10, 10, 0, tzinfo=SHANGHAI)
@@ -133,6 +134,8 @@ def _member_specs(draw: st.DrawFn) -> list[Spec]:
                 "timezone": draw(st.sampled_from([None, "Asia/Shanghai", "America/New_York", "Europe/Berlin"])),
                 "channel": draw(st.sampled_from([None, "web", "mini_program"])),
             }
+            if all(value is None for value in profile.values()):
+                profile["channel"] = "web"  # the contract wants at least one field
             specs.append(Spec(MEMBER_LEVEL, "member.profile_updated", at, profile))
     return specs
 
@@ -140,14 +143,11 @@ def _member_specs(draw: st.DrawFn) -> list[Spec]:
 def _to_events(specs: Sequence[Spec]) -> list[Event]:
     """Events in business-time order; a per-event microsecond offset makes every time distinct."""
     events = [
-        Event(
-            "shop-system",
-            f"e-{index}",
+        event(
             spec.kind,
             START + timedelta(seconds=spec.seconds, microseconds=index),
-            "shop-1",
-            "m-1",
-            {key: value for key, value in spec.data.items() if value is not None},
+            event_id=f"e-{index}",
+            **{key: value for key, value in spec.data.items() if value is not None},
         )
         for index, spec in enumerate(specs)
     ]
@@ -304,27 +304,13 @@ def test_after_the_scheduler_the_tier_is_the_best_qualified_for_in_the_last_365_
 # --- points facts -----------------------------------------------------------------------------------
 
 
-def _event(kind: str, days: float, ident: str, **data: Any) -> Event:
-    return Event("shop-system", ident, kind, START + timedelta(days=days), "shop-1", "m-1", data)
-
-
-def _paid(order: str, amount: str, days: float) -> Event:
-    return _event("order.paid", days, f"p-{order}", order_id=order, amount=Decimal(amount), currency="CNY")
-
-
-def _refund(order: str, refund_id: str, amount: str, days: float) -> Event:
-    data = {"order_id": order, "refund_id": refund_id, "amount": Decimal(amount), "currency": "CNY"}
-    return _event("refund.completed", days, refund_id, **data)
-
-
-def _review(order: str, review_id: str, days: float, photos: int, text_length: int) -> Event:
-    data = {"order_id": order, "review_id": review_id, "rating": 5, "photo_count": photos, "text_length": text_length}
-    return _event("review.posted", days, review_id, **data)
-
-
 def test_a_paid_order_earns_the_floor_of_its_amount_and_refunds_reverse_in_proportion() -> None:
     context, _ = consume(
-        [_paid("o-1", "199.99", 0), _refund("o-1", "r-1", "50.00", 1), _refund("o-1", "r-2", "149.99", 2)]
+        [
+            order_paid("o-1", "199.99", START + timedelta(days=0), event_id="p-o-1"),
+            refund("o-1", "r-1", "50.00", START + timedelta(days=1), event_id="r-1"),
+            refund("o-1", "r-2", "149.99", START + timedelta(days=2), event_id="r-2"),
+        ]
     )
     lines = [(entry.entry_id, entry.kind, entry.points) for entry in context.new_ledger]
     # 199 x 50/199.99 = 49.75 -> 50; the rest of the order takes the remaining 149
@@ -337,7 +323,19 @@ def test_a_paid_order_earns_the_floor_of_its_amount_and_refunds_reverse_in_propo
     [(1, 30, True), (3, 200, True), (0, 200, False), (1, 29, False)],
 )
 def test_review_reward_needs_a_photo_and_30_characters(photos: int, text_length: int, rewarded: bool) -> None:
-    context, actions = consume([_paid("o-1", "10.00", 0), _review("o-1", "rv-1", 1, photos, text_length)])
+    context, actions = consume(
+        [
+            order_paid("o-1", "10.00", START + timedelta(days=0), event_id="p-o-1"),
+            review(
+                "o-1",
+                START + timedelta(days=1),
+                review_id="rv-1",
+                photo_count=photos,
+                text_length=text_length,
+                event_id="rv-1",
+            ),
+        ]
+    )
     rewards = [action for action in actions if action.rule == "review_reward"]
     assert len(rewards) == int(rewarded)
     assert (("review_reward:o-1", "review_reward", 20) in ledger_lines(context)) is rewarded
@@ -347,11 +345,11 @@ def test_review_reward_needs_a_photo_and_30_characters(photos: int, text_length:
 def test_review_reward_is_given_once_per_order() -> None:
     context, actions = consume(
         [
-            _paid("o-1", "10.00", 0),
-            _paid("o-2", "10.00", 0.5),
-            _review("o-1", "rv-1", 1, 1, 40),
-            _review("o-1", "rv-2", 2, 2, 80),
-            _review("o-2", "rv-3", 3, 1, 30),
+            order_paid("o-1", "10.00", START + timedelta(days=0), event_id="p-o-1"),
+            order_paid("o-2", "10.00", START + timedelta(days=0.5), event_id="p-o-2"),
+            review("o-1", START + timedelta(days=1), review_id="rv-1", photo_count=1, text_length=40, event_id="rv-1"),
+            review("o-1", START + timedelta(days=2), review_id="rv-2", photo_count=2, text_length=80, event_id="rv-2"),
+            review("o-2", START + timedelta(days=3), review_id="rv-3", photo_count=1, text_length=30, event_id="rv-3"),
         ]
     )
     assert [action.variables["order_id"] for action in actions if action.rule == "review_reward"] == ["o-1", "o-2"]
@@ -362,7 +360,12 @@ def test_review_reward_is_given_once_per_order() -> None:
 
 
 def test_a_reversal_never_takes_the_balance_below_zero() -> None:
-    context, _ = consume([_paid("o-1", "100.00", 0), _refund("o-1", "r-1", "100.00", 1)])
+    context, _ = consume(
+        [
+            order_paid("o-1", "100.00", START + timedelta(days=0), event_id="p-o-1"),
+            refund("o-1", "r-1", "100.00", START + timedelta(days=1), event_id="r-1"),
+        ]
+    )
     context.ledger = list(context.new_ledger)
     run_due(context, DEFAULT, START + timedelta(days=900))
     assert sum(entry.points for entry in context.ledger) == context.member.points_balance >= 0
@@ -373,9 +376,21 @@ def test_a_reversal_never_takes_the_balance_below_zero() -> None:
 
 def test_profile_updates_consumed_out_of_order_keep_the_latest_by_business_time() -> None:
     history = [
-        _event("member.joined", 0, "j", channel="app"),
-        _event("member.profile_updated", 1, "u-1", birthday="01-20", timezone="Europe/Berlin"),
-        _event("member.profile_updated", 2, "u-2", birthday="01-25", timezone="America/New_York"),
+        event("member.joined", START + timedelta(days=0), event_id="j", channel="app"),
+        event(
+            "member.profile_updated",
+            START + timedelta(days=1),
+            event_id="u-1",
+            birthday="01-20",
+            timezone="Europe/Berlin",
+        ),
+        event(
+            "member.profile_updated",
+            START + timedelta(days=2),
+            event_id="u-2",
+            birthday="01-25",
+            timezone="America/New_York",
+        ),
     ]
     in_order, _ = consume(history)
     late, _ = consume([history[0], history[2], history[1]])

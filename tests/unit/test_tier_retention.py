@@ -13,6 +13,7 @@ from shared.domain.membership import tier_timeline
 from shared.domain.model import ActionDecision, Event, Member
 from shared.domain.tiers import lapses_at, reached_at
 from shared.playbook_file import load_playbook
+from tests.builders import joined, order_paid, refund
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2024, 3, 1, 10, 0, tzinfo=SHANGHAI)
@@ -23,21 +24,6 @@ SECOND = timedelta(seconds=1)
 
 def at(days: float) -> datetime:
     return T0 + timedelta(days=days)
-
-
-def joined(days: float) -> Event:
-    return Event("shop-system", f"join|{days}", "member.joined", at(days), "shop-1", "m-1", {"channel": "app"})
-
-
-def paid(order: str, amount: str, days: float) -> Event:
-    data = {"order_id": order, "amount": Decimal(amount), "currency": "CNY"}
-    return Event("shop-system", f"paid|{order}", "order.paid", at(days), "shop-1", "m-1", data)
-
-
-def refund(order: str, amount: str, days: float, refund_id: str | None = None) -> Event:
-    ident = refund_id or f"r-{order}"
-    data = {"order_id": order, "refund_id": ident, "amount": Decimal(amount), "currency": "CNY"}
-    return Event("shop-system", f"refund|{ident}", "refund.completed", at(days), "shop-1", "m-1", data)
 
 
 def consume(events: Iterable[Event]) -> tuple[MemberContext, list[ActionDecision]]:
@@ -60,7 +46,7 @@ def review_due(context: MemberContext) -> list[datetime]:
 
 
 def test_upgrade_happens_at_the_qualifying_payment_with_a_change_and_one_gift() -> None:
-    context, actions = consume([joined(0), paid("o-1", "300.00", 5)])
+    context, actions = consume([joined(at(0)), order_paid("o-1", "300.00", at(5))])
     member = context.member
     assert (member.tier, member.tier_since) == ("advanced", at(5))
     changed, gift = tier_actions(actions)
@@ -72,7 +58,7 @@ def test_upgrade_happens_at_the_qualifying_payment_with_a_change_and_one_gift() 
 
 
 def test_skipping_a_tier_gives_the_reached_tier_gift_only_and_never_the_skipped_one_later() -> None:
-    context, actions = consume([joined(0), paid("o-1", "500.00", 1)])
+    context, actions = consume([joined(at(0)), order_paid("o-1", "500.00", at(1))])
     assert context.member.tier == "vip"
     assert [(a.rule, a.variables.get("tier")) for a in tier_actions(actions)] == [
         ("tier_changed", None),
@@ -82,7 +68,9 @@ def test_skipping_a_tier_gives_the_reached_tier_gift_only_and_never_the_skipped_
 
 
 def test_a_refund_never_lowers_the_tier_at_once() -> None:
-    context, actions = consume([joined(0), paid("o-1", "300.00", 1), refund("o-1", "300.00", 2)])
+    context, actions = consume(
+        [joined(at(0)), order_paid("o-1", "300.00", at(1)), refund("o-1", "r-o-1", "300.00", at(2))]
+    )
     member = context.member
     assert (member.tier, member.tier_since) == ("advanced", at(1))
     assert (member.net_spend, member.paid_orders) == (Decimal("0.00"), 0)
@@ -91,7 +79,14 @@ def test_a_refund_never_lowers_the_tier_at_once() -> None:
 
 
 def test_regaining_a_tier_after_a_refund_gives_no_second_gift() -> None:
-    _, actions = consume([joined(0), paid("o-1", "300.00", 1), refund("o-1", "300.00", 2), paid("o-2", "300.00", 3)])
+    _, actions = consume(
+        [
+            joined(at(0)),
+            order_paid("o-1", "300.00", at(1)),
+            refund("o-1", "r-o-1", "300.00", at(2)),
+            order_paid("o-2", "300.00", at(3)),
+        ]
+    )
     assert [a.variables["tier"] for a in actions if a.rule == "tier_upgrade_gift"] == ["advanced"]
 
 
@@ -99,21 +94,21 @@ def test_regaining_a_tier_after_a_refund_gives_no_second_gift() -> None:
 
 
 def test_the_payment_leaving_the_window_is_the_lapse_and_the_review_falls_365_days_later() -> None:
-    context, _ = consume([joined(0), paid("o-1", "300.00", 10)])
+    context, _ = consume([joined(at(0)), order_paid("o-1", "300.00", at(10))])
     points = tier_timeline(context, DEFAULT)
     assert lapses_at(points, 1) == at(10) + YEAR
     assert review_due(context) == [at(10) + YEAR + YEAR]
 
 
 def test_a_partial_refund_below_the_threshold_is_the_lapse() -> None:
-    context, _ = consume([joined(0), paid("o-1", "300.00", 10), refund("o-1", "0.01", 40)])
+    context, _ = consume([joined(at(0)), order_paid("o-1", "300.00", at(10)), refund("o-1", "r-o-1", "0.01", at(40))])
     assert context.member.tier == "advanced"
     assert lapses_at(tier_timeline(context, DEFAULT), 1) == at(40)
     assert review_due(context) == [at(40) + YEAR]
 
 
 def test_the_review_lowers_the_tier_to_the_base_with_a_retention_change() -> None:
-    context, _ = consume([joined(0), paid("o-1", "300.00", 10)])
+    context, _ = consume([joined(at(0)), order_paid("o-1", "300.00", at(10))])
     due = at(10) + 2 * YEAR
 
     assert [a for a in run_due(context, DEFAULT, due - SECOND) if a.rule == "tier_changed"] == []
@@ -138,7 +133,7 @@ def test_the_review_lowers_the_tier_to_the_base_with_a_retention_change() -> Non
 
 
 def test_the_review_lowers_to_the_best_tier_qualified_for_within_the_last_365_days() -> None:
-    context, _ = consume([joined(0), paid("o-1", "500.00", 0), paid("o-2", "300.00", 300)])
+    context, _ = consume([joined(at(0)), order_paid("o-1", "500.00", at(0)), order_paid("o-2", "300.00", at(300))])
     # 800 within a year: vip (supreme needs 1000); at day 365 only o-2 (300) remains: advanced until day 665
     assert context.member.tier == "vip"
     assert review_due(context) == [at(365) + YEAR]
@@ -154,7 +149,7 @@ def test_the_review_lowers_to_the_best_tier_qualified_for_within_the_last_365_da
 
 
 def test_a_member_who_requalified_inside_the_retention_keeps_the_tier() -> None:
-    context, _ = consume([joined(0), paid("o-1", "300.00", 10), paid("o-2", "300.00", 500)])
+    context, _ = consume([joined(at(0)), order_paid("o-1", "300.00", at(10)), order_paid("o-2", "300.00", at(500))])
     first_lapse_review = at(10) + 2 * YEAR
     assert review_due(context) == [at(500) + 2 * YEAR]
     actions = run_due(context, DEFAULT, first_lapse_review)
@@ -163,10 +158,10 @@ def test_a_member_who_requalified_inside_the_retention_keeps_the_tier() -> None:
 
 
 def test_requalifying_after_the_lapse_but_consumed_after_the_scheduler_ran_keeps_the_tier() -> None:
-    context, _ = consume([joined(0), paid("o-1", "300.00", 10)])
+    context, _ = consume([joined(at(0)), order_paid("o-1", "300.00", at(10))])
     run_due(context, DEFAULT, at(500))
     assert context.member.tier == "advanced"
-    apply_event(context, paid("o-2", "300.00", 500), DEFAULT)
+    apply_event(context, order_paid("o-2", "300.00", at(500)), DEFAULT)
     settle(context, DEFAULT)
     run_due(context, DEFAULT, at(10) + 2 * YEAR)
     assert context.member.tier == "advanced"
@@ -174,10 +169,10 @@ def test_requalifying_after_the_lapse_but_consumed_after_the_scheduler_ran_keeps
 
 
 def test_after_a_lowering_a_new_qualification_upgrades_again_without_a_second_gift() -> None:
-    context, _ = consume([joined(0), paid("o-1", "300.00", 10)])
+    context, _ = consume([joined(at(0)), order_paid("o-1", "300.00", at(10))])
     run_due(context, DEFAULT, at(10) + 2 * YEAR)
     assert context.member.tier == "member"
-    outcome = apply_event(context, paid("o-2", "300.00", 800), DEFAULT)
+    outcome = apply_event(context, order_paid("o-2", "300.00", at(800)), DEFAULT)
     settle(context, DEFAULT)
     assert (context.member.tier, context.member.tier_since) == ("advanced", at(800))
     assert [a.rule for a in tier_actions(outcome.actions)] == ["tier_changed"]
@@ -187,7 +182,12 @@ def test_after_a_lowering_a_new_qualification_upgrades_again_without_a_second_gi
 
 
 def test_payments_in_reverse_order_give_the_same_tier_and_tier_since() -> None:
-    history = [joined(0), paid("o-1", "100.00", 1), paid("o-2", "100.00", 2), paid("o-3", "100.00", 3)]
+    history = [
+        joined(at(0)),
+        order_paid("o-1", "100.00", at(1)),
+        order_paid("o-2", "100.00", at(2)),
+        order_paid("o-3", "100.00", at(3)),
+    ]
     forward, _ = consume(history)
     backward, _ = consume([history[0], *reversed(history[1:])])
     assert (forward.member.tier, forward.member.tier_since) == ("advanced", at(3))
@@ -195,7 +195,11 @@ def test_payments_in_reverse_order_give_the_same_tier_and_tier_since() -> None:
 
 
 def test_payments_in_reverse_order_without_a_join_give_the_same_tier_and_tier_since() -> None:
-    history = [paid("o-1", "200.00", 1), paid("o-2", "400.00", 2), paid("o-3", "500.00", 3)]
+    history = [
+        order_paid("o-1", "200.00", at(1)),
+        order_paid("o-2", "400.00", at(2)),
+        order_paid("o-3", "500.00", at(3)),
+    ]
     forward, _ = consume(history)
     backward, _ = consume(list(reversed(history)))
     for context in (forward, backward):
@@ -204,7 +208,12 @@ def test_payments_in_reverse_order_without_a_join_give_the_same_tier_and_tier_si
 
 
 def test_a_refund_consumed_after_a_later_payment_gives_the_in_order_tier_and_since() -> None:
-    history = [joined(0), paid("o-1", "300.00", 1), refund("o-1", "300.00", 2), paid("o-2", "200.00", 3)]
+    history = [
+        joined(at(0)),
+        order_paid("o-1", "300.00", at(1)),
+        refund("o-1", "r-o-1", "300.00", at(2)),
+        order_paid("o-2", "200.00", at(3)),
+    ]
     in_order, _ = consume(history)
     late_refund, _ = consume([history[0], history[1], history[3], history[2]])
     assert (in_order.member.tier, in_order.member.tier_since) == ("advanced", at(1))

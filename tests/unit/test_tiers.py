@@ -16,6 +16,7 @@ from shared.domain.model import ActionDecision, Event, Member, Order
 from shared.domain.playbook import ShopPlaybook
 from shared.domain.tiers import NextTier, next_tier, qualification_timeline, qualifying_tier, window_figures
 from shared.playbook_file import load_playbook, parse_playbook
+from tests.builders import order_paid, refund
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=SHANGHAI)
@@ -25,16 +26,6 @@ SHOP_R150 = parse_playbook({"shops": {"shop-150": {"reference_order_value": "150
 
 def at(hours: float) -> datetime:
     return T0 + timedelta(hours=hours)
-
-
-def paid(order: str, amount: str, hours: float) -> Event:
-    data = {"order_id": order, "amount": Decimal(amount), "currency": "CNY"}
-    return Event("shop-system", f"paid|{order}", "order.paid", at(hours), "shop-1", "m-1", data)
-
-
-def refund(order: str, amount: str, hours: float) -> Event:
-    data = {"order_id": order, "refund_id": f"r-{order}", "amount": Decimal(amount), "currency": "CNY"}
-    return Event("shop-system", f"refund|{order}", "refund.completed", at(hours), "shop-1", "m-1", data)
 
 
 def run(events: Iterable[Event], playbook: ShopPlaybook = DEFAULT) -> tuple[Member, list[Outcome]]:
@@ -80,17 +71,17 @@ def test_tier_by_paid_orders_with_little_spend(paid_orders: int, tier: str) -> N
 
 
 def test_reaches_advanced_at_exactly_three_times_the_reference_value() -> None:
-    member, _ = run([paid("o-1", "300.00", 0)])
+    member, _ = run([order_paid("o-1", "300.00", at(0))])
     assert (member.tier, member.paid_orders) == ("advanced", 1)
 
 
 def test_stays_member_one_cent_below_three_times_the_reference_value() -> None:
-    member, _ = run([paid("o-1", "299.99", 0)])
+    member, _ = run([order_paid("o-1", "299.99", at(0))])
     assert member.tier == "member"
 
 
 def test_reaches_advanced_on_the_third_paid_order_whatever_the_spend() -> None:
-    member, outcomes = run([paid(f"o-{n}", "1.00", n) for n in range(3)])
+    member, outcomes = run([order_paid(f"o-{n}", "1.00", at(n)) for n in range(3)])
     assert member.tier == "advanced"
     assert member.tier_since == at(2)
     assert [g.variables["tier"] for g in gifts(outcomes)] == ["advanced"]
@@ -119,9 +110,9 @@ def test_shop_with_reference_value_150_scales_spend_thresholds_but_not_order_cou
 
 
 def test_shop_with_reference_value_150_upgrades_at_450_through_the_engine() -> None:
-    member, outcomes = run([paid("o-1", "449.99", 0)], SHOP_R150)
+    member, outcomes = run([order_paid("o-1", "449.99", at(0))], SHOP_R150)
     assert member.tier == "member"
-    member, outcomes = run([paid("o-1", "450.00", 0)], SHOP_R150)
+    member, outcomes = run([order_paid("o-1", "450.00", at(0))], SHOP_R150)
     assert member.tier == "advanced"
     assert [g.variables["tier"] for g in gifts(outcomes)] == ["advanced"]
 
@@ -159,13 +150,13 @@ def test_next_tier_scales_with_the_shops_reference_value() -> None:
 
 
 def test_entering_the_base_tier_gives_no_upgrade_gift() -> None:
-    member, outcomes = run([paid("o-1", "50.00", 0)])
+    member, outcomes = run([order_paid("o-1", "50.00", at(0))])
     assert member.tier == "member"
     assert gifts(outcomes) == []
 
 
 def test_each_tier_gives_its_gift_once_when_first_reached() -> None:
-    member, outcomes = run([paid(f"o-{n}", "10.00", n) for n in range(12)])
+    member, outcomes = run([order_paid(f"o-{n}", "10.00", at(n)) for n in range(12)])
     reached = [(g.variables["tier"], g.occurred_at) for g in gifts(outcomes)]
     assert reached == [("advanced", at(2)), ("vip", at(4)), ("supreme", at(9))]
     assert member.tier == "supreme"
@@ -173,7 +164,7 @@ def test_each_tier_gives_its_gift_once_when_first_reached() -> None:
 
 
 def test_tier_gift_carries_the_tiers_coupon() -> None:
-    _, outcomes = run([paid("o-1", "1000.00", 0)])
+    _, outcomes = run([order_paid("o-1", "1000.00", at(0))])
     (gift,) = gifts(outcomes)
     assert gift.category == "incentive"
     assert gift.variables == {"tier": "supreme", "tier_name": "至尊VIP Supreme VIP"}
@@ -183,7 +174,7 @@ def test_tier_gift_carries_the_tiers_coupon() -> None:
 
 
 def test_jumping_two_tiers_at_once_gives_one_gift_for_the_tier_reached() -> None:
-    member, outcomes = run([paid("o-1", "100.00", 0), paid("o-2", "420.00", 1)])
+    member, outcomes = run([order_paid("o-1", "100.00", at(0)), order_paid("o-2", "420.00", at(1))])
     assert member.tier == "vip"
     assert member.tier_since == at(1)
     assert [g.variables["tier"] for g in gifts(outcomes)] == ["vip"]
@@ -191,8 +182,8 @@ def test_jumping_two_tiers_at_once_gives_one_gift_for_the_tier_reached() -> None
 
 
 def test_a_skipped_tier_never_gives_its_gift_later() -> None:
-    history = [paid("o-1", "600.00", 0), refund("o-1", "600.00", 1)]
-    history += [paid(f"o-{n}", "10.00", n) for n in range(2, 6)]
+    history = [order_paid("o-1", "600.00", at(0)), refund("o-1", "r-o-1", "600.00", at(1))]
+    history += [order_paid(f"o-{n}", "10.00", at(n)) for n in range(2, 6)]
     member, outcomes = run(history)
     assert (member.net_spend, member.paid_orders) == (Decimal("40.00"), 4)
     assert member.tier == "vip"
@@ -200,20 +191,20 @@ def test_a_skipped_tier_never_gives_its_gift_later() -> None:
 
 
 def test_staying_in_a_tier_gives_no_further_gift_and_keeps_the_tier_since() -> None:
-    member, outcomes = run([paid("o-1", "300.00", 0), paid("o-2", "50.00", 1)])
+    member, outcomes = run([order_paid("o-1", "300.00", at(0)), order_paid("o-2", "50.00", at(1))])
     assert [g.variables["tier"] for g in gifts(outcomes)] == ["advanced"]
     assert member.tier_since == at(0)
 
 
 def test_the_same_tier_gift_has_the_same_action_id_whatever_triggered_it() -> None:
-    _, by_spend = run([paid("o-1", "300.00", 0)])
-    _, by_orders = run([paid(f"o-{n}", "1.00", n) for n in range(3)])
+    _, by_spend = run([order_paid("o-1", "300.00", at(0))])
+    _, by_orders = run([order_paid(f"o-{n}", "1.00", at(n)) for n in range(3)])
     assert gifts(by_spend)[0].action_id == gifts(by_orders)[0].action_id
 
 
 def test_disabled_tier_upgrade_gift_still_upgrades_without_a_gift() -> None:
     playbook = parse_playbook({"defaults": {"rules": {"tier_upgrade_gift": {"enabled": False}}}}).default
-    member, outcomes = run([paid("o-1", "500.00", 0)], playbook)
+    member, outcomes = run([order_paid("o-1", "500.00", at(0))], playbook)
     assert member.tier == "vip"
     assert gifts(outcomes) == []
 

@@ -1,0 +1,186 @@
+"""Builders of what the tests feed the service: domain events, contract JSON events and database rows.
+
+Domain events (``Event``) go straight to the pure domain; contract JSON events
+(``envelope``, ``Stream``) are what producers publish to Kafka; rows are what the
+service would have written to PostgreSQL. Defaults name one member of one shop
+(``SHOP``, ``MEMBER``); every builder takes the business time explicitly.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from shared.contract.events import PAYLOAD_BY_TYPE, REFUND_STATUS, REVIEW_KIND, SHIPMENT_STATUS
+from shared.domain.events import (
+    ConsentChanged,
+    Event,
+    MemberJoined,
+    OrderCancelled,
+    OrderCompleted,
+    OrderCreated,
+    OrderPaid,
+    Payload,
+    ProfileUpdated,
+    RefundEvent,
+    ReviewEvent,
+    ShipmentEvent,
+)
+
+SHOP = "shop-1"
+MEMBER = "m-1"
+SOURCE = "shop-system"
+CURRENCY = "CNY"
+
+# --- domain events ------------------------------------------------------------------------------
+
+
+def domain_event(
+    data: Payload,
+    at: datetime,
+    *,
+    member: str = MEMBER,
+    shop: str = SHOP,
+    event_id: str | None = None,
+    source: str = SOURCE,
+) -> Event:
+    """An event carrying ``data``; without ``event_id`` its id derives from the facts: rebuilt, it keeps its id."""
+    if event_id is None:
+        detail = ""
+        if isinstance(data, RefundEvent):
+            detail = data.refund_id
+        elif isinstance(data, ShipmentEvent):
+            detail = data.shipment_id
+        elif isinstance(data, ReviewEvent):
+            detail = data.review_id
+        event_id = f"{data.event_type}|{data.order_id or member}|{detail}|{at.isoformat()}"
+    return Event(source, event_id, at, shop, member, data)
+
+
+def payload(kind: str, **fields: Any) -> Payload:
+    """The domain payload of an event of type ``kind`` from its contract fields (money as text or Decimal).
+
+    The fields pass the contract's own validation, so a test can only build what a producer could send.
+    """
+    return PAYLOAD_BY_TYPE[kind].model_validate(fields).to_domain(kind)
+
+
+def event(
+    kind: str,
+    at: datetime,
+    *,
+    member: str = MEMBER,
+    shop: str = SHOP,
+    event_id: str | None = None,
+    source: str = SOURCE,
+    **fields: Any,
+) -> Event:
+    """An event of any type from its contract fields; the typed builders below name the common ones."""
+    return domain_event(payload(kind, **fields), at, member=member, shop=shop, event_id=event_id, source=source)
+
+
+def joined(
+    at: datetime,
+    *,
+    channel: str = "app",
+    birthday: str | None = None,
+    timezone: str | None = None,
+    marketing_consent: bool = True,
+    member: str = MEMBER,
+    shop: str = SHOP,
+    event_id: str | None = None,
+) -> Event:
+    data = MemberJoined(channel, birthday, timezone, marketing_consent)
+    return domain_event(data, at, member=member, shop=shop, event_id=event_id)
+
+
+def profile_updated(
+    at: datetime,
+    *,
+    birthday: str | None = None,
+    timezone: str | None = None,
+    channel: str | None = None,
+    member: str = MEMBER,
+    event_id: str | None = None,
+) -> Event:
+    return domain_event(ProfileUpdated(birthday, timezone, channel), at, member=member, event_id=event_id)
+
+
+def consent_changed(at: datetime, consent: bool, *, member: str = MEMBER, event_id: str | None = None) -> Event:
+    return domain_event(ConsentChanged(consent), at, member=member, event_id=event_id)
+
+
+def order_created(
+    order_id: str, amount: str, at: datetime, *, member: str = MEMBER, event_id: str | None = None
+) -> Event:
+    return domain_event(OrderCreated(order_id, Decimal(amount), CURRENCY), at, member=member, event_id=event_id)
+
+
+def order_paid(
+    order_id: str,
+    amount: str,
+    at: datetime,
+    *,
+    member: str = MEMBER,
+    shop: str = SHOP,
+    event_id: str | None = None,
+) -> Event:
+    data = OrderPaid(order_id, Decimal(amount), CURRENCY)
+    return domain_event(data, at, member=member, shop=shop, event_id=event_id)
+
+
+def order_cancelled(order_id: str, at: datetime, *, member: str = MEMBER, event_id: str | None = None) -> Event:
+    return domain_event(OrderCancelled(order_id), at, member=member, event_id=event_id)
+
+
+def order_completed(order_id: str, at: datetime, *, member: str = MEMBER, event_id: str | None = None) -> Event:
+    return domain_event(OrderCompleted(order_id), at, member=member, event_id=event_id)
+
+
+def shipment(
+    order_id: str,
+    at: datetime,
+    *,
+    status: str = "shipped",
+    shipment_id: str = "s-1",
+    carrier: str | None = "SF",
+    tracking_no: str | None = None,
+    member: str = MEMBER,
+    event_id: str | None = None,
+) -> Event:
+    data = ShipmentEvent(SHIPMENT_STATUS[f"shipment.{status}"], order_id, shipment_id, carrier, tracking_no)
+    return domain_event(data, at, member=member, event_id=event_id)
+
+
+def refund(
+    order_id: str,
+    refund_id: str,
+    amount: str,
+    at: datetime,
+    *,
+    status: str = "completed",
+    member: str = MEMBER,
+    event_id: str | None = None,
+) -> Event:
+    data = RefundEvent(REFUND_STATUS[f"refund.{status}"], order_id, refund_id, Decimal(amount), CURRENCY)
+    return domain_event(data, at, member=member, event_id=event_id)
+
+
+def review(
+    order_id: str,
+    at: datetime,
+    *,
+    review_id: str = "rv-1",
+    kind: str = "posted",
+    rating: int = 5,
+    text_length: int = 40,
+    photo_count: int = 1,
+    video_count: int | None = None,
+    member: str = MEMBER,
+    event_id: str | None = None,
+) -> Event:
+    data = ReviewEvent(
+        REVIEW_KIND[f"review.{kind}"], order_id, review_id, rating, text_length, photo_count, video_count
+    )
+    return domain_event(data, at, member=member, event_id=event_id)
