@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Path, Query, Response
@@ -45,6 +44,7 @@ from shared.db.engine import database_ready
 from shared.domain import points
 from shared.domain.business_time import BusinessTimeBounds
 from shared.domain.model import LedgerEntry
+from shared.domain.money import money
 from shared.domain.playbook import Playbook, ShopPlaybook
 from shared.domain.rfm import RfmEdges, rfm_scores, rfm_segment
 from shared.domain.tiers import next_tier
@@ -55,7 +55,6 @@ from shared.usecases.scheduler_run import Scheduler
 
 K = TypeVar("K")
 
-CENT = Decimal("0.01")
 # Longest cursor accepted: a quarantine cursor carries two ids of up to 200 characters.
 CURSOR_MAX_LENGTH = 4096
 
@@ -117,10 +116,6 @@ members_router = APIRouter(
     responses=_MEMBER_ERRORS,
     route_class=ApiRoute,
 )
-
-
-def _money(value: Decimal) -> str:
-    return str(value.quantize(CENT, rounding=ROUND_HALF_UP))
 
 
 def _member_not_found(shop_id: str, member_id: str) -> ApiError:
@@ -186,20 +181,20 @@ def _status(
         joined_at=member.joined_at,
         tier=tier,
         metrics=Metrics(
-            net_spend=_money(member.net_spend),
+            net_spend=money(member.net_spend),
             paid_orders=member.paid_orders,
-            average_order_value=_money(member.net_spend / member.paid_orders) if member.paid_orders > 0 else None,
+            average_order_value=money(member.net_spend / member.paid_orders) if member.paid_orders > 0 else None,
             first_order_at=member.first_order_at,
             last_order_at=member.last_order_at,
         ),
         next_tier=None
         if upcoming is None
         else NextTierStatus(
-            code=upcoming.code, spend_needed=_money(upcoming.spend_needed), orders_needed=upcoming.orders_needed
+            code=upcoming.code, spend_needed=money(upcoming.spend_needed), orders_needed=upcoming.orders_needed
         ),
         qualifying=Qualifying(
             window_days=playbook.tier_policy.qualifying_window_days,
-            net_spend=_money(member.qualifying_net_spend),
+            net_spend=money(member.qualifying_net_spend),
             paid_orders=member.qualifying_orders,
         ),
         lifecycle=Lifecycle(stage=member.stage, since=member.stage_since, win_backs=member.win_backs),

@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Category = Literal["care", "incentive"]
+from shared.domain.model import Category
+
 NotificationStatus = Literal["sent", "suppressed", "deferred", "failed"]
 
 

@@ -12,14 +12,16 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from shared.domain import points
 from shared.domain.calendar import add_months
 from shared.domain.model import ActionDecision, Category, Event, LedgerEntry, LedgerKind, Member, Order
+from shared.domain.money import money
 from shared.domain.playbook import IncentiveSpec, ShopPlaybook
 from shared.domain.tiers import QualificationPoint
+
+__all__ = ["ACTION_NAMESPACE", "Decider", "MemberContext", "action_id", "incentive_body", "money", "set_expiries"]
 
 ACTION_NAMESPACE = uuid.UUID("6f1c7f0e-3f43-4d7b-9a55-0b8f6c2b1e10")
 
@@ -48,10 +50,6 @@ class MemberContext:
 def action_id(*parts: str) -> str:
     """A stable id from the business fact that triggered the action."""
     return str(uuid.uuid5(ACTION_NAMESPACE, "|".join(parts)))
-
-
-def money(value: Decimal) -> str:
-    return str(value.quantize(Decimal("0.01")))
 
 
 def incentive_body(spec: IncentiveSpec, action: str, at: datetime) -> dict[str, Any]:

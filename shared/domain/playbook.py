@@ -7,6 +7,7 @@ from datetime import time, timedelta
 from decimal import Decimal
 
 from shared.domain.business_time import BusinessTimeBounds
+from shared.domain.money import round_money
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +174,7 @@ class ShopPlaybook:
         return -1
 
     def spend_threshold(self, tier: TierDefinition) -> Decimal:
-        return (tier.spend_multiple * self.reference_order_value).quantize(Decimal("0.01"))
+        return round_money(tier.spend_multiple * self.reference_order_value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,26 +9,33 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.contract.actions import Action, Incentive, Message
 from shared.db.schema import actions
 from shared.domain.model import ActionDecision
 from shared.store.bulk_sql import column_arrays, unnest_insert
 
 
 def action_row(decision: ActionDecision, created_at: datetime) -> tuple[Any, ...]:
-    """The outbox row (``insert_actions`` column order) with its contract payload."""
-    payload: dict[str, Any] = {
+    """The outbox row (``insert_actions`` column order) with its contract payload.
+
+    The payload is built through the contract's ``Action`` model, so an action that breaks
+    the contract fails here rather than reach ``member.actions``; times and amounts keep
+    their text (``dump_json``: RFC 3339 with the offset, decimal strings).
+    """
+    fields: dict[str, Any] = {
         "action_id": decision.action_id,
         "shop_id": decision.shop_id,
         "member_id": decision.member_id,
         "rule": decision.rule,
         "category": decision.category,
         "trigger": dict(decision.trigger),
-        "occurred_at": decision.occurred_at.isoformat(),
-        "created_at": created_at.isoformat(),
-        "message": {"template": decision.template, "variables": dict(decision.variables)},
+        "occurred_at": decision.occurred_at,
+        "created_at": created_at,
+        "message": Message(template=decision.template, variables=dict(decision.variables)),
     }
     if decision.incentive is not None:
-        payload["incentive"] = dict(decision.incentive)
+        fields["incentive"] = Incentive(**decision.incentive)
+    payload = Action(**fields).model_dump(exclude_unset=True)
     return (
         decision.action_id,
         decision.shop_id,
