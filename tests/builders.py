@@ -8,9 +8,11 @@ service would have written to PostgreSQL. Defaults name one member of one shop
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from shared.contract.events import PAYLOAD_BY_TYPE, REFUND_STATUS, REVIEW_KIND, SHIPMENT_STATUS
 from shared.domain.events import (
@@ -32,6 +34,9 @@ SHOP = "shop-1"
 MEMBER = "m-1"
 SOURCE = "shop-system"
 CURRENCY = "CNY"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+Json = dict[str, Any]
 
 # --- domain events ------------------------------------------------------------------------------
 
@@ -184,3 +189,61 @@ def review(
         REVIEW_KIND[f"review.{kind}"], order_id, review_id, rating, text_length, photo_count, video_count
     )
     return domain_event(data, at, member=member, event_id=event_id)
+
+
+# --- contract JSON events -----------------------------------------------------------------------
+
+ENVELOPE_TIME = datetime(2024, 5, 1, 10, 0, tzinfo=SHANGHAI)
+
+
+def envelope(
+    event_type: str = "order.paid",
+    data: Json | None = None,
+    *,
+    event_id: str = "evt-1",
+    at: datetime | str = ENVELOPE_TIME,
+    member: str = MEMBER,
+    shop: str = SHOP,
+    source: str = SOURCE,
+    **attributes: Any,
+) -> Json:
+    """A CloudEvents record as a producer publishes it (structured JSON mode).
+
+    ``data`` defaults to an ``order.paid`` payload of 129.00; ``attributes`` set or replace
+    any attribute as given, so a test can send what the contract refuses.
+    """
+    record: Json = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": source,
+        "type": event_type,
+        "time": at if isinstance(at, str) else at.isoformat(),
+        "datacontenttype": "application/json",
+        "shopid": shop,
+        "memberid": member,
+        "data": {"order_id": "o-1", "amount": "129.00", "currency": CURRENCY} if data is None else data,
+    }
+    record.update(attributes)
+    return record
+
+
+@dataclass
+class Stream:
+    """A story of events told in business time, ready to produce to the test's topics."""
+
+    start: datetime = field(default_factory=lambda: datetime(2026, 3, 1, 10, 0, tzinfo=SHANGHAI))
+    events: list[Json] = field(default_factory=list)
+    shop: str = SHOP
+
+    def add(self, event_type: str, member: str, minutes: float, **data: Any) -> Json:
+        record = envelope(
+            event_type,
+            data,
+            event_id=f"{event_type}-{member}-{len(self.events)}",
+            at=self.start + timedelta(minutes=minutes),
+            member=member,
+            shop=self.shop,
+            source="test",
+        )
+        self.events.append(record)
+        return record

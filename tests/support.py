@@ -12,17 +12,15 @@ import time
 import urllib.request
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 ROOT = Path(__file__).resolve().parent.parent
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 
 TOPIC_OF_FAMILY = {
@@ -32,50 +30,6 @@ TOPIC_OF_FAMILY = {
     "refund": "TOPIC_REFUNDS",
     "review": "TOPIC_REVIEWS",
 }
-
-
-def envelope(
-    event_type: str,
-    event_id: str,
-    at: datetime,
-    member: str,
-    data: dict[str, Any],
-    *,
-    shop: str = "shop-1",
-    source: str = "test",
-) -> dict[str, Any]:
-    return {
-        "specversion": "1.0",
-        "id": event_id,
-        "source": source,
-        "type": event_type,
-        "time": at.isoformat(),
-        "datacontenttype": "application/json",
-        "shopid": shop,
-        "memberid": member,
-        "data": data,
-    }
-
-
-@dataclass
-class Stream:
-    """A story of events told in business time, ready to produce to the test's topics."""
-
-    start: datetime = field(default_factory=lambda: datetime(2026, 3, 1, 10, 0, tzinfo=SHANGHAI))
-    events: list[dict[str, Any]] = field(default_factory=list)
-    shop: str = "shop-1"
-
-    def add(self, event_type: str, member: str, minutes: float, **data: Any) -> dict[str, Any]:
-        event = envelope(
-            event_type,
-            f"{event_type}-{member}-{len(self.events)}",
-            self.start + timedelta(minutes=minutes),
-            member,
-            data,
-            shop=self.shop,
-        )
-        self.events.append(event)
-        return event
 
 
 def topic_for(event: dict[str, Any], topics: dict[str, str]) -> str:

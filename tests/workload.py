@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from tests.support import SHANGHAI, envelope
+from tests.builders import SHANGHAI, envelope
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=SHANGHAI)
 
@@ -26,7 +26,15 @@ def member_story(rng: random.Random, shop: str, member: str, start: datetime) ->
         nonlocal clock
         clock = clock + timedelta(minutes=after_minutes)
         events.append(
-            envelope(event_type, f"{shop}/{member}-{len(events)}", clock, member, data, shop=shop, source="bench")
+            envelope(
+                event_type,
+                data,
+                event_id=f"{shop}/{member}-{len(events)}",
+                at=clock,
+                member=member,
+                shop=shop,
+                source="bench",
+            )
         )
 
     add("member.joined", {"channel": rng.choice(["online", "offline", "mini-program"])}, 0)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
+from shared.contract.event_structs import NotOnTheFastPathError, decode_fast
 from shared.contract.events import EVENT_ADAPTER
 from shared.domain.events import Event, OrderCreated, OrderPaid, RefundEvent
 from shared.domain.playbook import Playbook
@@ -54,7 +56,35 @@ def _describe(error: ValidationError) -> Rejection:
     return Rejection(reason, f"{path}: {_rule(first)}")
 
 
-def decode(value: bytes | None, playbook: Playbook, max_bytes: int, now: datetime | None = None) -> Event | Rejection:
+def validate_with_models(value: bytes) -> Event | Rejection:
+    """The record checked by the contract's pydantic models alone, which word every rejection."""
+    try:
+        parsed: Any = EVENT_ADAPTER.validate_json(value)
+    except ValidationError as error:
+        return _describe(error)
+    data = parsed.data.to_domain(parsed.type)
+    return Event(parsed.source, parsed.id, parsed.time, parsed.shopid, parsed.memberid, data)
+
+
+def validate(value: bytes) -> Event | Rejection:
+    """The record checked against the contract: the msgspec fast path, then the models for what it leaves.
+
+    The fast path takes the common shape of a valid record; the models decide the rest, so
+    the result is the same either way (tests/unit/test_decode_paths.py).
+    """
+    try:
+        return decode_fast(value)
+    except NotOnTheFastPathError:
+        return validate_with_models(value)
+
+
+def decode(
+    value: bytes | None,
+    playbook: Playbook,
+    max_bytes: int,
+    now: datetime | None = None,
+    validator: Callable[[bytes], Event | Rejection] = validate,
+) -> Event | Rejection:
     """Validates one record against the contract, including the shop's currency and time window.
 
     ``now`` is the wall clock the time window is measured from (the current time when None).
@@ -65,21 +95,13 @@ def decode(value: bytes | None, playbook: Playbook, max_bytes: int, now: datetim
         return Rejection("too_large", f"{len(value)} bytes exceeds the maximum of {max_bytes}")
     if b"\\u0000" in value:
         return Rejection("invalid_envelope", "text may not contain NUL characters (\\u0000)")
-    try:
-        parsed: Any = EVENT_ADAPTER.validate_json(value)
-    except ValidationError as error:
-        return _describe(error)
-    shop = playbook.for_shop(parsed.shopid)
-    if not shop.business_time.contains(parsed.time, now or datetime.now(UTC)):
+    event = validator(value)
+    if isinstance(event, Rejection):
+        return event
+    shop = playbook.for_shop(event.shop_id)
+    if not shop.business_time.contains(event.time, now or datetime.now(UTC)):
         return Rejection("time_out_of_range", f"time: {shop.business_time.describe()}")
-    data = parsed.data.to_domain(parsed.type)
+    data = event.data
     if isinstance(data, OrderCreated | OrderPaid | RefundEvent) and data.currency != shop.currency:
         return Rejection("wrong_currency", f"currency {data.currency} differs from the shop's {shop.currency}")
-    return Event(
-        source=parsed.source,
-        id=parsed.id,
-        time=parsed.time,
-        shop_id=parsed.shopid,
-        member_id=parsed.memberid,
-        data=data,
-    )
+    return event

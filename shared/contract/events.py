@@ -34,7 +34,7 @@ Count = Annotated[int, Field(ge=0, strict=True)]
 _BIRTHDAY = re.compile(r"^(?:(\d{4})-)?(\d{2})-(\d{2})$")
 
 
-def _check_birthday(value: str) -> str:
+def check_birthday(value: str) -> str:
     match = _BIRTHDAY.match(value)
     if match is None:
         raise ValueError("birthday must be MM-DD or YYYY-MM-DD")
@@ -44,7 +44,7 @@ def _check_birthday(value: str) -> str:
     return value
 
 
-def _check_timezone(value: str) -> str:
+def check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -52,8 +52,8 @@ def _check_timezone(value: str) -> str:
     return value
 
 
-Birthday = Annotated[str, AfterValidator(_check_birthday)]
-TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
+Birthday = Annotated[str, AfterValidator(check_birthday)]
+TimeZoneName = Annotated[str, AfterValidator(check_timezone)]
 
 SHIPMENT_STATUS: dict[str, domain.ShipmentStatus] = {f"shipment.{s}": s for s in domain.SHIPMENT_STATUSES}
 REFUND_STATUS: dict[str, domain.RefundStatus] = {f"refund.{s}": s for s in domain.REFUND_STATUSES}

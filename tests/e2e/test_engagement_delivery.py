@@ -17,10 +17,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db.schema import actions, metadata, processed_events
+from tests.builders import Stream
 from tests.support import (
     GroupMember,
     ServiceProcess,
-    Stream,
     committed_offsets,
     create_topic,
     delete_topics,

@@ -9,7 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db.schema import members
-from tests.support import ServiceProcess, Stream, eventually, produce, read_to_end, wait_until_processed
+from tests.builders import Stream
+from tests.support import ServiceProcess, eventually, produce, read_to_end, wait_until_processed
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,8 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.support import SHANGHAI, ServiceProcess, Stream, eventually, produce, read_to_end, wait_until_outbox_empty
+from tests.builders import SHANGHAI, Stream
+from tests.support import ServiceProcess, eventually, produce, read_to_end, wait_until_outbox_empty
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,8 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.support import SHANGHAI, ServiceProcess, envelope, eventually, produce, read_to_end, wait_until_processed
+from tests.builders import SHANGHAI, envelope
+from tests.support import ServiceProcess, eventually, produce, read_to_end, wait_until_processed
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +81,7 @@ class Shop:
 
 
 def event(kind: str, member: str, at: datetime, number: int, **data: Any) -> Json:
-    return envelope(kind, f"{member}-{number}-{kind}", at, member, data, shop=SHOP)
+    return envelope(kind, data, event_id=f"{member}-{number}-{kind}", at=at, member=member, shop=SHOP, source="test")
 
 
 def day(days: float, hours: float = 0) -> datetime:

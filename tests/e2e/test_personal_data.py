@@ -10,9 +10,9 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.builders import Stream
 from tests.support import (
     ServiceProcess,
-    Stream,
     end_offsets,
     produce,
     read_to_end,

@@ -20,10 +20,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db.schema import dead_letters, processed_events, quarantined_members
+from tests.builders import Stream
 from tests.support import (
     KAFKA,
     ServiceProcess,
-    Stream,
     delete_topics,
     end_offsets,
     eventually,

@@ -12,8 +12,8 @@ from aiokafka.structs import ConsumerRecord
 from services.engagement.processor import BatchProcessor
 from shared.domain.model import Member
 from shared.playbook_file import load_playbook
+from tests.builders import Stream
 from tests.fakes import InMemoryStore
-from tests.support import Stream
 from tests.workload import workload
 
 PLAYBOOK = load_playbook()

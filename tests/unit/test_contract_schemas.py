@@ -18,6 +18,7 @@ from shared.contract.events import EVENT_ADAPTER, EVENT_MODELS
 from shared.contract.json_schemas import SCHEMA_DIR, main, render_all, stale_files
 from shared.domain.model import Event
 from shared.playbook_file import load_playbook
+from tests.builders import envelope
 
 PLAYBOOK = load_playbook()
 ORDER = "o-20250301-0001"
@@ -25,36 +26,26 @@ SHIPMENT = {"order_id": ORDER, "shipment_id": "s-1", "carrier": "SF Express", "t
 REFUND = {"order_id": ORDER, "refund_id": "r-1", "amount": 70, "currency": "CNY", "reason": "damaged cup"}
 
 
-def envelope(event_id: str, family: str, event_type: str, time: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "specversion": "1.0",
-        "id": event_id,
-        "source": f"/shop-1/{family}",
-        "type": event_type,
-        "time": time,
-        "shopid": "shop-1",
-        "memberid": "m-1001",
-        "datacontenttype": "application/json",
-        "data": data,
-    }
+def example(event_id: str, family: str, event_type: str, time: str, data: dict[str, Any]) -> dict[str, Any]:
+    return envelope(event_type, data, event_id=event_id, at=time, member="m-1001", source=f"/shop-1/{family}")
 
 
 # One example per input type, as in docs/events.md (full envelopes there for one type per family).
 EXAMPLES: dict[str, dict[str, Any]] = {
-    "member.joined": envelope(
+    "member.joined": example(
         "evt-0001",
         "members",
         "member.joined",
         "2025-03-01T10:15:00+08:00",
         {"channel": "app", "birthday": "05-20", "timezone": "Asia/Shanghai", "marketing_consent": True},
     ),
-    "member.profile_updated": envelope(
+    "member.profile_updated": example(
         "evt-0010", "members", "member.profile_updated", "2025-03-04T08:00:00+08:00", {"birthday": "1990-05-20"}
     ),
-    "member.consent_changed": envelope(
+    "member.consent_changed": example(
         "evt-0011", "members", "member.consent_changed", "2025-03-06T21:00:00+08:00", {"marketing_consent": False}
     ),
-    "order.created": envelope(
+    "order.created": example(
         "evt-0002",
         "orders",
         "order.created",
@@ -71,54 +62,52 @@ EXAMPLES: dict[str, dict[str, Any]] = {
             "channel": "app",
         },
     ),
-    "order.paid": envelope(
+    "order.paid": example(
         "evt-0003",
         "orders",
         "order.paid",
         "2025-03-01T10:21:07+08:00",
         {"order_id": ORDER, "amount": "258.00", "currency": "CNY", "coupon_codes": ["WELCOME10"]},
     ),
-    "order.cancelled": envelope(
+    "order.cancelled": example(
         "evt-0012", "orders", "order.cancelled", "2025-03-01T11:00:00+08:00", {"order_id": "o-20250301-0002"}
     ),
-    "order.completed": envelope(
+    "order.completed": example(
         "evt-0013", "orders", "order.completed", "2025-03-10T00:00:00+08:00", {"order_id": ORDER}
     ),
-    "shipment.shipped": envelope("evt-0004", "shipments", "shipment.shipped", "2025-03-02T09:00:00+08:00", SHIPMENT),
-    "shipment.in_transit": envelope(
+    "shipment.shipped": example("evt-0004", "shipments", "shipment.shipped", "2025-03-02T09:00:00+08:00", SHIPMENT),
+    "shipment.in_transit": example(
         "evt-0014", "shipments", "shipment.in_transit", "2025-03-02T18:00:00+08:00", SHIPMENT
     ),
-    "shipment.out_for_delivery": envelope(
+    "shipment.out_for_delivery": example(
         "evt-0015", "shipments", "shipment.out_for_delivery", "2025-03-03T08:30:00+08:00", SHIPMENT
     ),
-    "shipment.delivered": envelope(
-        "evt-0005", "shipments", "shipment.delivered", "2025-03-03T15:30:00+08:00", SHIPMENT
-    ),
-    "shipment.exception": envelope(
+    "shipment.delivered": example("evt-0005", "shipments", "shipment.delivered", "2025-03-03T15:30:00+08:00", SHIPMENT),
+    "shipment.exception": example(
         "evt-0016",
         "shipments",
         "shipment.exception",
         "2025-03-03T12:00:00+08:00",
         {**SHIPMENT, "reason": "recipient not reachable"},
     ),
-    "refund.requested": envelope("evt-0017", "refunds", "refund.requested", "2025-03-04T10:00:00+08:00", REFUND),
-    "refund.approved": envelope("evt-0018", "refunds", "refund.approved", "2025-03-04T16:00:00+08:00", REFUND),
-    "refund.rejected": envelope(
+    "refund.requested": example("evt-0017", "refunds", "refund.requested", "2025-03-04T10:00:00+08:00", REFUND),
+    "refund.approved": example("evt-0018", "refunds", "refund.approved", "2025-03-04T16:00:00+08:00", REFUND),
+    "refund.rejected": example(
         "evt-0019",
         "refunds",
         "refund.rejected",
         "2025-03-04T16:00:00+08:00",
         {"order_id": ORDER, "refund_id": "r-2", "amount": "20.00", "currency": "CNY", "reason": "outside policy"},
     ),
-    "refund.completed": envelope("evt-0006", "refunds", "refund.completed", "2025-03-05T11:00:00+08:00", REFUND),
-    "review.posted": envelope(
+    "refund.completed": example("evt-0006", "refunds", "refund.completed", "2025-03-05T11:00:00+08:00", REFUND),
+    "review.posted": example(
         "evt-0007",
         "reviews",
         "review.posted",
         "2025-03-06T20:00:00+08:00",
         {"order_id": ORDER, "review_id": "rv-1", "rating": 5, "text_length": 120, "photo_count": 2, "video_count": 0},
     ),
-    "review.appended": envelope(
+    "review.appended": example(
         "evt-0020",
         "reviews",
         "review.appended",

@@ -13,25 +13,11 @@ import pytest
 from services.engagement.decode import Rejection, decode
 from shared.domain.events import Event, MemberJoined, OrderPaid, Payload, ReviewEvent
 from shared.playbook_file import parse_playbook
+from tests.builders import envelope
 
 PLAYBOOK = parse_playbook({"shops": {"shop-usd": {"currency": "USD"}}})
 MAX_BYTES = 64 * 1024
 P = TypeVar("P", bound=Payload)
-
-
-def envelope(kind: str = "order.paid", data: dict[str, Any] | None = None, **attributes: Any) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "specversion": "1.0",
-        "id": "evt-1",
-        "source": "shop-system",
-        "type": kind,
-        "time": "2024-05-01T10:00:00+08:00",
-        "shopid": "shop-1",
-        "memberid": "m-1",
-        "data": {"order_id": "o-1", "amount": "129.00", "currency": "CNY"} if data is None else data,
-    }
-    record.update(attributes)
-    return record
 
 
 def raw(record: dict[str, Any]) -> bytes:

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 
 from shared.domain.model import Member
 from shared.usecases.scheduler_run import Scheduler
+from tests.builders import Stream
 from tests.fakes import InMemoryStore
-from tests.support import Stream
 from tests.unit.test_batch_processor import PLAYBOOK, first_order, processor, records
 
 

@@ -1,0 +1,241 @@
+"""A fast path for the input contract: msgspec structs that accept a strict subset of it.
+
+``shared.contract.events`` (pydantic) is the contract: its models generate the JSON
+Schemas and word every rejection. These structs decode the common shape of a valid
+record several times faster, straight into the domain's typed payloads, and are
+stricter on purpose: money as a plain decimal string (``"129.00"``) or an integer,
+``time`` as ``YYYY-MM-DDThh:mm:ss[.ffffff](Z|±hh:mm)``. Whatever they refuse, including
+every invalid record, is decoded again by the pydantic models, which accept it or say
+why not; so a record is accepted with the same values, or rejected with the same
+reason, whichever path it takes (tests/unit/test_decode_paths.py holds them to it).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal, Union
+
+import msgspec
+from msgspec import Meta, Struct
+
+from shared.contract.events import (
+    PAYLOAD_BY_TYPE,
+    REFUND_STATUS,
+    REVIEW_KIND,
+    SHIPMENT_STATUS,
+    check_birthday,
+    check_timezone,
+)
+from shared.domain import events as domain
+
+Identifier = Annotated[str, Meta(min_length=1, max_length=200)]
+# What the contract's Money accepts without rounding or rewriting: at most 12 whole digits and 2 places.
+MoneyText = Annotated[str, Meta(pattern=r"^(?:0|[1-9][0-9]{0,11})(?:\.[0-9]{1,2})?\Z")]
+MoneyInteger = Annotated[int, Meta(ge=0, le=999_999_999_999)]
+Money = MoneyText | MoneyInteger
+Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}\Z")]
+Count = Annotated[int, Meta(ge=0)]
+# RFC 3339 with an offset and at most microseconds, so ``datetime.fromisoformat`` reads the
+# instant pydantic does (pydantic truncates further digits; the pydantic path handles them).
+TimeText = Annotated[
+    str,
+    Meta(
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
+        r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])\Z"
+    ),
+]
+
+
+class NotOnTheFastPathError(Exception):
+    """The record may still be valid: the pydantic models decide."""
+
+
+class Payload(Struct, frozen=True):
+    def to_domain(self, event_type: str) -> domain.Payload:
+        raise NotImplementedError
+
+
+def _birthday(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            check_birthday(value)
+        except ValueError as error:
+            raise NotOnTheFastPathError from error
+    return value
+
+
+def _timezone(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            check_timezone(value)
+        except ValueError as error:
+            raise NotOnTheFastPathError from error
+    return value
+
+
+class MemberJoined(Payload, frozen=True):
+    channel: Identifier
+    birthday: str | None = None
+    timezone: str | None = None
+    marketing_consent: bool = True
+
+    def to_domain(self, event_type: str) -> domain.Payload:
+        return domain.MemberJoined(
+            self.channel, _birthday(self.birthday), _timezone(self.timezone), self.marketing_consent
+        )
+
+
+class MemberProfileUpdated(Payload, frozen=True):
+    birthday: str | None = None
+    timezone: str | None = None
+    channel: Identifier | None = None
+
+    def to_domain(self, event_type: str) -> domain.Payload:
+        if self.birthday is None and self.timezone is None and self.channel is None:
+            raise NotOnTheFastPathError
+        return domain.ProfileUpdated(_birthday(self.birthday), _timezone(self.timezone), self.channel)
+
+
+class MemberConsentChanged(Payload, frozen=True):
+    marketing_consent: bool
+
+    def to_domain(self, event_type: str) -> domain.Payload:
+        return domain.ConsentChanged(self.marketing_consent)
+
+
+class OrderItem(Struct, frozen=True):
+    sku: Identifier
+    quantity: Annotated[int, Meta(ge=1)]
+    unit_price: Money
+
+
+class OrderCreated(Payload, frozen=True):
+    order_id: Identifier
+    amount: Money
+    currency: Currency
+    items: list[OrderItem] | None = None
+    coupon_codes: list[Identifier] | None = None
+    channel: Identifier | None = None
+
+    def to_domain(self, event_type: str) -> domain.Payload:
+        items = (
+            tuple(domain.OrderItem(item.sku, item.quantity, Decimal(item.unit_price)) for item in self.items)
+            if self.items is not None
+            else None
+        )
+        coupons = tuple(self.coupon_codes) if self.coupon_codes is not None else None
+        return domain.OrderCreated(self.order_id, Decimal(self.amount), self.currency, items, coupons, self.channel)
+
+
+class OrderPaid(Payload, frozen=True):
+    order_id: Identifier
+    amount: Money
+    currency: Currency
+    coupon_codes: list[Identifier] | None = None
+
+    def to_domain(self, event_type: str) -> domain.Payload:
+        coupons = tuple(self.coupon_codes) if self.coupon_codes is not None else None
+        return domain.OrderPaid(self.order_id, Decimal(self.amount), self.currency, coupons)
+
+
+class OrderRef(Payload, frozen=True):
+    order_id: Identifier
+
+    def to_domain(self, event_type: str) -> domain.Payload:
+        if event_type == "order.cancelled":
+            return domain.OrderCancelled(self.order_id)
+        return domain.OrderCompleted(self.order_id)
+
+
+class Shipment(Payload, frozen=True):
+    order_id: Identifier
+    shipment_id: Identifier
+    carrier: str | None = None
+    tracking_no: str | None = None
+    reason: str | None = None
+
+    def to_domain(self, event_type: str) -> domain.Payload:
+        status = SHIPMENT_STATUS[event_type]
+        return domain.ShipmentEvent(status, self.order_id, self.shipment_id, self.carrier, self.tracking_no)
+
+
+class Refund(Payload, frozen=True):
+    order_id: Identifier
+    refund_id: Identifier
+    amount: Money
+    currency: Currency
+    reason: str | None = None
+
+    def to_domain(self, event_type: str) -> domain.Payload:
+        status = REFUND_STATUS[event_type]
+        return domain.RefundEvent(status, self.order_id, self.refund_id, Decimal(self.amount), self.currency)
+
+
+class Review(Payload, frozen=True):
+    order_id: Identifier
+    review_id: Identifier
+    rating: Annotated[int, Meta(ge=1, le=5)]
+    text_length: Count
+    photo_count: Count
+    video_count: Count | None = None
+
+    def to_domain(self, event_type: str) -> domain.Payload:
+        kind = REVIEW_KIND[event_type]
+        return domain.ReviewEvent(
+            kind, self.order_id, self.review_id, self.rating, self.text_length, self.photo_count, self.video_count
+        )
+
+
+STRUCT_BY_PAYLOAD: dict[str, type[Payload]] = {
+    "MemberJoined": MemberJoined,
+    "MemberProfileUpdated": MemberProfileUpdated,
+    "MemberConsentChanged": MemberConsentChanged,
+    "OrderCreated": OrderCreated,
+    "OrderPaid": OrderPaid,
+    "OrderRef": OrderRef,
+    "Shipment": Shipment,
+    "Refund": Refund,
+    "Review": Review,
+}
+"""The struct standing for each of the contract's payload models, by the model's name."""
+
+
+class Envelope(Struct, frozen=True, kw_only=True, tag_field="type"):
+    """The CloudEvents attributes; ``type`` is the tag that picks the struct, ``data`` its payload."""
+
+    specversion: Literal["1.0"]
+    id: Identifier
+    source: Identifier
+    time: TimeText
+    shopid: Identifier
+    memberid: Identifier
+    datacontenttype: str | None = None
+
+
+def _envelope(event_type: str, payload: type[Payload]) -> type[Envelope]:
+    name = "Event_" + event_type.replace(".", "_")
+    made = msgspec.defstruct(name, [("data", payload)], bases=(Envelope,), tag=event_type, frozen=True, kw_only=True)
+    assert issubclass(made, Envelope)
+    return made
+
+
+EVENT_STRUCTS: dict[str, type[Envelope]] = {
+    event_type: _envelope(event_type, STRUCT_BY_PAYLOAD[model.__name__])
+    for event_type, model in PAYLOAD_BY_TYPE.items()
+}
+
+_TYPE_OF: dict[type[Envelope], str] = {struct: event_type for event_type, struct in EVENT_STRUCTS.items()}
+_DECODER: msgspec.json.Decoder[Any] = msgspec.json.Decoder(Union[tuple(EVENT_STRUCTS.values())])  # noqa: UP007
+
+
+def decode_fast(value: bytes) -> domain.Event:
+    """The record as a domain event, or ``NotOnTheFastPathError`` for anything outside the strict subset."""
+    try:
+        parsed = _DECODER.decode(value)
+        time = datetime.fromisoformat(parsed.time)
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, ValueError) as error:
+        raise NotOnTheFastPathError from error
+    event_type = _TYPE_OF[type(parsed)]
+    data = parsed.data.to_domain(event_type)
+    return domain.Event(parsed.source, parsed.id, time, parsed.shopid, parsed.memberid, data)
