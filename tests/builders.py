@@ -8,7 +8,7 @@ service would have written to PostgreSQL. Defaults name one member of one shop
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -29,6 +29,7 @@ from shared.domain.events import (
     ReviewEvent,
     ShipmentEvent,
 )
+from shared.domain.model import Order, RefundRecord, ReviewRecord
 
 SHOP = "shop-1"
 MEMBER = "m-1"
@@ -189,6 +190,28 @@ def review(
         REVIEW_KIND[f"review.{kind}"], order_id, review_id, rating, text_length, photo_count, video_count
     )
     return domain_event(data, at, member=member, event_id=event_id)
+
+
+# --- domain state -------------------------------------------------------------------------------
+
+
+def paid_order(order_id: str, at: datetime, amount: str, *, member: str = MEMBER, **changes: Any) -> Order:
+    """An order paid at ``at``, as the domain keeps it; ``changes`` set any other field."""
+    paid = Decimal(amount)
+    order = Order(order_id=order_id, member_id=member, status="paid", amount=paid, paid_amount=paid, paid_at=at)
+    return replace(order, **changes)
+
+
+def completed_refund(amount: str, at: datetime) -> RefundRecord:
+    """A refund of ``amount`` completed at ``at`` that took all it asked for."""
+    return RefundRecord(status="completed", amount=Decimal(amount), completed_at=at, applied=Decimal(amount))
+
+
+def posted_review(
+    at: datetime, *, photos: int = 0, videos: int = 0, appended: tuple[datetime, ...] = ()
+) -> ReviewRecord:
+    """A review posted at ``at`` (rating 5, 40 characters), with the times of its appended reviews."""
+    return ReviewRecord(at=at, rating=5, text_length=40, photos=photos, videos=videos, appended=list(appended))
 
 
 # --- contract JSON events -----------------------------------------------------------------------

@@ -70,7 +70,7 @@ def incentive_body(spec: IncentiveSpec, action: str, at: datetime) -> dict[str, 
 def set_expiries(member: Member, moments: Iterable[datetime]) -> None:
     """Keeps the member's upcoming lot expiries (distinct, ascending) and the next one."""
     ordered = sorted(set(moments))
-    member.points_expiries = [moment.isoformat() for moment in ordered]
+    member.points_expiries = ordered
     member.points_next_expiry_at = ordered[0] if ordered else None
 
 
@@ -154,7 +154,7 @@ class Decider:
         expires = add_months(self.at, self.playbook.points.expire_after_months)
         entry = points.credit(entry_id, kind, amount, self.at, expires)
         self._book(entry)
-        set_expiries(self.member, [expires, *(datetime.fromisoformat(e) for e in self.member.points_expiries)])
+        set_expiries(self.member, [expires, *self.member.points_expiries])
         return entry
 
     def debit(self, entry_id: str, kind: LedgerKind, wanted: int) -> LedgerEntry:

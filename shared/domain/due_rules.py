@@ -18,7 +18,7 @@ from shared.domain import lifecycle, points
 from shared.domain.calendar import next_anniversary, next_birthday, zone
 from shared.domain.decisions import Decider, MemberContext, money, set_expiries
 from shared.domain.membership import paid_times, refresh_standing, review_tier, tier_timeline
-from shared.domain.model import ActionDecision, Order
+from shared.domain.model import ActionDecision, Order, ShipmentRecord
 from shared.domain.playbook import ShopPlaybook
 from shared.domain.tiers import lapses_at
 
@@ -31,19 +31,15 @@ class DueItem:
     rule: str
     key: str
     order_id: str | None = None
+    expires_at: datetime | None = None  # the points expiry a reminder is about
 
 
 def _mark(context: MemberContext, name: str) -> datetime | None:
-    value = context.member.schedule_marks.get(name)
-    return datetime.fromisoformat(value) if value else None
-
-
-def _parse(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+    return context.member.schedule_marks.get(name)
 
 
 def _set_mark(context: MemberContext, name: str, at: datetime) -> None:
-    context.member.schedule_marks[name] = at.isoformat()
+    context.member.schedule_marks[name] = at
 
 
 def _first_seen(context: MemberContext) -> datetime | None:
@@ -129,7 +125,7 @@ def _calendar_gifts(context: MemberContext, playbook: ShopPlaybook) -> list[DueI
     if birthday is not None and member.birthday:
         # Counted from when the birthday became known: no gifts for birthdays before that.
         known = member.profile_at.get("birthday")
-        after = max(t for t in (_mark(context, "birthday_gift"), first, _parse(known)) if t is not None)
+        after = max(t for t in (_mark(context, "birthday_gift"), first, known) if t is not None)
         found = next_birthday(member.birthday, after, tz, birthday.send_at)
         if found is not None:
             items.append(DueItem(found[1], "birthday_gift", str(found[0])))
@@ -157,7 +153,7 @@ def _tier_review(context: MemberContext, playbook: ShopPlaybook) -> list[DueItem
 
 def _points(context: MemberContext, playbook: ShopPlaybook) -> list[DueItem]:
     """The next lot expiry, and a reminder for the first expiry not reminded of yet."""
-    expiries = [datetime.fromisoformat(moment) for moment in context.member.points_expiries]
+    expiries = context.member.points_expiries
     if not expiries:
         return []
     items = [DueItem(expiries[0], "points_expiry", expiries[0].isoformat())]
@@ -165,7 +161,8 @@ def _points(context: MemberContext, playbook: ShopPlaybook) -> list[DueItem]:
     reminded = _mark(context, "points_expiry_reminder")
     upcoming = [moment for moment in expiries if reminded is None or moment > reminded]
     if reminder is not None and reminder.lead is not None and upcoming:
-        items.append(DueItem(upcoming[0] - reminder.lead, "points_expiry_reminder", upcoming[0].isoformat()))
+        expiry = upcoming[0]
+        items.append(DueItem(expiry - reminder.lead, "points_expiry_reminder", expiry.isoformat(), expires_at=expiry))
     return items
 
 
@@ -178,12 +175,11 @@ def _journey(order: Order, rules: _JourneyRules) -> list[DueItem]:
             items.append(DueItem(due, "unpaid_reminder", order.order_id, order.order_id))
     if rules.delivery is not None:
         for shipment_id, shipment in order.shipments.items():
-            shipped = shipment.get("shipped_at")
-            if not shipped or f"delivery_delay_care:{shipment_id}" in order.care_done:
+            shipped = shipment.shipped_at
+            if shipped is None or f"delivery_delay_care:{shipment_id}" in order.care_done:
                 continue
-            due = datetime.fromisoformat(shipped) + rules.delivery
-            delivered = shipment.get("delivered_at")
-            if not _before(datetime.fromisoformat(delivered) if delivered else None, due):
+            due = shipped + rules.delivery
+            if not _before(shipment.delivered_at, due):
                 items.append(DueItem(due, "delivery_delay_care", shipment_id, order.order_id))
     if rules.invitation is not None and order.completed_at is not None and "review_invitation" not in order.care_done:
         due = order.completed_at + rules.invitation
@@ -197,7 +193,7 @@ def _before(moment: datetime | None, due: datetime) -> bool:
 
 
 def _first_review(order: Order) -> datetime | None:
-    times = [datetime.fromisoformat(review["at"]) for review in order.reviews.values() if review.get("at")]
+    times = [review.at for review in order.reviews.values() if review.at is not None]
     return min(times) if times else None
 
 
@@ -291,7 +287,9 @@ def _expiry(decider: Decider, item: DueItem) -> None:
 def _expiry_reminder(decider: Decider, item: DueItem) -> None:
     """Reminds of the points expiring at this expiry that no earlier reminder covered."""
     context = decider.context
-    expiry = datetime.fromisoformat(item.key)
+    expiry = item.expires_at
+    if expiry is None:
+        raise ValueError("a points expiry reminder names no expiry")
     covered = _mark(context, "points_expiry_reminder")
     _set_mark(context, "points_expiry_reminder", expiry)
     entries = [entry for entry in _ledger(context) if entry.at <= item.due_at]
@@ -322,9 +320,12 @@ def _delivery_delay(decider: Decider, item: DueItem) -> None:
     order = decider.context.orders[item.order_id or ""]
     order.care_done.append(f"delivery_delay_care:{item.key}")
     decider.context.touched_orders.add(order.order_id)
-    shipment = order.shipments.get(item.key, {})
+    shipment = order.shipments.get(item.key) or ShipmentRecord()
     variables = {"order_id": order.order_id, "shipment_id": item.key}
-    variables.update({name: shipment[name] for name in ("carrier", "tracking_no") if shipment.get(name)})
+    if shipment.carrier:
+        variables["carrier"] = shipment.carrier
+    if shipment.tracking_no:
+        variables["tracking_no"] = shipment.tracking_no
     decider.care("delivery_delay_care", f"{order.order_id}|{item.key}", variables)
 
 

@@ -7,10 +7,8 @@ and applied, in business-time order, as soon as the order can take them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import assert_never
 
 from shared.domain import points
@@ -31,7 +29,8 @@ from shared.domain.events import (
     ShipmentEvent,
 )
 from shared.domain.membership import refresh_standing, refresh_tier
-from shared.domain.model import ZERO, ActionDecision, Member, Order
+from shared.domain.model import ZERO, ActionDecision, Member, Order, RefundRecord, ReviewRecord, ShipmentRecord
+from shared.domain.money import round_money
 from shared.domain.playbook import ShopPlaybook
 
 __all__ = ["MemberContext", "Outcome", "action_id", "apply_event", "settle"]
@@ -89,11 +88,15 @@ def _set_profile(member: Member, data: MemberJoined | ProfileUpdated, at: dateti
 
 def _profile_is_latest(member: Member, name: str, at: datetime) -> bool:
     """Whether a value of ``name`` given at ``at`` is not older than the one kept; if so, ``at`` is noted."""
-    known = member.profile_at.get(name)
-    if known is not None and at < datetime.fromisoformat(known):
+    if not _not_before(member.profile_at.get(name), at):
         return False
-    member.profile_at[name] = at.isoformat()
+    member.profile_at[name] = at
     return True
+
+
+def _not_before(known: datetime | None, at: datetime) -> bool:
+    """Whether a value set at ``at`` may replace one set at ``known`` (None: never set): the latest wins."""
+    return known is None or at >= known
 
 
 def _set_consent(member: Member, consent: bool, at: datetime) -> None:
@@ -180,35 +183,21 @@ _SHIPMENT_RULES = {
 }
 
 
-def _is_latest(record: Mapping[str, str], name: str, at: datetime) -> bool:
-    """Whether ``at`` is not before the business time ``record[name]`` was set at (``<name>_at``)."""
-    known = record.get(f"{name}_at")
-    return known is None or at >= datetime.fromisoformat(known)
-
-
-def _latest(record: dict[str, str], name: str, value: str, at: datetime) -> None:
-    """Sets ``record[name]`` unless a later event (by business time) already set it."""
-    if _is_latest(record, name, at):
-        record[name], record[f"{name}_at"] = value, at.isoformat()
-
-
-def _earliest(record: dict[str, str], stamp: str, at: datetime) -> None:
-    known = record.get(stamp)
-    if known is None or at < datetime.fromisoformat(known):
-        record[stamp] = at.isoformat()
-
-
 def _shipment(decider: Decider, order: Order, data: ShipmentEvent) -> None:
     """Status, carrier and tracking number are those of the latest event by business time, whatever arrived last."""
     event, status, shipment_id = decider.event, data.status, data.shipment_id
-    record = order.shipments.setdefault(shipment_id, {})
-    _latest(record, "status", status, event.time)
-    if data.carrier:
-        _latest(record, "carrier", data.carrier, event.time)
-    if data.tracking_no:
-        _latest(record, "tracking_no", data.tracking_no, event.time)
-    if status in ("shipped", "delivered"):
-        _earliest(record, f"{status}_at", event.time)
+    record = order.shipments.setdefault(shipment_id, ShipmentRecord())
+    at = event.time
+    if _not_before(record.status_at, at):
+        record.status, record.status_at = status, at
+    if data.carrier and _not_before(record.carrier_at, at):
+        record.carrier, record.carrier_at = data.carrier, at
+    if data.tracking_no and _not_before(record.tracking_no_at, at):
+        record.tracking_no, record.tracking_no_at = data.tracking_no, at
+    if status == "shipped" and (record.shipped_at is None or at < record.shipped_at):
+        record.shipped_at = at
+    if status == "delivered" and (record.delivered_at is None or at < record.delivered_at):
+        record.delivered_at = at
     order.shipment_status = _latest_status(order)
     variables = _shipment_variables(order, data)
     rule = _SHIPMENT_RULES.get(status)
@@ -222,10 +211,12 @@ def _shipment(decider: Decider, order: Order, data: ShipmentEvent) -> None:
 
 def _latest_status(order: Order) -> str | None:
     """The status of the order's shipment event that is latest by business time."""
-    stamped = [record for record in order.shipments.values() if record.get("status_at")]
-    if not stamped:
-        return order.shipment_status
-    return max(stamped, key=lambda record: datetime.fromisoformat(record["status_at"]))["status"]
+    latest_at: datetime | None = None
+    status = order.shipment_status
+    for record in order.shipments.values():
+        if record.status_at is not None and (latest_at is None or record.status_at > latest_at):
+            latest_at, status = record.status_at, record.status
+    return status
 
 
 _REFUND_RULES = {
@@ -242,23 +233,23 @@ def _refund(decider: Decider, order: Order, data: RefundEvent) -> None:
     preceded in business time; a stage dated after the completion is ignored.
     """
     event, refund_id, status = decider.event, data.refund_id, data.status
-    entry = order.refunds.setdefault(refund_id, {})
-    completed_at = entry.get("completed_at")
-    if completed_at is not None and (status == "completed" or event.time > datetime.fromisoformat(completed_at)):
+    entry = order.refunds.setdefault(refund_id, RefundRecord())
+    completed_at = entry.completed_at
+    if completed_at is not None and (status == "completed" or event.time > completed_at):
         return  # a completed refund is final
-    amount = money(data.amount)
-    if status == "completed" or (completed_at is None and _is_latest(entry, "status", event.time)):
-        entry.update(status=status, status_at=event.time.isoformat(), amount=amount)
+    amount = round_money(data.amount)
+    if status == "completed" or (completed_at is None and _not_before(entry.status_at, event.time)):
+        entry.status, entry.status_at, entry.amount = status, event.time, amount
     variables: dict[str, object] = {
         "order_id": order.order_id,
         "refund_id": refund_id,
-        "amount": amount,
+        "amount": money(amount),
         "currency": data.currency,
     }
     if status != "completed":
         decider.care(_REFUND_RULES[status], refund_id, variables)
         return
-    entry.update(completed_at=event.time.isoformat(), completed_amount=amount)
+    entry.completed_at, entry.completed_amount = event.time, amount
     _apply_refunds(decider, order)
     decider.care("refund_completed_notice", refund_id, variables)
     paid = order.paid_amount or ZERO
@@ -277,15 +268,17 @@ def _apply_refunds(decider: Decider, order: Order) -> None:
     """
     member, paid = decider.member, order.paid_amount or ZERO
     completed = sorted(
-        (entry for entry in order.refunds.values() if "completed_at" in entry),
-        key=lambda entry: datetime.fromisoformat(entry["completed_at"]),
+        (entry for entry in order.refunds.values() if entry.completed_at is not None),
+        key=_completed_at,
     )
     refunded = ZERO
     for entry in completed:
         # Refunds completed before the shares were kept in business-time order keep what they were given.
-        asked = Decimal(entry.get("completed_amount") or entry["applied"])
+        asked = entry.completed_amount if entry.completed_amount is not None else entry.applied
+        if asked is None:
+            raise ValueError("a completed refund names no amount")
         applied = min(asked, max(ZERO, paid - refunded))
-        entry["applied"] = money(applied)
+        entry.applied = round_money(applied)
         refunded += applied
     member.net_spend -= refunded - order.refunded_amount
     order.refunded_amount = refunded
@@ -293,30 +286,31 @@ def _apply_refunds(decider: Decider, order: Order) -> None:
         _uncount(member, order)
 
 
+def _completed_at(entry: RefundRecord) -> datetime:
+    assert entry.completed_at is not None
+    return entry.completed_at
+
+
 def _review(decider: Decider, order: Order, data: ReviewEvent) -> None:
     event = decider.event
-    review = order.reviews.setdefault(data.review_id, {"appended": []})
+    review = order.reviews.setdefault(data.review_id, ReviewRecord())
+    at = event.time
     if data.kind == "appended":
-        stamp = event.time.isoformat()
-        if stamp not in review["appended"]:
-            review["appended"] = sorted([*review["appended"], stamp], key=datetime.fromisoformat)
+        # The same time noted twice is one appended review: the same instant with the same offset.
+        if not any(known == at and known.utcoffset() == at.utcoffset() for known in review.appended):
+            review.appended = sorted([*review.appended, at])
         return
-    if review.get("at") is not None:
+    if review.at is not None:
         return  # the same review posted again
-    review.update(
-        at=event.time.isoformat(),
-        rating=data.rating,
-        text_length=data.text_length,
-        photos=data.photo_count,
-        videos=data.video_count or 0,
-    )
+    review.at, review.rating, review.text_length = at, data.rating, data.text_length
+    review.photos, review.videos = data.photo_count, data.video_count or 0
     config = decider.playbook.rule("review_reward")
     if (
         config is not None
         and config.incentive is not None
         and not order.review_rewarded
-        and review["photos"] >= config.min_photos
-        and review["text_length"] >= config.min_text_length
+        and data.photo_count >= config.min_photos
+        and data.text_length >= config.min_text_length
     ):
         order.review_rewarded = True
         decider.emit(

@@ -140,8 +140,7 @@ def paid_times(context: MemberContext) -> list[datetime]:
 def stage_clock(context: MemberContext) -> datetime | None:
     """Payments move the stage at once; time alone moves it only as far as the scheduler has applied."""
     member = context.member
-    applied = member.schedule_marks.get("lifecycle")
-    return _later(member.joined_at, member.last_order_at, datetime.fromisoformat(applied) if applied else None)
+    return _later(member.joined_at, member.last_order_at, member.schedule_marks.get("lifecycle"))
 
 
 def refresh_standing(context: MemberContext, playbook: ShopPlaybook) -> None:

@@ -10,11 +10,69 @@ from typing import Any, Literal
 
 from shared.domain.events import Event
 
-__all__ = ["ZERO", "ActionDecision", "Category", "Event", "LedgerEntry", "LedgerKind", "Member", "Order"]
+__all__ = [
+    "ZERO",
+    "ActionDecision",
+    "Category",
+    "Event",
+    "LedgerEntry",
+    "LedgerKind",
+    "Member",
+    "Order",
+    "RefundRecord",
+    "ReviewRecord",
+    "ShipmentRecord",
+]
 
 ZERO = Decimal("0.00")
 
 Category = Literal["care", "incentive"]
+
+
+@dataclass(slots=True)
+class RefundRecord:
+    """One refund of an order: its latest stage by business time and, once completed, its share.
+
+    ``amount`` is what the latest stage asked for, ``completed_amount`` what the completion
+    asked for, ``applied`` the share of the paid amount it took (refunds completed before
+    the shares were kept in business-time order have ``applied`` alone).
+    """
+
+    status: str | None = None
+    status_at: datetime | None = None
+    amount: Decimal | None = None
+    completed_at: datetime | None = None
+    completed_amount: Decimal | None = None
+    applied: Decimal | None = None
+
+
+@dataclass(slots=True)
+class ShipmentRecord:
+    """One shipment of an order: each field's latest value by business time, and when it was set.
+
+    ``shipped_at`` and ``delivered_at`` are the earliest such events.
+    """
+
+    status: str | None = None
+    status_at: datetime | None = None
+    carrier: str | None = None
+    carrier_at: datetime | None = None
+    tracking_no: str | None = None
+    tracking_no_at: datetime | None = None
+    shipped_at: datetime | None = None
+    delivered_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class ReviewRecord:
+    """One review of an order: the posted review (``at`` and its figures) and the appended ones' times."""
+
+    at: datetime | None = None
+    rating: int | None = None
+    text_length: int | None = None
+    photos: int | None = None
+    videos: int | None = None
+    appended: list[datetime] = field(default_factory=list)  # ascending
 
 
 @dataclass(slots=True)
@@ -33,9 +91,9 @@ class Order:
     cancelled_at: datetime | None = None
     completed_at: datetime | None = None
     shipment_status: str | None = None
-    refunds: dict[str, dict[str, str]] = field(default_factory=dict)
-    reviews: dict[str, dict[str, Any]] = field(default_factory=dict)
-    shipments: dict[str, dict[str, str]] = field(default_factory=dict)
+    refunds: dict[str, RefundRecord] = field(default_factory=dict)
+    reviews: dict[str, ReviewRecord] = field(default_factory=dict)
+    shipments: dict[str, ShipmentRecord] = field(default_factory=dict)
     care_done: list[str] = field(default_factory=list)
     points_earned: int = 0
     points_reversed: int = 0
@@ -64,7 +122,7 @@ class Member:
     channel: str | None = None
     marketing_consent: bool = True
     consent_at: datetime | None = None
-    profile_at: dict[str, str] = field(default_factory=dict)  # business time each profile field was set
+    profile_at: dict[str, datetime] = field(default_factory=dict)  # business time each profile field was set
     first_purchase_rewarded: bool = False
     rewarded_tiers: list[str] = field(default_factory=list)
     last_event_at: datetime | None = None
@@ -79,11 +137,11 @@ class Member:
     qualifying_orders: int = 0
     points_balance: int = 0
     points_next_expiry_at: datetime | None = None
-    points_expiries: list[str] = field(default_factory=list)  # upcoming lot expiries, ISO, ascending
+    points_expiries: list[datetime] = field(default_factory=list)  # upcoming lot expiries, ascending
     score: int = 0
     score_band: str | None = None
     score_parts: dict[str, int] = field(default_factory=dict)
-    schedule_marks: dict[str, str] = field(default_factory=dict)
+    schedule_marks: dict[str, datetime] = field(default_factory=dict)  # how far each time-based rule was applied
     scheduled_until: datetime | None = None
     next_due_at: datetime | None = None
 

@@ -6,13 +6,12 @@ Everything is computed as of a business time ``as_of`` from what had happened in
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
-from typing import Any
 
-from shared.domain.model import ZERO, Order
+from shared.domain.model import ZERO, Order, ReviewRecord
 from shared.domain.playbook import ScorePolicy
 
 _ONE = Decimal(1)
@@ -51,16 +50,9 @@ def _completed_refunds(order: Order, as_of: datetime) -> list[tuple[datetime, De
     """(completed_at, applied) of the order's refunds completed by ``as_of``; later ones have not happened yet."""
     done: list[tuple[datetime, Decimal]] = []
     for refund in order.refunds.values():
-        if "applied" not in refund or "completed_at" not in refund:
-            continue
-        completed_at = datetime.fromisoformat(refund["completed_at"])
-        if completed_at <= as_of:
-            done.append((completed_at, Decimal(refund["applied"])))
+        if refund.applied is not None and refund.completed_at is not None and refund.completed_at <= as_of:
+            done.append((refund.completed_at, refund.applied))
     return done
-
-
-def _count(value: Any) -> int:
-    return int(value) if value is not None else 0
 
 
 def score_facts(
@@ -101,14 +93,13 @@ def score_facts(
     )
 
 
-def _review_counts(review: Mapping[str, Any], start: datetime, as_of: datetime) -> tuple[int, int, int]:
+def _review_counts(review: ReviewRecord, start: datetime, as_of: datetime) -> tuple[int, int, int]:
     """(posted, posted with photos or video, appended) in the window for one review."""
     posted = photo = 0
-    at = review.get("at")
-    if at is not None and _in_window(datetime.fromisoformat(at), start, as_of):
+    if review.at is not None and _in_window(review.at, start, as_of):
         posted = 1
-        photo = 1 if _count(review.get("photos")) > 0 or _count(review.get("videos")) > 0 else 0
-    appended = sum(1 for when in review.get("appended") or () if _in_window(datetime.fromisoformat(when), start, as_of))
+        photo = 1 if (review.photos or 0) > 0 or (review.videos or 0) > 0 else 0
+    appended = sum(1 for when in review.appended if _in_window(when, start, as_of))
     return posted, photo, appended
 
 

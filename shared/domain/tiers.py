@@ -68,9 +68,9 @@ def figures_as_of(orders: Iterable[Order], at: datetime) -> tuple[Decimal, int]:
             continue
         refunded = sum(
             (
-                Decimal(refund["applied"])
+                refund.applied
                 for refund in order.refunds.values()
-                if "applied" in refund and datetime.fromisoformat(refund["completed_at"]) <= at
+                if refund.applied is not None and refund.completed_at is not None and refund.completed_at <= at
             ),
             ZERO,
         )
@@ -152,9 +152,9 @@ def _order_changes(
 ) -> None:
     """What one order adds to the window figures at each instant its contribution changes."""
     refunds = sorted(
-        (datetime.fromisoformat(refund["completed_at"]), Decimal(refund["applied"]))
+        (refund.completed_at, refund.applied)
         for refund in order.refunds.values()
-        if "completed_at" in refund and "applied" in refund
+        if refund.completed_at is not None and refund.applied is not None
     )
     end = paid_at + window
     moments = {paid_at, end, *(moment for moment, _ in refunds)}

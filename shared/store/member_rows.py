@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields
 from typing import Any
 
@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.schema import members, orders
 from shared.domain.model import Member, Order
+from shared.store import member_documents as documents
 from shared.store.bulk_sql import UNNEST_KEYS, Key, column_arrays, key_arrays, unnest_update, upsert
 
 MEMBER_FIELDS = [f.name for f in fields(Member)]
@@ -18,6 +19,17 @@ _ORDER_FIELDS = [f.name for f in fields(Order)]
 _ORDER_COLUMNS = ["shop_id", *_ORDER_FIELDS]
 _MEMBER_UPDATE = text(unnest_update(members, MEMBER_FIELDS, ["shop_id", "member_id"]))
 _ORDER_UPSERT = text(upsert(orders, _ORDER_COLUMNS, ["shop_id", "order_id"]))
+# The fields kept as JSON documents: how each is written (the domain's records and times as JSON).
+_MEMBER_DOCUMENTS: dict[str, Callable[[Any], Any]] = {
+    "profile_at": documents.times_to_json,
+    "schedule_marks": documents.times_to_json,
+    "points_expiries": documents.time_list_to_json,
+}
+_ORDER_DOCUMENTS: dict[str, Callable[[Any], Any]] = {
+    "refunds": documents.refunds_to_json,
+    "reviews": documents.reviews_to_json,
+    "shipments": documents.shipments_to_json,
+}
 _CREATE_MISSING = text(
     f"INSERT INTO members (shop_id, member_id) SELECT * FROM {UNNEST_KEYS} AS k(s, m) "
     "ORDER BY 1, 2 ON CONFLICT DO NOTHING"
@@ -102,10 +114,26 @@ async def current_stamp(connection: AsyncConnection) -> int:
 
 
 def member_from_row(row: Any) -> Member:
-    member = Member(**dict(zip(MEMBER_FIELDS, row, strict=True)))
-    member.rewarded_tiers = list(member.rewarded_tiers)
-    member.points_expiries = list(member.points_expiries)
-    return member
+    values = dict(zip(MEMBER_FIELDS, row, strict=True))
+    values["rewarded_tiers"] = list(values["rewarded_tiers"])
+    values["profile_at"] = documents.times_from_json(values["profile_at"])
+    values["schedule_marks"] = documents.times_from_json(values["schedule_marks"])
+    values["points_expiries"] = documents.time_list_from_json(values["points_expiries"])
+    return Member(**values)
+
+
+def order_from_row(row: Any) -> Order:
+    """An order from its row's values (``Order`` field order)."""
+    values = dict(zip(_ORDER_FIELDS, row, strict=True))
+    values["care_done"] = list(values["care_done"])
+    values["refunds"] = documents.refunds_from_json(values["refunds"])
+    values["reviews"] = documents.reviews_from_json(values["reviews"])
+    values["shipments"] = documents.shipments_from_json(values["shipments"])
+    return Order(**values)
+
+
+def _row_values(item: Member | Order, names: Sequence[str], encoders: dict[str, Callable[[Any], Any]]) -> list[Any]:
+    return [encoders[name](getattr(item, name)) if name in encoders else getattr(item, name) for name in names]
 
 
 async def load_orders(connection: AsyncConnection, keys: Sequence[Key]) -> dict[Key, Order]:
@@ -128,21 +156,20 @@ async def _load_orders(connection: AsyncConnection, keys: Sequence[Key], by: str
     )
     loaded = {}
     for row in rows:
-        order = Order(**dict(zip(_ORDER_FIELDS, row[1:], strict=True)))
-        order.care_done = list(order.care_done)
+        order = order_from_row(row[1:])
         loaded[(row[0], order.order_id)] = order
     return loaded
 
 
 async def save_members(connection: AsyncConnection, rows: Iterable[Member]) -> None:
     """Writes back members whose rows this transaction holds (locked, so they exist)."""
-    values = [[getattr(member, name) for name in MEMBER_FIELDS] for member in rows]
+    values = [_row_values(member, MEMBER_FIELDS, _MEMBER_DOCUMENTS) for member in rows]
     if values:
         await connection.execute(_MEMBER_UPDATE, column_arrays(members, MEMBER_FIELDS, values))
 
 
 async def save_orders(connection: AsyncConnection, rows: Iterable[tuple[str, Order]]) -> None:
     """Orders as (shop, order)."""
-    values = [[shop, *(getattr(order, name) for name in _ORDER_FIELDS)] for shop, order in rows]
+    values = [[shop, *_row_values(order, _ORDER_FIELDS, _ORDER_DOCUMENTS)] for shop, order in rows]
     if values:
         await connection.execute(_ORDER_UPSERT, column_arrays(orders, _ORDER_COLUMNS, values))

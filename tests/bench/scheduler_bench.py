@@ -313,7 +313,7 @@ def _check(contexts: dict[Key, MemberContext], playbook: Playbook) -> list[str]:
         ledger = context.ledger or []
         if points.balance(ledger) != member.points_balance:
             problems.append(f"{key}: points_balance {member.points_balance} but ledger {points.balance(ledger)}")
-        lots = sorted({lot.expires_at.isoformat() for lot in points.open_lots(ledger)})
+        lots = sorted({lot.expires_at for lot in points.open_lots(ledger)})
         if lots != member.points_expiries:
             problems.append(f"{key}: points_expiries {member.points_expiries} but open lots {lots}")
     return problems

@@ -13,7 +13,7 @@ from shared.db.schema import members
 from shared.store.member_cache import MemberCache
 from shared.store.unit_of_work import SqlUnitOfWork
 from shared.usecases.points_redemption import redeem_points
-from tests.support import Stream
+from tests.builders import Stream
 from tests.unit.test_batch_processor import PLAYBOOK, first_order, records
 
 pytestmark = pytest.mark.integration

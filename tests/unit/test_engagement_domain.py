@@ -231,7 +231,7 @@ def test_refund_requested_and_approved_are_acknowledged_but_change_no_figures_un
         ("refund_requested_ack", "care"),
         ("refund_approved_notice", "care"),
     ]
-    assert context.orders["o-1"].refunds["r-1"]["status"] == "approved"
+    assert context.orders["o-1"].refunds["r-1"].status == "approved"
 
 
 def test_refund_larger_than_what_remains_is_capped_at_the_remainder() -> None:
@@ -244,7 +244,7 @@ def test_refund_larger_than_what_remains_is_capped_at_the_remainder() -> None:
     )
     order = context.orders["o-1"]
     assert order.refunded_amount == Decimal("100.00")
-    assert order.refunds["r-2"]["applied"] == "30.00"
+    assert order.refunds["r-2"].applied == Decimal("30.00")
     assert (context.member.net_spend, context.member.paid_orders) == (Decimal("0.00"), 0)
 
 

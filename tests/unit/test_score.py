@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.domain.model import Order
+from shared.domain.model import Order, RefundRecord
 from shared.domain.playbook import ScoreBand
 from shared.domain.score import Score, ScoreFacts, engagement_score, refund_penalty, score_band, score_facts
 from shared.playbook_file import load_playbook
+from tests.builders import completed_refund, paid_order, posted_review
 
 POLICY = load_playbook().default.score
 R = Decimal("100")
@@ -35,27 +36,6 @@ NOTHING = ScoreFacts(
 
 def score(**changes: Any) -> Score:
     return engagement_score(replace(NOTHING, **changes), POLICY, R)
-
-
-def paid_order(order_id: str, at: datetime, amount: str, **changes: Any) -> Order:
-    money = Decimal(amount)
-    order = Order(order_id=order_id, member_id="m1", status="paid", amount=money, paid_amount=money, paid_at=at)
-    return replace(order, **changes)
-
-
-def completed_refund(amount: str, at: datetime) -> dict[str, str]:
-    return {"amount": amount, "status": "completed", "applied": amount, "completed_at": at.isoformat()}
-
-
-def review(at: datetime, *, photos: int = 0, videos: int = 0, appended: tuple[datetime, ...] = ()) -> dict[str, Any]:
-    return {
-        "at": at.isoformat(),
-        "rating": 5,
-        "text_length": 40,
-        "photos": photos,
-        "videos": videos,
-        "appended": [when.isoformat() for when in appended],
-    }
 
 
 def facts(orders: list[Order], joined_at: datetime | None = None, tier_rank: int = -1) -> ScoreFacts:
@@ -201,12 +181,12 @@ def test_facts_from_orders() -> None:
     refunded.refunds["r1"] = completed_refund("50.00", AS_OF - 10 * day)
     partly = paid_order("o3", AS_OF - 30 * day, "80.00")
     partly.refunds["r2"] = completed_refund("30.00", AS_OF - 25 * day)
-    partly.refunds["r3"] = {"amount": "10.00", "status": "requested"}
+    partly.refunds["r3"] = RefundRecord(status="requested", amount=Decimal("10.00"))
     cancelled = paid_order("o4", AS_OF - 5 * day, "10.00", cancelled_at=AS_OF - 4 * day)
     reviewed = paid_order("o1", AS_OF - 40 * day, "120.00")
-    reviewed.reviews["v1"] = review(AS_OF - 30 * day, photos=2, appended=(AS_OF - 3 * day,))
-    reviewed.reviews["v2"] = review(AS_OF - 29 * day, videos=1)
-    reviewed.reviews["v3"] = review(AS_OF - 28 * day)
+    reviewed.reviews["v1"] = posted_review(AS_OF - 30 * day, photos=2, appended=(AS_OF - 3 * day,))
+    reviewed.reviews["v2"] = posted_review(AS_OF - 29 * day, videos=1)
+    reviewed.reviews["v3"] = posted_review(AS_OF - 28 * day)
     unpaid = Order(order_id="o5", member_id="m1", amount=Decimal("99.00"))
 
     result = facts([reviewed, refunded, partly, cancelled, unpaid], joined_at=AS_OF - 95 * day, tier_rank=1)
@@ -254,8 +234,8 @@ def test_a_refund_in_the_window_of_an_order_paid_before_it_lowers_net_spend() ->
 
 def test_a_review_after_as_of_does_not_count() -> None:
     order = paid_order("o1", AS_OF - timedelta(days=10), "100.00")
-    order.reviews["v1"] = review(AS_OF + timedelta(minutes=1), photos=1)
-    order.reviews["v2"] = review(
+    order.reviews["v1"] = posted_review(AS_OF + timedelta(minutes=1), photos=1)
+    order.reviews["v2"] = posted_review(
         AS_OF - timedelta(days=400), appended=(AS_OF - timedelta(days=1), AS_OF + timedelta(days=1))
     )
     result = facts([order])
@@ -298,7 +278,7 @@ def _orders(draw: st.DrawFn) -> list[Order]:
         if draw(st.booleans()):
             order.cancelled_at = paid_at + timedelta(hours=draw(st.integers(min_value=0, max_value=2000)))
         for number in range(draw(st.integers(min_value=0, max_value=3))):
-            order.reviews[f"v{number}"] = review(
+            order.reviews[f"v{number}"] = posted_review(
                 draw(_days_ago), photos=draw(st.integers(0, 2)), appended=tuple(draw(st.lists(_days_ago, max_size=2)))
             )
         orders.append(order)

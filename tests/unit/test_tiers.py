@@ -16,7 +16,7 @@ from shared.domain.model import ActionDecision, Event, Member, Order
 from shared.domain.playbook import ShopPlaybook
 from shared.domain.tiers import NextTier, next_tier, qualification_timeline, qualifying_tier, window_figures
 from shared.playbook_file import load_playbook, parse_playbook
-from tests.builders import order_paid, refund
+from tests.builders import completed_refund, order_paid, refund
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=SHANGHAI)
@@ -232,7 +232,7 @@ def test_the_timeline_sweep_agrees_with_the_window_figures_at_every_point(
         if refunded is not None:
             applied = Decimal(min(refunded, amount))
             completed = paid_at + timedelta(days=refund_after)
-            order.refunds["r"] = {"applied": str(applied), "completed_at": completed.isoformat(), "status": "completed"}
+            order.refunds["r"] = completed_refund(str(applied), completed)
         if cancel_after is not None:
             order.cancelled_at = paid_at + timedelta(days=cancel_after)
         orders.append(order)
