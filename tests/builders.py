@@ -8,13 +8,21 @@ service would have written to PostgreSQL. Defaults name one member of one shop
 
 from __future__ import annotations
 
+import json
+import uuid
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from aiokafka.structs import ConsumerRecord
+from sqlalchemy import Table, insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.contract.actions import Action, EventTrigger, Message, NotificationOutcome
 from shared.contract.events import PAYLOAD_BY_TYPE, REFUND_STATUS, REVIEW_KIND, SHIPMENT_STATUS
+from shared.db.schema import members, points_ledger, quarantined_members
 from shared.domain.events import (
     ConsentChanged,
     Event,
@@ -270,3 +278,217 @@ class Stream:
         )
         self.events.append(record)
         return record
+
+
+def first_order(stream: Stream, member: str) -> None:
+    """A member's join and first order (created, then paid, 300.00) at minutes 0, 1 and 2 of ``stream``."""
+    stream.add("member.joined", member, 0, channel="app")
+    stream.add("order.created", member, 1, order_id=f"{member}-o1", amount="300.00", currency="CNY")
+    stream.add("order.paid", member, 2, order_id=f"{member}-o1", amount="300.00", currency="CNY")
+
+
+# --- database rows ------------------------------------------------------------------------------
+#
+# Column values as the service writes them, for ``insert(table).values(**row)`` or
+# ``insert_rows``; each builder names only the columns that matter and leaves the rest to
+# the schema's defaults.
+
+
+def member_row(member_id: str = MEMBER, *, shop: str = SHOP, **columns: Any) -> Json:
+    """A ``members`` row; ``columns`` set any other column."""
+    return {"shop_id": shop, "member_id": member_id, **columns}
+
+
+def joined_member_row(member_id: str, at: datetime, *, shop: str = SHOP, **columns: Any) -> Json:
+    """A member who joined at ``at`` and nothing since: base tier, ``prospect``, the one-month gift due 30 days on."""
+    return member_row(
+        member_id,
+        shop=shop,
+        **{
+            "joined_at": at,
+            "joined_by_event": True,
+            "last_event_at": at,
+            "stage": "prospect",
+            "stage_since": at,
+            "tier": "member",
+            "tier_since": at,
+            "next_due_at": at + timedelta(days=30),
+            **columns,
+        },
+    )
+
+
+def ledger_row(
+    member_id: str,
+    entry_id: str,
+    kind: str,
+    points: int,
+    at: datetime,
+    *,
+    expires_at: datetime | None = None,
+    shop: str = SHOP,
+) -> Json:
+    """A ``points_ledger`` line."""
+    return {
+        "shop_id": shop,
+        "member_id": member_id,
+        "entry_id": entry_id,
+        "kind": kind,
+        "points": points,
+        "at": at,
+        "expires_at": expires_at,
+    }
+
+
+Rows = tuple[tuple[Table, Json], ...]  # (table, row) pairs for ``insert_rows``
+
+
+def member_with_points_rows(
+    member_id: str, earned: int, at: datetime, *, shop: str = SHOP, next_due_at: datetime | None = None
+) -> Rows:
+    """A member who joined at ``at`` and earned ``earned`` points on one order, booked as the service books them."""
+    expires = at + timedelta(days=365)
+    member = member_row(
+        member_id,
+        shop=shop,
+        joined_at=at,
+        last_event_at=at,
+        points_balance=earned,
+        points_next_expiry_at=expires,
+        next_due_at=next_due_at,
+    )
+    line = ledger_row(member_id, "earn:o-1", "earn", earned, at, expires_at=expires, shop=shop)
+    return ((members, member), (points_ledger, line))
+
+
+def quarantine_row(
+    member_id: str,
+    at: datetime,
+    *,
+    shop: str = SHOP,
+    reason: str = "processing_error",
+    detail: str = "ValueError while settling the member's stored state",
+    events: int = 0,
+    last_event_at: datetime | None = None,
+) -> Json:
+    """A ``quarantined_members`` row: the member quarantined at ``at``."""
+    return {
+        "shop_id": shop,
+        "member_id": member_id,
+        "reason": reason,
+        "detail": detail,
+        "events": events,
+        "quarantined_at": at,
+        "last_event_at": last_event_at,
+    }
+
+
+def quarantined_member_rows(
+    member_id: str, at: datetime, *, joined_at: datetime, shop: str = SHOP, **quarantine: Any
+) -> Rows:
+    """A member who joined at ``joined_at``, off the schedule, quarantined at ``at`` (``quarantine_row``'s columns)."""
+    member = member_row(member_id, shop=shop, joined_at=joined_at, next_due_at=None)
+    return ((members, member), (quarantined_members, quarantine_row(member_id, at, shop=shop, **quarantine)))
+
+
+def care_action(member_id: str, number: int, occurred_at: datetime, *, shop: str = SHOP) -> Action:
+    """The ``number``-th payment confirmation of a member, decided one second before it was created."""
+    return Action(
+        action_id=f"act-{member_id}-{number}",
+        shop_id=shop,
+        member_id=member_id,
+        rule="payment_confirmation",
+        category="care",
+        trigger=EventTrigger(event_id=f"evt-{number}", event_type="order.paid"),
+        occurred_at=occurred_at,
+        created_at=occurred_at + timedelta(seconds=1),
+        message=Message(template="payment_confirmation", variables={"order_id": f"o-{number}"}),
+    )
+
+
+def action_row(action: Action) -> Json:
+    """The ``actions`` row of an action, its payload as the contract's JSON."""
+    return {
+        "action_id": action.action_id,
+        "shop_id": action.shop_id,
+        "member_id": action.member_id,
+        "rule": action.rule,
+        "category": action.category,
+        "occurred_at": action.occurred_at,
+        "created_at": action.created_at,
+        "payload": action.model_dump(mode="json"),
+    }
+
+
+def notification_row(outcome: NotificationOutcome) -> Json:
+    """The ``notifications`` row of an outcome, its payload as the contract's JSON."""
+    return {
+        "notification_id": outcome.notification_id,
+        "action_id": outcome.action_id,
+        "channel": outcome.channel,
+        "shop_id": outcome.shop_id,
+        "member_id": outcome.member_id,
+        "status": outcome.status,
+        "reason": outcome.reason,
+        "at": outcome.at,
+        "payload": outcome.model_dump(mode="json"),
+    }
+
+
+async def insert_rows(engine: AsyncEngine, *rows: tuple[Table, Json]) -> None:
+    """Inserts (table, row) pairs in one transaction, in order."""
+    async with engine.begin() as connection:
+        for table, row in rows:
+            await connection.execute(insert(table).values(**row))
+
+
+# --- actions and Kafka records ------------------------------------------------------------------
+
+ACTION_TIME = datetime(2024, 5, 1, 4, 0, tzinfo=UTC)  # noon in Asia/Shanghai: outside the default quiet hours
+
+
+def action_message(
+    *,
+    category: str = "care",
+    member: str = MEMBER,
+    occurred_at: datetime = ACTION_TIME,
+    action_id: str | None = None,
+    rule: str | None = None,
+    shop: str = SHOP,
+) -> Json:
+    """An action as the notifier reads it on ``member.actions`` (a coupon for an incentive)."""
+    rule = rule or ("payment_confirmation" if category == "care" else "first_purchase_gift")
+    body: Json = {
+        "action_id": action_id or str(uuid.uuid4()),
+        "shop_id": shop,
+        "member_id": member,
+        "rule": rule,
+        "category": category,
+        "trigger": {"event_id": f"evt-{uuid.uuid4().hex[:8]}", "event_type": "order.paid"},
+        "occurred_at": occurred_at.isoformat(),
+        "created_at": occurred_at.isoformat(),
+        "message": {"template": rule, "variables": {"order_id": "o-1", "phone": "13800000000"}},
+    }
+    if category == "incentive":
+        body["incentive"] = {"kind": "coupon", "value": "10.00", "min_spend": "99.00", "code": "C-1"}
+    return body
+
+
+def consumer_records(events: list[Json], topic: str = "commerce.orders") -> list[ConsumerRecord[bytes, bytes]]:
+    """Contract JSON events as the records a consumer polls, keyed ``shop:member``, at offsets 0, 1, ..."""
+    return [
+        ConsumerRecord(
+            topic=topic,
+            partition=0,
+            offset=offset,
+            timestamp=0,
+            timestamp_type=0,
+            key=f"{event['shopid']}:{event['memberid']}".encode(),
+            value=json.dumps(event).encode(),
+            checksum=None,
+            serialized_key_size=0,
+            serialized_value_size=0,
+            headers=(),
+        )
+        for offset, event in enumerate(events)
+    ]

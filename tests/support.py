@@ -1,4 +1,4 @@
-"""Helpers for integration and end-to-end tests: event builders, Kafka I/O, service processes."""
+"""Helpers for integration and end-to-end tests: Kafka I/O, service processes (builders: tests/builders.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import urllib.request
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -358,37 +357,3 @@ async def wait_until_outbox_empty(engine: Any, *, timeout_s: float = 60.0) -> No
             return int(await connection.scalar(select(func.count()).select_from(outbox)) or 0) == 0
 
     await eventually(empty, timeout_s=timeout_s, interval_s=0.2)
-
-
-async def insert_member_with_points(
-    engine: Any, shop_id: str, member_id: str, earned: int, at: datetime, *, next_due_at: datetime | None = None
-) -> None:
-    """A member who joined at ``at`` and earned ``earned`` points on one order, booked as the service books them."""
-    from sqlalchemy import insert
-
-    from shared.db.schema import members, points_ledger
-
-    expires = at + timedelta(days=365)
-    async with engine.begin() as connection:
-        await connection.execute(
-            insert(members).values(
-                shop_id=shop_id,
-                member_id=member_id,
-                joined_at=at,
-                last_event_at=at,
-                points_balance=earned,
-                points_next_expiry_at=expires,
-                next_due_at=next_due_at,
-            )
-        )
-        await connection.execute(
-            insert(points_ledger).values(
-                shop_id=shop_id,
-                member_id=member_id,
-                entry_id="earn:o-1",
-                kind="earn",
-                points=earned,
-                at=at,
-                expires_at=expires,
-            )
-        )

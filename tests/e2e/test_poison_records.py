@@ -50,10 +50,6 @@ async def dead_letters_of(service: ServiceProcess, topic_env: dict[str, str], dl
     return await read_to_end(dlq or topic_env["TOPIC_DLQ"])
 
 
-def _paid(stream: Stream, member: str, minutes: float, order: str, amount: str) -> dict[str, Any]:
-    return stream.add("order.paid", member, minutes, order_id=order, amount=amount, currency="CNY")
-
-
 async def _processed_ids(engine: AsyncEngine) -> set[str]:
     async with engine.connect() as connection:
         return set((await connection.execute(select(processed_events.c.event_id))).scalars())
@@ -70,8 +66,8 @@ async def test_a_value_near_the_broker_limit_is_kept_in_postgresql_and_the_event
 ) -> None:
     orders = topic_env["TOPIC_ORDERS"]
     stream = Stream()
-    _paid(stream, "m-1", 0, "o-1", "10.00")
-    _paid(stream, "m-1", 60, "o-2", "20.00")
+    stream.add("order.paid", "m-1", 0, order_id="o-1", amount="10.00", currency="CNY")
+    stream.add("order.paid", "m-1", 60, order_id="o-2", amount="20.00", currency="CNY")
     huge = b'{"pad": "' + b"x" * 1_000_000 + b'"}'
     service = start_service("engagement")
     await produce(topic_env, [stream.events[0], (orders, huge, b"shop-1:m-1"), stream.events[1]])
@@ -96,9 +92,9 @@ async def test_a_key_near_the_broker_limit_is_cut_in_the_dead_letter_and_a_valid
     orders = topic_env["TOPIC_ORDERS"]
     huge_key = b"k" * 1_000_000
     stream = Stream()
-    _paid(stream, "m-1", 0, "o-1", "10.00")
-    valid_under_huge_key = _paid(stream, "m-2", 30, "o-2", "15.00")
-    _paid(stream, "m-1", 60, "o-3", "20.00")
+    stream.add("order.paid", "m-1", 0, order_id="o-1", amount="10.00", currency="CNY")
+    valid_under_huge_key = stream.add("order.paid", "m-2", 30, order_id="o-2", amount="15.00", currency="CNY")
+    stream.add("order.paid", "m-1", 60, order_id="o-3", amount="20.00", currency="CNY")
     service = start_service("engagement")
     await produce(
         topic_env,
@@ -138,10 +134,10 @@ async def test_a_time_outside_the_business_window_is_dead_lettered_and_the_event
     if moment == "tomorrow+2":
         moment = (datetime.now(UTC) + timedelta(days=2)).isoformat()
     stream = Stream()
-    _paid(stream, "m-1", 0, "o-1", "10.00")
-    bad = _paid(stream, "m-edge", 10, "o-edge", "99.00")
+    stream.add("order.paid", "m-1", 0, order_id="o-1", amount="10.00", currency="CNY")
+    bad = stream.add("order.paid", "m-edge", 10, order_id="o-edge", amount="99.00", currency="CNY")
     bad["time"] = moment
-    _paid(stream, "m-1", 60, "o-2", "20.00")
+    stream.add("order.paid", "m-1", 60, order_id="o-2", amount="20.00", currency="CNY")
     service = start_service("engagement")
     await produce(topic_env, stream.events)
 
@@ -158,8 +154,8 @@ async def test_a_missing_dead_letter_topic_is_created_at_start_up(
 ) -> None:
     absent = f"{topic_env['TOPIC_DLQ']}.{uuid.uuid4().hex[:6]}"
     stream = Stream()
-    _paid(stream, "m-1", 0, "o-1", "10.00")
-    _paid(stream, "m-1", 60, "o-2", "20.00")
+    stream.add("order.paid", "m-1", 0, order_id="o-1", amount="10.00", currency="CNY")
+    stream.add("order.paid", "m-1", 60, order_id="o-2", amount="20.00", currency="CNY")
     service = start_service("engagement", TOPIC_DLQ=absent)
     await produce(topic_env, [stream.events[0], (topic_env["TOPIC_ORDERS"], b"{not json", b"shop-1:m-1")])
     await produce(topic_env, [stream.events[1]])
@@ -191,7 +187,7 @@ async def test_without_leave_to_create_it_a_missing_dead_letter_topic_means_not_
 ) -> None:
     absent = f"{topic_env['TOPIC_DLQ']}.{uuid.uuid4().hex[:6]}"
     stream = Stream()
-    _paid(stream, "m-1", 0, "o-1", "10.00")
+    stream.add("order.paid", "m-1", 0, order_id="o-1", amount="10.00", currency="CNY")
     service = start_service("engagement", TOPIC_DLQ=absent, CREATE_MISSING_TOPICS="false")
     await produce(topic_env, stream.events)
 
@@ -233,15 +229,17 @@ async def test_a_member_whose_stored_state_cannot_be_processed_is_quarantined_an
         await connection.execute(text("UPDATE members SET joined_at = '-infinity' WHERE member_id = 'm-bad'"))
 
     later = Stream()
-    bad_paid = _paid(later, "m-bad", 10, "o-bad", "50.00")
-    _paid(later, "m-good", 10, "o-good", "40.00")
+    bad_paid = later.add("order.paid", "m-bad", 10, order_id="o-bad", amount="50.00", currency="CNY")
+    later.add("order.paid", "m-good", 10, order_id="o-good", amount="40.00", currency="CNY")
     await produce(topic_env, later.events)
     await wait_until_processed(engine, 3, timeout_s=GOOD_WITHIN_S)
     assert await _net_spend(engine, "m-good") == "40.00"
 
     afterwards = Stream(start=later.start + timedelta(hours=1))
     bad_consent = afterwards.add("member.consent_changed", "m-bad", 0, marketing_consent=False)
-    _paid(afterwards, "m-good", 5, "o-good-2", "10.00")["id"] = "order.paid-m-good-2"
+    afterwards.add("order.paid", "m-good", 5, order_id="o-good-2", amount="10.00", currency="CNY")["id"] = (
+        "order.paid-m-good-2"
+    )
     await produce(topic_env, afterwards.events)
     await wait_until_processed(engine, 4, timeout_s=GOOD_WITHIN_S)
     assert await _net_spend(engine, "m-good") == "50.00"
@@ -323,7 +321,7 @@ async def test_a_partition_that_cannot_move_makes_the_service_not_ready_until_it
 
     async with _holding(engine, "SELECT 1 FROM members WHERE member_id = 'm-1' FOR UPDATE"):
         blocked = Stream(start=stream.start + timedelta(hours=1))
-        _paid(blocked, "m-1", 0, "o-1", "10.00")
+        blocked.add("order.paid", "m-1", 0, order_id="o-1", amount="10.00", currency="CNY")
         await produce(topic_env, blocked.events)
         await eventually(lambda: _reports_stalled(service, "engagement"), timeout_s=GOOD_WITHIN_S)
 
@@ -341,7 +339,7 @@ async def test_a_notifier_partition_that_cannot_move_makes_the_notifier_not_read
 ) -> None:
     stream = Stream()
     stream.add("member.joined", "m-1", 0, channel="online")
-    _paid(stream, "m-1", 5, "o-1", "10.00")
+    stream.add("order.paid", "m-1", 5, order_id="o-1", amount="10.00", currency="CNY")
     notifier = start_service("notifier", STALL_AFTER_S="2")
 
     async def ready() -> bool:

@@ -11,14 +11,14 @@ import httpx
 import pytest
 import pytest_asyncio
 from pydantic import SecretStr
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.api.app import ConfigurationError, create_app
-from shared.contract.actions import Action, EventTrigger, Message, NotificationOutcome
+from shared.contract.actions import Action, NotificationOutcome
 from shared.db.schema import actions, members, notifications
 from shared.playbook_file import load_playbook
 from shared.settings import Settings
+from tests.builders import action_row, care_action, insert_rows, member_row, notification_row
 
 pytestmark = pytest.mark.integration
 
@@ -38,60 +38,6 @@ async def client(engine: AsyncEngine, settings: Settings) -> AsyncIterator[httpx
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as http,
     ):
         yield http
-
-
-def _action(member_id: str, number: int, occurred_at: datetime) -> Action:
-    return Action(
-        action_id=f"act-{member_id}-{number}",
-        shop_id=SHOP,
-        member_id=member_id,
-        rule="payment_confirmation",
-        category="care",
-        trigger=EventTrigger(event_id=f"evt-{number}", event_type="order.paid"),
-        occurred_at=occurred_at,
-        created_at=occurred_at + timedelta(seconds=1),
-        message=Message(template="payment_confirmation", variables={"order_id": f"o-{number}"}),
-    )
-
-
-async def _insert_member(engine: AsyncEngine, member_id: str, **values: Any) -> None:
-    async with engine.begin() as connection:
-        await connection.execute(insert(members).values(shop_id=SHOP, member_id=member_id, **values))
-
-
-async def _insert_actions(engine: AsyncEngine, items: list[Action]) -> None:
-    async with engine.begin() as connection:
-        for item in items:
-            await connection.execute(
-                insert(actions).values(
-                    action_id=item.action_id,
-                    shop_id=item.shop_id,
-                    member_id=item.member_id,
-                    rule=item.rule,
-                    category=item.category,
-                    occurred_at=item.occurred_at,
-                    created_at=item.created_at,
-                    payload=item.model_dump(mode="json"),
-                )
-            )
-
-
-async def _insert_notifications(engine: AsyncEngine, items: list[NotificationOutcome]) -> None:
-    async with engine.begin() as connection:
-        for item in items:
-            await connection.execute(
-                insert(notifications).values(
-                    notification_id=item.notification_id,
-                    action_id=item.action_id,
-                    channel=item.channel,
-                    shop_id=item.shop_id,
-                    member_id=item.member_id,
-                    status=item.status,
-                    reason=item.reason,
-                    at=item.at,
-                    payload=item.model_dump(mode="json"),
-                )
-            )
 
 
 def _assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -117,7 +63,7 @@ async def test_member_routes_need_a_valid_bearer_token(client: httpx.AsyncClient
 
 
 async def test_every_configured_token_is_accepted(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
-    await _insert_member(engine, "m-1")
+    await insert_rows(engine, (members, member_row("m-1")))
     response = await client.get(f"/v1/shops/{SHOP}/members/m-1", headers={"Authorization": "Bearer other-token"})
     assert response.status_code == 200
 
@@ -138,21 +84,26 @@ async def test_health_readiness_and_metrics_need_no_token(client: httpx.AsyncCli
 
 
 async def test_member_status_with_average_and_next_tier(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
-    await _insert_member(
+    await insert_rows(
         engine,
-        "m-1",
-        joined_at=BASE,
-        tier="member",
-        tier_since=BASE,
-        net_spend=Decimal("250.00"),
-        paid_orders=2,
-        qualifying_net_spend=Decimal("250.00"),
-        qualifying_orders=2,
-        first_order_at=BASE + timedelta(days=1),
-        last_order_at=BASE + timedelta(days=5),
-        last_event_at=BASE + timedelta(days=5),
-        stage="new",
-        stage_since=BASE + timedelta(days=1),
+        (
+            members,
+            member_row(
+                "m-1",
+                joined_at=BASE,
+                tier="member",
+                tier_since=BASE,
+                net_spend=Decimal("250.00"),
+                paid_orders=2,
+                qualifying_net_spend=Decimal("250.00"),
+                qualifying_orders=2,
+                first_order_at=BASE + timedelta(days=1),
+                last_order_at=BASE + timedelta(days=5),
+                last_event_at=BASE + timedelta(days=5),
+                stage="new",
+                stage_since=BASE + timedelta(days=1),
+            ),
+        ),
     )
     response = await client.get(f"/v1/shops/{SHOP}/members/m-1", headers=AUTH)
     assert response.status_code == 200, response.text
@@ -179,7 +130,7 @@ async def test_member_status_with_average_and_next_tier(client: httpx.AsyncClien
 
 
 async def test_member_status_without_tier_or_orders(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
-    await _insert_member(engine, "m-2")
+    await insert_rows(engine, (members, member_row("m-2")))
     body = (await client.get(f"/v1/shops/{SHOP}/members/m-2", headers=AUTH)).json()
     assert body["tier"] is None
     assert body["joined_at"] is None
@@ -189,7 +140,7 @@ async def test_member_status_without_tier_or_orders(client: httpx.AsyncClient, e
 
 
 async def test_member_status_at_the_top_has_no_next_tier(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
-    await _insert_member(engine, "m-3", tier="supreme", net_spend=Decimal("1000.01"), paid_orders=3)
+    await insert_rows(engine, (members, member_row("m-3", tier="supreme", net_spend=Decimal("1000.01"), paid_orders=3)))
     body = (await client.get(f"/v1/shops/{SHOP}/members/m-3", headers=AUTH)).json()
     assert body["tier"]["name"] == "至尊VIP Supreme VIP"
     assert body["metrics"]["average_order_value"] == "333.34"
@@ -205,8 +156,10 @@ async def test_unknown_member_is_404_everywhere(client: httpx.AsyncClient) -> No
 async def test_actions_are_paginated_newest_first(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
     # Five actions; two share a timestamp so the seq tie-break matters. Another member's must not leak in.
     stamps = [BASE, BASE + timedelta(hours=1), BASE + timedelta(hours=1), BASE + timedelta(hours=2), BASE]
-    stored = [_action("m-1", number, stamp) for number, stamp in enumerate(stamps)]
-    await _insert_actions(engine, [*stored, _action("m-9", 99, BASE + timedelta(days=1))])
+    stored = [care_action("m-1", number, stamp) for number, stamp in enumerate(stamps)]
+    await insert_rows(
+        engine, *((actions, action_row(item)) for item in [*stored, care_action("m-9", 99, BASE + timedelta(days=1))])
+    )
 
     expected = [stored[3], stored[2], stored[1], stored[4], stored[0]]
     seen: list[dict[str, Any]] = []
@@ -229,7 +182,13 @@ async def test_actions_are_paginated_newest_first(client: httpx.AsyncClient, eng
 
 
 async def test_actions_default_page_and_exact_fit(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
-    await _insert_actions(engine, [_action("m-1", number, BASE + timedelta(minutes=number)) for number in range(3)])
+    await insert_rows(
+        engine,
+        *(
+            (actions, action_row(item))
+            for item in [care_action("m-1", number, BASE + timedelta(minutes=number)) for number in range(3)]
+        ),
+    )
     body = (await client.get(f"/v1/shops/{SHOP}/members/m-1/actions", headers=AUTH)).json()
     assert [item["action_id"] for item in body["items"]] == ["act-m-1-2", "act-m-1-1", "act-m-1-0"]
     assert body["next_cursor"] is None
@@ -238,14 +197,20 @@ async def test_actions_default_page_and_exact_fit(client: httpx.AsyncClient, eng
 
 
 async def test_known_member_without_actions_gets_an_empty_page(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
-    await _insert_member(engine, "m-1")
+    await insert_rows(engine, (members, member_row("m-1")))
     for suffix in ("actions", "notifications"):
         response = await client.get(f"/v1/shops/{SHOP}/members/m-1/{suffix}", headers=AUTH)
         assert response.json() == {"items": [], "next_cursor": None}
 
 
 async def test_invalid_cursor_and_query_parameters_are_422(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
-    await _insert_actions(engine, [_action("m-1", number, BASE + timedelta(minutes=number)) for number in range(3)])
+    await insert_rows(
+        engine,
+        *(
+            (actions, action_row(item))
+            for item in [care_action("m-1", number, BASE + timedelta(minutes=number)) for number in range(3)]
+        ),
+    )
     path = f"/v1/shops/{SHOP}/members/m-1/actions"
     for cursor in ("not-a-cursor!!", "e30", "eyJrIjoibiIsInMiOjF9"):  # garbage, {} and a notifications cursor
         response = await client.get(path, headers=AUTH, params={"cursor": cursor})
@@ -274,7 +239,7 @@ async def test_notifications_are_listed_newest_first(client: httpx.AsyncClient, 
         )
         for number in range(3)
     ]
-    await _insert_notifications(engine, outcomes)
+    await insert_rows(engine, *((notifications, notification_row(item)) for item in outcomes))
     path = f"/v1/shops/{SHOP}/members/m-1/notifications"
     first = (await client.get(path, headers=AUTH, params={"limit": 2})).json()
     assert [item["notification_id"] for item in first["items"]] == ["n-2", "n-1"]

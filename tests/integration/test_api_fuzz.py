@@ -37,14 +37,22 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from sqlalchemy import insert, text
+from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.api.app import create_app
-from shared.contract.actions import Action, EventTrigger, Message, NotificationOutcome
-from shared.db.schema import actions, members, metadata, notifications, points_ledger, quarantined_members
+from shared.contract.actions import NotificationOutcome
+from shared.db.schema import actions, metadata, notifications, quarantined_members
 from shared.playbook_file import load_playbook
 from shared.settings import Settings
+from tests.builders import (
+    action_row,
+    care_action,
+    insert_rows,
+    member_with_points_rows,
+    notification_row,
+    quarantine_row,
+)
 from tests.support import KAFKA, ServiceProcess
 
 pytestmark = pytest.mark.integration
@@ -67,85 +75,28 @@ async def _seed(database_url: str) -> None:
     """Empty tables, then one member with a ledger, actions, outcomes and a quarantine row."""
     engine = create_async_engine(database_url)
     tables = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
+    (table, member), line = member_with_points_rows(
+        MEMBER, 1_000_000, BASE, shop=SHOP, next_due_at=BASE + timedelta(days=30)
+    )
+    rows: list[tuple[Table, dict[str, Any]]] = [(table, {**member, "tier": "member", "tier_since": BASE}), line]
+    for number in range(3):
+        action = care_action(MEMBER, number, BASE + timedelta(hours=number), shop=SHOP)
+        outcome = NotificationOutcome(
+            notification_id=f"n-{number}",
+            action_id=action.action_id,
+            shop_id=SHOP,
+            member_id=MEMBER,
+            channel="log",
+            status="sent",
+            reason=None,
+            at=action.created_at,
+        )
+        rows += [(actions, action_row(action)), (notifications, notification_row(outcome))]
+    rows.append((quarantined_members, quarantine_row(MEMBER, BASE, shop=SHOP, detail="ValueError while settling")))
     try:
         async with engine.begin() as connection:
             await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
-            await connection.execute(
-                insert(members).values(
-                    shop_id=SHOP,
-                    member_id=MEMBER,
-                    joined_at=BASE,
-                    last_event_at=BASE,
-                    tier="member",
-                    tier_since=BASE,
-                    points_balance=1_000_000,
-                    points_next_expiry_at=BASE + timedelta(days=365),
-                    next_due_at=BASE + timedelta(days=30),
-                )
-            )
-            await connection.execute(
-                insert(points_ledger).values(
-                    shop_id=SHOP,
-                    member_id=MEMBER,
-                    entry_id="earn:o-1",
-                    kind="earn",
-                    points=1_000_000,
-                    at=BASE,
-                    expires_at=BASE + timedelta(days=365),
-                )
-            )
-            for number in range(3):
-                action = Action(
-                    action_id=f"act-{number}",
-                    shop_id=SHOP,
-                    member_id=MEMBER,
-                    rule="payment_confirmation",
-                    category="care",
-                    trigger=EventTrigger(event_id=f"evt-{number}", event_type="order.paid"),
-                    occurred_at=BASE + timedelta(hours=number),
-                    created_at=BASE + timedelta(hours=number, seconds=1),
-                    message=Message(template="payment_confirmation", variables={"order_id": f"o-{number}"}),
-                )
-                await connection.execute(
-                    insert(actions).values(
-                        action_id=action.action_id,
-                        shop_id=SHOP,
-                        member_id=MEMBER,
-                        rule=action.rule,
-                        category=action.category,
-                        occurred_at=action.occurred_at,
-                        created_at=action.created_at,
-                        payload=action.model_dump(mode="json"),
-                    )
-                )
-                outcome = NotificationOutcome(
-                    notification_id=f"n-{number}",
-                    action_id=action.action_id,
-                    shop_id=SHOP,
-                    member_id=MEMBER,
-                    channel="log",
-                    status="sent",
-                    reason=None,
-                    at=action.created_at,
-                )
-                await connection.execute(
-                    insert(notifications).values(
-                        notification_id=outcome.notification_id,
-                        action_id=outcome.action_id,
-                        channel=outcome.channel,
-                        shop_id=SHOP,
-                        member_id=MEMBER,
-                        status=outcome.status,
-                        reason=None,
-                        at=outcome.at,
-                        payload=outcome.model_dump(mode="json"),
-                    )
-                )
-            await connection.execute(
-                insert(quarantined_members).values(
-                    shop_id=SHOP, member_id=MEMBER, reason="processing_error", detail="ValueError while settling"
-                )
-            )
+        await insert_rows(engine, *rows)
     finally:
         await engine.dispose()
 

@@ -23,7 +23,7 @@ from services.api.app import create_app
 from shared.db.schema import members
 from shared.playbook_file import load_playbook
 from shared.settings import Settings
-from tests.support import insert_member_with_points
+from tests.builders import insert_rows, member_with_points_rows
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +32,7 @@ READER = {"Authorization": "Bearer reader-token"}
 SHOP = "shop-1"
 BASE = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
 MEMBER = f"/v1/shops/{SHOP}/members/m-1"
+MEMBER_ROWS = member_with_points_rows("m-1", 100, BASE, next_due_at=BASE + timedelta(days=30))
 REDEEM = f"{MEMBER}/points/redeem"
 SCHEDULER = "/v1/admin/scheduler/run"
 LISTS = (f"{MEMBER}/actions", f"{MEMBER}/notifications", f"{MEMBER}/points/ledger", "/v1/admin/quarantine")
@@ -64,10 +65,6 @@ async def small_client(engine: AsyncEngine, settings: Settings) -> AsyncIterator
     http = _app(settings, api_max_body_bytes=1024)
     async with http.app.router.lifespan_context(http.app), http:  # type: ignore[attr-defined]
         yield http
-
-
-async def _member(engine: AsyncEngine, member_id: str = "m-1", points: int = 100) -> None:
-    await insert_member_with_points(engine, SHOP, member_id, points, BASE, next_due_at=BASE + timedelta(days=30))
 
 
 def _assert_error(response: httpx.Response, status: int, code: str) -> str:
@@ -109,7 +106,7 @@ def _cursor(document: Any) -> str:
 async def test_a_nul_or_a_surrogate_in_a_path_parameter_is_invalid_text(
     client: httpx.AsyncClient, engine: AsyncEngine, method: str, path: str
 ) -> None:
-    await _member(engine)
+    await insert_rows(engine, *MEMBER_ROWS)
     body = {"points": 1, "idempotency_key": "k-1"} if method == "POST" else None
     response = await client.request(method, path, json=body)
     message = _assert_error(response, 422, "invalid_text")
@@ -123,7 +120,7 @@ async def test_a_nul_or_a_surrogate_in_a_path_parameter_is_invalid_text(
 async def test_a_nul_or_a_surrogate_in_a_query_parameter_is_invalid_text(
     client: httpx.AsyncClient, engine: AsyncEngine, query: str
 ) -> None:
-    await _member(engine)
+    await insert_rows(engine, *MEMBER_ROWS)
     for path in LISTS:
         _assert_error(await client.get(f"{path}?{query}"), 422, "invalid_text")
 
@@ -143,14 +140,14 @@ async def test_a_nul_or_a_surrogate_in_a_query_parameter_is_invalid_text(
 async def test_a_nul_or_a_lone_surrogate_in_a_json_string_is_invalid_text(
     client: httpx.AsyncClient, engine: AsyncEngine, body: bytes
 ) -> None:
-    await _member(engine)
+    await insert_rows(engine, *MEMBER_ROWS)
     _assert_error(await client.post(REDEEM, content=body, headers=JSON), 422, "invalid_text")
     async with engine.connect() as connection:
         assert await connection.scalar(select(members.c.points_balance)) == 100  # nothing booked
 
 
 async def test_a_surrogate_pair_is_ordinary_text(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
-    await _member(engine)
+    await insert_rows(engine, *MEMBER_ROWS)
     response = await client.post(REDEEM, content=b'{"points": 1, "idempotency_key": "k-\\ud83d\\ude00"}', headers=JSON)
     assert response.status_code == 200, response.text
     assert response.json()["entry"]["entry_id"] == "redeem:k-\U0001f600"
@@ -208,7 +205,7 @@ def _foreign_cursors() -> list[tuple[str, str]]:
 async def test_a_cursor_the_api_did_not_issue_is_invalid_cursor(
     client: httpx.AsyncClient, engine: AsyncEngine, target: str, cursor: str
 ) -> None:
-    await _member(engine)
+    await insert_rows(engine, *MEMBER_ROWS)
     paths = {
         "actions": [f"{MEMBER}/actions"],
         "notifications": [f"{MEMBER}/notifications"],
@@ -221,7 +218,7 @@ async def test_a_cursor_the_api_did_not_issue_is_invalid_cursor(
 
 
 async def test_a_cursor_at_the_largest_bigint_is_accepted(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
-    await _member(engine)
+    await insert_rows(engine, *MEMBER_ROWS)
     response = await client.get(f"{MEMBER}/points/ledger", params={"cursor": _cursor({"k": "l", "s": 2**63 - 1})})
     assert response.status_code == 200, response.text
     assert [line["entry_id"] for line in response.json()["items"]] == ["earn:o-1"]
@@ -252,7 +249,7 @@ def _resolved(at: str) -> str:
 async def test_a_redemption_time_outside_the_bounds_is_time_out_of_range(
     client: httpx.AsyncClient, engine: AsyncEngine, at: str
 ) -> None:
-    await _member(engine)
+    await insert_rows(engine, *MEMBER_ROWS)
     at = _resolved(at)
     response = await client.post(REDEEM, json={"points": 1, "idempotency_key": "k-1", "at": at})
     message = _assert_error(response, 422, "time_out_of_range")
@@ -266,7 +263,7 @@ async def test_a_redemption_time_outside_the_bounds_is_time_out_of_range(
 async def test_a_scheduler_as_of_outside_the_bounds_is_time_out_of_range_and_runs_nothing(
     client: httpx.AsyncClient, engine: AsyncEngine, as_of: str
 ) -> None:
-    await _member(engine)
+    await insert_rows(engine, *MEMBER_ROWS)
     message = _assert_error(await client.post(SCHEDULER, json={"as_of": _resolved(as_of)}), 422, "time_out_of_range")
     assert message.startswith("body.as_of must lie between 2000-01-01T00:00:00+00:00 and 1 day after")
     async with engine.connect() as connection:
@@ -276,7 +273,7 @@ async def test_a_scheduler_as_of_outside_the_bounds_is_time_out_of_range_and_run
 
 
 async def test_times_at_the_edges_of_the_bounds_are_accepted(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
-    await _member(engine)
+    await insert_rows(engine, *MEMBER_ROWS)
     earliest = await client.post(
         REDEEM, json={"points": 1, "idempotency_key": "k-1", "at": "2000-01-01T08:00:00+08:00"}
     )
@@ -307,7 +304,7 @@ async def test_times_at_the_edges_of_the_bounds_are_accepted(client: httpx.Async
 async def test_points_out_of_range_are_invalid_request(
     client: httpx.AsyncClient, engine: AsyncEngine, points: bytes
 ) -> None:
-    await _member(engine)
+    await insert_rows(engine, *MEMBER_ROWS)
     body = b'{"points": ' + points + b', "idempotency_key": "k-1"}'
     message = _assert_error(await client.post(REDEEM, content=body, headers=JSON), 422, "invalid_request")
     assert message.startswith("body.points: ")
@@ -318,7 +315,7 @@ async def test_points_out_of_range_are_invalid_request(
 async def test_a_limit_out_of_range_is_invalid_request(
     client: httpx.AsyncClient, engine: AsyncEngine, limit: str
 ) -> None:
-    await _member(engine)
+    await insert_rows(engine, *MEMBER_ROWS)
     for path in LISTS:
         message = _assert_error(await client.get(f"{path}?limit={limit}"), 422, "invalid_request")
         assert message.startswith("query.limit: ")
@@ -359,7 +356,7 @@ NOT_JSON: list[tuple[bytes, dict[str, str]]] = [
 async def test_a_body_that_is_not_json_is_invalid_json_on_every_route_with_a_body(
     client: httpx.AsyncClient, engine: AsyncEngine, body: bytes, headers: dict[str, str]
 ) -> None:
-    await _member(engine)
+    await insert_rows(engine, *MEMBER_ROWS)
     for path in (REDEEM, SCHEDULER):
         request = client.build_request("POST", path, content=body, headers=headers)
         if not headers:
@@ -375,7 +372,7 @@ async def test_a_body_that_is_not_json_is_invalid_json_on_every_route_with_a_bod
 async def test_json_of_the_wrong_shape_is_invalid_request(
     client: httpx.AsyncClient, engine: AsyncEngine, body: bytes
 ) -> None:
-    await _member(engine)
+    await insert_rows(engine, *MEMBER_ROWS)
     for path in (REDEEM, SCHEDULER):
         _assert_error(await client.post(path, content=body, headers=JSON), 422, "invalid_request")
 
@@ -387,7 +384,7 @@ async def test_a_missing_body_is_invalid_request(client: httpx.AsyncClient) -> N
 
 
 async def test_the_token_is_checked_before_the_body(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
-    await _member(engine)
+    await insert_rows(engine, *MEMBER_ROWS)
     for path in (REDEEM, SCHEDULER):
         for body in (b"not json", b'{"k": "\\u0000"}', b"[]"):
             _assert_error(
@@ -411,7 +408,7 @@ def _padded(size: int) -> bytes:
 async def test_a_body_over_the_limit_with_a_content_length_is_payload_too_large(
     small_client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
-    await _member(engine)
+    await insert_rows(engine, *MEMBER_ROWS)
     for path in (REDEEM, SCHEDULER):
         response = await small_client.post(path, content=_padded(1025), headers=JSON)
         message = _assert_error(response, 413, "payload_too_large")
@@ -431,7 +428,7 @@ async def test_a_body_over_the_limit_with_a_content_length_is_payload_too_large(
 async def test_a_streamed_body_over_the_limit_is_refused_as_it_arrives(
     small_client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
-    await _member(engine)
+    await insert_rows(engine, *MEMBER_ROWS)
     pulled: list[int] = []
 
     async def chunks() -> AsyncIterator[bytes]:
@@ -452,7 +449,7 @@ async def test_a_streamed_body_over_the_limit_is_refused_as_it_arrives(
 async def test_a_streamed_body_under_the_limit_is_read_whole(
     small_client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
-    await _member(engine)
+    await insert_rows(engine, *MEMBER_ROWS)
 
     async def chunks() -> AsyncIterator[bytes]:
         body = _padded(1000)
@@ -464,7 +461,7 @@ async def test_a_streamed_body_under_the_limit_is_read_whole(
 
 
 async def test_the_default_limit_is_one_mebibyte(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
-    await _member(engine)
+    await insert_rows(engine, *MEMBER_ROWS)
     assert Settings().api_max_body_bytes == 1_048_576
     over = await client.post(REDEEM, content=_padded(1_048_577), headers=JSON)
     _assert_error(over, 413, "payload_too_large")

@@ -13,8 +13,8 @@ from shared.db.schema import members
 from shared.store.member_cache import MemberCache
 from shared.store.unit_of_work import SqlUnitOfWork
 from shared.usecases.points_redemption import redeem_points
-from tests.builders import Stream
-from tests.unit.test_batch_processor import PLAYBOOK, first_order, records
+from tests.builders import Stream, consumer_records, first_order
+from tests.unit.test_batch_processor import PLAYBOOK
 
 pytestmark = pytest.mark.integration
 
@@ -37,10 +37,10 @@ async def test_a_member_written_by_this_process_is_served_from_memory_the_next_b
     processor = cached_processor(engine, cache)
     stream = Stream()
     first_order(stream, "m-1")
-    await processor.process(records(stream.events[:2]))
+    await processor.process(consumer_records(stream.events[:2]))
     assert (len(cache), cache.hits) == (1, 0)
 
-    await processor.process(records(stream.events[2:]))
+    await processor.process(consumer_records(stream.events[2:]))
 
     assert cache.hits == 1
     assert await stored(engine, "paid_orders") == 1
@@ -51,7 +51,7 @@ async def test_a_change_by_another_writer_is_seen_by_the_next_batch(engine: Asyn
     processor = cached_processor(engine, cache)
     stream = Stream()
     first_order(stream, "m-1")
-    await processor.process(records(stream.events))
+    await processor.process(consumer_records(stream.events))
     balance = int(await stored(engine, "points_balance"))  # type: ignore[call-overload]
     assert balance > 10
     await redeem_points(SqlUnitOfWork.factory(engine), KEY, "k-1", 10, datetime(2026, 3, 2, tzinfo=UTC))
@@ -60,7 +60,7 @@ async def test_a_change_by_another_writer_is_seen_by_the_next_batch(engine: Asyn
 
     later = Stream()
     later.add("order.paid", "m-1", 60 * 24, order_id="m-1-o2", amount="50.00", currency="CNY")
-    await processor.process(records(later.events))
+    await processor.process(consumer_records(later.events))
 
     assert cache.hits == 0
     assert await stored(engine, "channel") == "sms"  # not overwritten by a stale copy
@@ -72,7 +72,7 @@ async def test_a_batch_that_rolls_back_leaves_nothing_of_its_changes_in_memory(e
     processor = cached_processor(engine, cache)
     stream = Stream()
     first_order(stream, "m-1")
-    await processor.process(records(stream.events))
+    await processor.process(consumer_records(stream.events))
     failing = Stream()
     failing.add("order.paid", "m-1", 60 * 24, order_id="m-1-o2", amount="50.00", currency="CNY")
 
@@ -82,6 +82,6 @@ async def test_a_batch_that_rolls_back_leaves_nothing_of_its_changes_in_memory(e
         uow.save(loaded.contexts.values())
     assert len(cache) == 0  # taken out while in use, not put back without a commit
 
-    await processor.process(records(failing.events))
+    await processor.process(consumer_records(failing.events))
 
     assert await stored(engine, "paid_orders") == 2

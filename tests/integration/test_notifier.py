@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import and_, func, insert, or_, select, text
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.notifier import delivery_store
@@ -35,6 +35,7 @@ from shared.kafka_io import create_consumer, create_producer, member_key
 from shared.outbox import OutboxRelay
 from shared.playbook_file import load_playbook
 from shared.settings import Settings
+from tests.builders import action_message, insert_rows, member_row
 from tests.support import (
     committed_offsets,
     end_offsets,
@@ -54,31 +55,6 @@ WAIT_S = 30.0
 # --- helpers -------------------------------------------------------------------------------------------
 
 
-def make_action(
-    *,
-    category: str = "care",
-    member: str = "m-1",
-    occurred_at: datetime = NOON_SHANGHAI,
-    action_id: str | None = None,
-    rule: str | None = None,
-) -> dict[str, Any]:
-    rule = rule or ("payment_confirmation" if category == "care" else "first_purchase_gift")
-    body: dict[str, Any] = {
-        "action_id": action_id or str(uuid.uuid4()),
-        "shop_id": SHOP,
-        "member_id": member,
-        "rule": rule,
-        "category": category,
-        "trigger": {"event_id": f"evt-{uuid.uuid4().hex[:8]}", "event_type": "order.paid"},
-        "occurred_at": occurred_at.isoformat(),
-        "created_at": occurred_at.isoformat(),
-        "message": {"template": rule, "variables": {"order_id": "o-1", "phone": "13800000000"}},
-    }
-    if category == "incentive":
-        body["incentive"] = {"kind": "coupon", "value": "10.00", "min_spend": "99.00", "code": "C-1"}
-    return body
-
-
 async def produce(settings: Settings, *values: dict[str, Any] | bytes) -> None:
     producer = create_producer(settings, name="test-actions")
     await producer.start()
@@ -91,13 +67,6 @@ async def produce(settings: Settings, *values: dict[str, Any] | bytes) -> None:
                 await producer.send_and_wait(settings.topics.actions, key=key, value=json.dumps(value).encode())
     finally:
         await producer.stop()
-
-
-async def add_member(engine: AsyncEngine, member: str, *, consent: bool = True, timezone: str | None = None) -> None:
-    async with engine.begin() as connection:
-        await connection.execute(
-            insert(members).values(shop_id=SHOP, member_id=member, marketing_consent=consent, timezone=timezone)
-        )
 
 
 async def outcome_rows(engine: AsyncEngine) -> list[dict[str, Any]]:
@@ -216,7 +185,7 @@ def log_lines(settings: Settings) -> list[dict[str, Any]]:
 
 
 async def test_care_is_sent_on_the_log_channel_and_published(engine: AsyncEngine, notifier_settings: Settings) -> None:
-    care = make_action(category="care", member="unknown-member", occurred_at=datetime(2024, 5, 1, 15, 0, tzinfo=UTC))
+    care = action_message(category="care", member="unknown-member", occurred_at=datetime(2024, 5, 1, 15, 0, tzinfo=UTC))
     async with running_notifier(notifier_settings):
         await produce(notifier_settings, care)
         rows = await settled(engine, notifier_settings, 1)
@@ -260,17 +229,17 @@ async def test_care_is_sent_on_the_log_channel_and_published(engine: AsyncEngine
 async def test_incentives_respect_consent_and_the_frequency_cap(
     engine: AsyncEngine, notifier_settings: Settings
 ) -> None:
-    await add_member(engine, "no-consent", consent=False)
-    await add_member(engine, "capped", consent=True)
-    no_consent = make_action(category="incentive", member="no-consent")
-    unknown = make_action(category="incentive", member="not-in-members")
+    await insert_rows(engine, (members, member_row("no-consent", marketing_consent=False)))
+    await insert_rows(engine, (members, member_row("capped", marketing_consent=True)))
+    no_consent = action_message(category="incentive", member="no-consent")
+    unknown = action_message(category="incentive", member="not-in-members")
     # Five incentives for one member at 12:00-15:00 local, then one 25.5 hours after the first:
     # the fourth is over the cap (3 per rolling 24 h of business time), the last one is not.
     capped = [
-        make_action(category="incentive", member="capped", occurred_at=NOON_SHANGHAI + timedelta(hours=hours))
+        action_message(category="incentive", member="capped", occurred_at=NOON_SHANGHAI + timedelta(hours=hours))
         for hours in (0, 1, 2, 3)
     ]
-    later = make_action(category="incentive", member="capped", occurred_at=NOON_SHANGHAI + timedelta(hours=25.5))
+    later = action_message(category="incentive", member="capped", occurred_at=NOON_SHANGHAI + timedelta(hours=25.5))
     # Produced in reverse business order before the notifier starts, so they arrive as one
     # batch: it is sorted by business time before counting.
     await produce(notifier_settings, no_consent, unknown, *reversed(capped))
@@ -294,8 +263,12 @@ async def test_incentives_respect_consent_and_the_frequency_cap(
 
 
 async def test_incentive_in_quiet_hours_is_deferred_then_sent(engine: AsyncEngine, notifier_settings: Settings) -> None:
-    await add_member(engine, "night-owl", consent=True)  # no time zone: the shop's Asia/Shanghai
-    night = make_action(category="incentive", member="night-owl", occurred_at=datetime(2024, 5, 1, 15, 0, tzinfo=UTC))
+    await insert_rows(
+        engine, (members, member_row("night-owl", marketing_consent=True))
+    )  # no time zone: the shop's Asia/Shanghai
+    night = action_message(
+        category="incentive", member="night-owl", occurred_at=datetime(2024, 5, 1, 15, 0, tzinfo=UTC)
+    )
     async with running_notifier(notifier_settings):
         await produce(notifier_settings, night)
         rows = await settled(engine, notifier_settings, 2)
@@ -311,8 +284,10 @@ async def test_incentive_in_quiet_hours_is_deferred_then_sent(engine: AsyncEngin
 
 async def test_member_timezone_decides_quiet_hours(engine: AsyncEngine, notifier_settings: Settings) -> None:
     # 14:00 UTC is 22:00 in Shanghai (quiet) but 15:00 in London.
-    await add_member(engine, "londoner", consent=True, timezone="Europe/London")
-    action = make_action(category="incentive", member="londoner", occurred_at=datetime(2024, 5, 1, 14, 0, tzinfo=UTC))
+    await insert_rows(engine, (members, member_row("londoner", marketing_consent=True, timezone="Europe/London")))
+    action = action_message(
+        category="incentive", member="londoner", occurred_at=datetime(2024, 5, 1, 14, 0, tzinfo=UTC)
+    )
     async with running_notifier(notifier_settings):
         await produce(notifier_settings, action)
         rows = await settled(engine, notifier_settings, 1)
@@ -322,9 +297,9 @@ async def test_member_timezone_decides_quiet_hours(engine: AsyncEngine, notifier
 async def test_the_same_action_twice_and_a_replay_deliver_once(
     engine: AsyncEngine, notifier_settings: Settings
 ) -> None:
-    await add_member(engine, "twice", consent=True)
-    care = make_action(category="care", member="twice")
-    night = make_action(category="incentive", member="twice", occurred_at=datetime(2024, 5, 1, 15, 0, tzinfo=UTC))
+    await insert_rows(engine, (members, member_row("twice", marketing_consent=True)))
+    care = action_message(category="care", member="twice")
+    night = action_message(category="incentive", member="twice", occurred_at=datetime(2024, 5, 1, 15, 0, tzinfo=UTC))
     async with running_notifier(notifier_settings):
         await produce(notifier_settings, care, care, night)
         await settled(engine, notifier_settings, 3)
@@ -349,10 +324,10 @@ async def test_the_same_action_twice_and_a_replay_deliver_once(
 
 async def test_invalid_records_are_skipped_and_counted(engine: AsyncEngine, notifier_settings: Settings) -> None:
     before = metrics.INVALID_ACTIONS._value.get()
-    bad_category = make_action(category="care")
+    bad_category = action_message(category="care")
     bad_category["category"] = "spam"
-    nul = make_action(category="care", member="nul\u0000member")  # PostgreSQL text cannot hold it
-    care = make_action(category="care")
+    nul = action_message(category="care", member="nul\u0000member")  # PostgreSQL text cannot hold it
+    care = action_message(category="care")
     async with running_notifier(notifier_settings):
         await produce(notifier_settings, b"not json", b'{"action_id": "x"}', bad_category, nul, care)
         rows = await settled(engine, notifier_settings, 1)
@@ -364,11 +339,11 @@ async def test_an_action_at_a_time_outside_the_business_window_is_skipped_and_th
     engine: AsyncEngine, notifier_settings: Settings
 ) -> None:
     before = metrics.INVALID_ACTIONS._value.get()
-    year_one = make_action(category="incentive", member="edge")
+    year_one = action_message(category="incentive", member="edge")
     year_one["occurred_at"] = "0001-01-01T00:00:00+08:00"  # its UTC equivalent overflows a datetime
-    far_future = make_action(category="incentive", member="edge")
+    far_future = action_message(category="incentive", member="edge")
     far_future["occurred_at"] = "9999-12-31T23:00:00-05:00"
-    care = make_action(category="care", member="edge")
+    care = action_message(category="care", member="edge")
     async with running_notifier(notifier_settings):
         await produce(notifier_settings, year_one, far_future, care)
         rows = await settled(engine, notifier_settings, 1)
@@ -382,9 +357,9 @@ async def test_an_action_the_database_cannot_store_is_skipped_alone_and_the_batc
     """An action id too long for a btree index entry fails the whole batch's insert: the batch is
     split until that action stands alone, which is skipped and counted; the others are delivered."""
     before = metrics.FAILED_ACTIONS._value.get()
-    first = make_action(category="care")
-    oversized = make_action(category="care", action_id=base64.b64encode(os.urandom(30_000)).decode())
-    last = make_action(category="care")
+    first = action_message(category="care")
+    oversized = action_message(category="care", action_id=base64.b64encode(os.urandom(30_000)).decode())
+    last = action_message(category="care")
     async with running_notifier(notifier_settings):
         await produce(notifier_settings, first, oversized, last)
         rows = await settled(engine, notifier_settings, 2)
@@ -406,7 +381,7 @@ async def test_a_batch_that_fails_to_store_is_read_again(
         return await real(connection, rows)
 
     monkeypatch.setattr(delivery_store, "insert_deliveries", flaky)
-    care = make_action(category="care")
+    care = action_message(category="care")
     await produce(notifier_settings, care)  # the fresh group's very first batch: no committed offset yet
     async with running_notifier(notifier_settings):
         rows = await settled(engine, notifier_settings, 1)
@@ -430,7 +405,7 @@ async def test_a_delivery_whose_recording_meets_an_outage_is_recorded_once_the_d
         return await real(connection, results)
 
     monkeypatch.setattr(delivery_store, "record_results", flaky)
-    care = make_action(category="care")
+    care = action_message(category="care")
     async with running_notifier(notifier_settings):
         await produce(notifier_settings, care)
         rows = await settled(engine, notifier_settings, 1)
@@ -442,7 +417,7 @@ async def test_a_delivery_whose_recording_meets_an_outage_is_recorded_once_the_d
 async def test_deliveries_left_sending_by_a_dead_process_fail_as_interrupted(
     engine: AsyncEngine, notifier_settings: Settings
 ) -> None:
-    stuck = make_action(category="care", member="stuck")
+    stuck = action_message(category="care", member="stuck")
     async with engine.begin() as connection:
         await connection.execute(
             text(
@@ -465,8 +440,8 @@ async def test_deliveries_left_sending_by_a_dead_process_fail_as_interrupted(
 
 
 async def test_consent_withdrawn_while_deferred_suppresses(engine: AsyncEngine, notifier_settings: Settings) -> None:
-    await add_member(engine, "changes-mind", consent=True)
-    night = make_action(
+    await insert_rows(engine, (members, member_row("changes-mind", marketing_consent=True)))
+    night = action_message(
         category="incentive", member="changes-mind", occurred_at=datetime(2024, 5, 1, 15, 0, tzinfo=UTC)
     )
     worker_engine = create_engine(notifier_settings)
@@ -557,7 +532,7 @@ def webhook_settings(settings: Settings, url: str, **extra: Any) -> Settings:
 
 async def test_webhook_is_signed_with_hmac_sha256(engine: AsyncEngine, notifier_settings: Settings, hook: Hook) -> None:
     settings = webhook_settings(notifier_settings, hook.url("/ok"))
-    care = make_action(category="care")
+    care = action_message(category="care")
     async with running_notifier(settings):
         await produce(settings, care)
         rows = await settled(engine, settings, 2)
@@ -577,7 +552,7 @@ async def test_webhook_is_signed_with_hmac_sha256(engine: AsyncEngine, notifier_
 async def test_webhook_retries_503_then_sends(engine: AsyncEngine, notifier_settings: Settings, hook: Hook) -> None:
     hook.script["/flaky"] = [503, 503, 200]
     settings = webhook_settings(notifier_settings, hook.url("/flaky"), notifier_channels=["webhook"])
-    care = make_action(category="care")
+    care = action_message(category="care")
     async with running_notifier(settings):
         await produce(settings, care)
         rows = await settled(engine, settings, 1)
@@ -593,7 +568,7 @@ async def test_webhook_failing_with_500_ends_failed(
 ) -> None:
     hook.script["/down"] = [500]
     settings = webhook_settings(notifier_settings, hook.url("/down"), notifier_channels=["webhook"])
-    care = make_action(category="care")
+    care = action_message(category="care")
     async with running_notifier(settings):
         await produce(settings, care)
         rows = await settled(engine, settings, 1)
@@ -608,14 +583,14 @@ async def test_webhook_client_errors_fail_at_once_and_refused_connections_are_re
 ) -> None:
     hook.script["/gone"] = [410]
     gone = webhook_settings(notifier_settings, hook.url("/gone"), notifier_channels=["webhook"])
-    first = make_action(category="care")
+    first = action_message(category="care")
     async with running_notifier(gone):
         await produce(gone, first)
         await settled(engine, gone, 1)
     assert len(hook.hits("/gone")) == 1
 
     closed = webhook_settings(notifier_settings, "http://127.0.0.1:9/nothing-listens", notifier_channels=["webhook"])
-    second = make_action(category="care")
+    second = action_message(category="care")
     async with running_notifier(closed):
         await produce(closed, second)
         rows = await settled(engine, closed, 2)

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from pydantic import SecretStr
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.api.app import create_app
@@ -23,7 +23,8 @@ from shared.db.schema import members, outbox, points_ledger, rfm_edges
 from shared.domain.rfm import quintile_edges
 from shared.playbook_file import load_playbook
 from shared.settings import Settings
-from tests.support import ROOT, insert_member_with_points
+from tests.builders import insert_rows, joined_member_row, member_row, member_with_points_rows
+from tests.support import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -43,26 +44,6 @@ async def client(engine: AsyncEngine, settings: Settings) -> AsyncIterator[httpx
         yield http
 
 
-async def _member_with_points(engine: AsyncEngine, member_id: str, earned: int) -> None:
-    await insert_member_with_points(engine, SHOP, member_id, earned, BASE)
-
-
-async def _due_for_one_month_gift(engine: AsyncEngine, member_id: str) -> None:
-    async with engine.begin() as connection:
-        await connection.execute(
-            insert(members).values(
-                shop_id=SHOP,
-                member_id=member_id,
-                joined_at=BASE,
-                joined_by_event=True,
-                tier="member",
-                tier_since=BASE,
-                last_event_at=BASE,
-                next_due_at=BASE + timedelta(days=30),
-            )
-        )
-
-
 def _path(member: str, suffix: str = "") -> str:
     return f"/v1/shops/{SHOP}/members/{member}{suffix}"
 
@@ -72,7 +53,7 @@ async def _redeem(client: httpx.AsyncClient, member: str, points: int, key: str,
 
 
 async def test_a_redemption_is_booked_once_per_idempotency_key(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
-    await _member_with_points(engine, "m-1", 100)
+    await insert_rows(engine, *member_with_points_rows("m-1", 100, BASE))
     first = await _redeem(client, "m-1", 30, "basket-7", at=(BASE + timedelta(days=1)).isoformat())
     assert first.status_code == 200, first.text
     body = first.json()
@@ -100,7 +81,7 @@ async def test_a_redemption_is_booked_once_per_idempotency_key(client: httpx.Asy
 async def test_short_balances_reused_keys_and_unknown_members_are_refused_with_json_errors(
     client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
-    await _member_with_points(engine, "m-1", 50)
+    await insert_rows(engine, *member_with_points_rows("m-1", 50, BASE))
     short = await _redeem(client, "m-1", 51, "k-1")
     assert short.status_code == 409
     assert short.json()["error"]["code"] == "insufficient_points"
@@ -125,7 +106,7 @@ async def test_short_balances_reused_keys_and_unknown_members_are_refused_with_j
 async def test_concurrent_redemptions_never_take_the_balance_below_zero(
     client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
-    await _member_with_points(engine, "m-1", 100)
+    await insert_rows(engine, *member_with_points_rows("m-1", 100, BASE))
     responses = await asyncio.gather(*(_redeem(client, "m-1", 20, f"k-{n}") for n in range(8)))
     assert sorted(r.status_code for r in responses) == [200] * 5 + [409] * 3
     async with engine.connect() as connection:
@@ -137,7 +118,7 @@ async def test_concurrent_redemptions_never_take_the_balance_below_zero(
 async def test_the_ledger_pages_newest_first_and_404s_for_unknown_members(
     client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
-    await _member_with_points(engine, "m-1", 100)
+    await insert_rows(engine, *member_with_points_rows("m-1", 100, BASE))
     for n in range(4):
         assert (await _redeem(client, "m-1", 10, f"k-{n}")).status_code == 200
     seen: list[str] = []
@@ -159,7 +140,7 @@ async def test_the_ledger_pages_newest_first_and_404s_for_unknown_members(
 async def test_the_scheduler_route_runs_what_is_due_once_and_needs_a_token(
     client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
-    await _due_for_one_month_gift(engine, "m-1")
+    await insert_rows(engine, (members, joined_member_row("m-1", BASE)))
     route = "/v1/admin/scheduler/run"
     as_of = (BASE + timedelta(days=31)).isoformat()
     assert (
@@ -193,21 +174,20 @@ async def test_a_run_computes_each_shops_rfm_edges_and_the_status_scores_against
 ) -> None:
     # Ten buyers in shop-1: buyer n paid n times, n x 100.00 in all, last n days before the run.
     as_of = BASE + timedelta(days=30)
-    async with engine.begin() as connection:
-        for n in range(1, 11):
-            await connection.execute(
-                insert(members).values(
-                    shop_id=SHOP,
-                    member_id=f"b-{n}",
-                    joined_at=BASE,
-                    paid_orders=n,
-                    net_spend=100 * n,
-                    first_order_at=BASE,
-                    last_order_at=as_of - timedelta(days=n),
-                    last_event_at=as_of - timedelta(days=n),
-                )
-            )
-        await connection.execute(insert(members).values(shop_id="shop-quiet", member_id="p-1", joined_at=BASE))
+    buyers = [
+        member_row(
+            f"b-{n}",
+            joined_at=BASE,
+            paid_orders=n,
+            net_spend=100 * n,
+            first_order_at=BASE,
+            last_order_at=as_of - timedelta(days=n),
+            last_event_at=as_of - timedelta(days=n),
+        )
+        for n in range(1, 11)
+    ]
+    no_buyer = member_row("p-1", shop="shop-quiet", joined_at=BASE)
+    await insert_rows(engine, *((members, row) for row in [*buyers, no_buyer]))
     report = (await client.post("/v1/admin/scheduler/run", json={"as_of": as_of.isoformat()})).json()
     assert report["rfm_shops"] == 2
 
@@ -236,7 +216,7 @@ async def test_a_run_computes_each_shops_rfm_edges_and_the_status_scores_against
 async def test_the_command_line_runs_the_scheduler_and_prints_only_its_report(
     engine: AsyncEngine, service_env: dict[str, str]
 ) -> None:
-    await _due_for_one_month_gift(engine, "m-cli")
+    await insert_rows(engine, (members, joined_member_row("m-cli", BASE)))
     command = [sys.executable, "-m", "services.scheduler", "--as-of", (BASE + timedelta(days=31)).isoformat()]
     env = {**os.environ, **service_env}
     done = await asyncio.to_thread(subprocess.run, command, cwd=ROOT, env=env, capture_output=True, timeout=60)
@@ -254,7 +234,7 @@ async def test_the_command_line_runs_the_scheduler_and_prints_only_its_report(
 async def test_the_command_line_refuses_an_as_of_outside_the_business_time_bounds(
     engine: AsyncEngine, service_env: dict[str, str]
 ) -> None:
-    await _due_for_one_month_gift(engine, "m-cli")
+    await insert_rows(engine, (members, joined_member_row("m-cli", BASE)))
     env = {**os.environ, **service_env}
 
     async def run(*arguments: str) -> subprocess.CompletedProcess[bytes]:
@@ -289,7 +269,7 @@ async def test_a_read_only_token_reads_but_may_not_redeem_or_run_the_scheduler(
     )
     app = create_app(settings, load_playbook(settings.playbook_path))
     reader = {"Authorization": "Bearer dashboard-token"}
-    await _member_with_points(engine, "m-1", 100)
+    await insert_rows(engine, *member_with_points_rows("m-1", 100, BASE))
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test", headers=reader) as http,

@@ -10,13 +10,14 @@ import httpx
 import pytest
 import pytest_asyncio
 from pydantic import SecretStr
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.api.app import create_app
 from shared.db.schema import members, quarantined_members
 from shared.playbook_file import load_playbook
 from shared.settings import Settings
+from tests.builders import insert_rows, quarantined_member_rows
 
 pytestmark = pytest.mark.integration
 
@@ -39,34 +40,24 @@ async def client(engine: AsyncEngine, settings: Settings) -> AsyncIterator[httpx
         yield http
 
 
-async def _quarantine(engine: AsyncEngine, shop: str, member: str, at: datetime, **values: Any) -> None:
-    async with engine.begin() as connection:
-        await connection.execute(
-            insert(members).values(shop_id=shop, member_id=member, joined_at=BASE, next_due_at=None)
-        )
-        await connection.execute(
-            insert(quarantined_members).values(
-                shop_id=shop,
-                member_id=member,
-                reason=values.get("reason", "processing_error"),
-                detail=values.get("detail", "ValueError while settling the member's stored state"),
-                events=values.get("events", 0),
-                quarantined_at=at,
-                last_event_at=values.get("last_event_at"),
-            )
-        )
-
-
 async def test_the_list_is_oldest_first_then_by_key_and_pages_with_a_cursor(
     client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
     # Two members quarantined at the same instant are ordered by (shop, member).
-    await _quarantine(engine, "shop-b", "m-1", BASE + timedelta(hours=2))
-    await _quarantine(engine, "shop-a", "m-9", BASE)
-    await _quarantine(engine, "shop-b", "m-0", BASE + timedelta(hours=1))
-    await _quarantine(engine, "shop-a", "m-2", BASE + timedelta(hours=1))
-    await _quarantine(
-        engine, "shop-c", "m-ü", BASE + timedelta(hours=3), events=4, last_event_at=BASE + timedelta(hours=5)
+    await insert_rows(engine, *quarantined_member_rows("m-1", BASE + timedelta(hours=2), joined_at=BASE, shop="shop-b"))
+    await insert_rows(engine, *quarantined_member_rows("m-9", BASE, joined_at=BASE, shop="shop-a"))
+    await insert_rows(engine, *quarantined_member_rows("m-0", BASE + timedelta(hours=1), joined_at=BASE, shop="shop-b"))
+    await insert_rows(engine, *quarantined_member_rows("m-2", BASE + timedelta(hours=1), joined_at=BASE, shop="shop-a"))
+    await insert_rows(
+        engine,
+        *quarantined_member_rows(
+            "m-ü",
+            BASE + timedelta(hours=3),
+            joined_at=BASE,
+            shop="shop-c",
+            events=4,
+            last_event_at=BASE + timedelta(hours=5),
+        ),
     )
     seen: list[tuple[str, str]] = []
     pages = 0
@@ -104,8 +95,13 @@ async def test_an_empty_quarantine_is_an_empty_page(client: httpx.AsyncClient) -
 async def test_release_deletes_the_row_and_makes_the_member_due_in_one_go(
     client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
-    await _quarantine(engine, "shop-a", "m-1", BASE, events=2, detail="KeyError while settling")
-    await _quarantine(engine, "shop-a", "m-2", BASE)
+    await insert_rows(
+        engine,
+        *quarantined_member_rows(
+            "m-1", BASE, joined_at=BASE, shop="shop-a", events=2, detail="KeyError while settling"
+        ),
+    )
+    await insert_rows(engine, *quarantined_member_rows("m-2", BASE, joined_at=BASE, shop="shop-a"))
     async with engine.connect() as connection:
         before = await connection.scalar(select(func.now()))
     response = await client.delete("/v1/admin/quarantine/shop-a/m-1")
@@ -137,7 +133,7 @@ async def test_release_deletes_the_row_and_makes_the_member_due_in_one_go(
 
 
 async def test_releasing_needs_a_full_token(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
-    await _quarantine(engine, "shop-a", "m-1", BASE)
+    await insert_rows(engine, *quarantined_member_rows("m-1", BASE, joined_at=BASE, shop="shop-a"))
     refused = await client.delete("/v1/admin/quarantine/shop-a/m-1", headers=READER)
     assert (refused.status_code, refused.json()["error"]["code"]) == (403, "forbidden")
     for headers in ({"Authorization": "Bearer nope"}, {"Authorization": ""}):

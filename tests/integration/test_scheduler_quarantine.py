@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db.schema import actions, members, quarantined_members
 from shared.playbook_file import load_playbook
 from shared.store.unit_of_work import SqlUnitOfWork
 from shared.usecases.scheduler_run import Scheduler
+from tests.builders import insert_rows, joined_member_row
 
 pytestmark = pytest.mark.integration
 
@@ -19,30 +20,11 @@ SHOP = "shop-1"
 JOINED = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
 
 
-async def _joined_member(engine: AsyncEngine, member_id: str) -> None:
-    """A member who joined and whose one-month gift falls due 30 days later."""
-    async with engine.begin() as connection:
-        await connection.execute(
-            insert(members).values(
-                shop_id=SHOP,
-                member_id=member_id,
-                joined_at=JOINED,
-                joined_by_event=True,
-                last_event_at=JOINED,
-                stage="prospect",
-                stage_since=JOINED,
-                tier="member",
-                tier_since=JOINED,
-                next_due_at=JOINED + timedelta(days=30),
-            )
-        )
-
-
 async def test_a_member_the_scheduler_cannot_run_is_quarantined_and_the_others_are_served(
     engine: AsyncEngine,
 ) -> None:
     for member in ("m-ok-1", "m-broken", "m-ok-2"):
-        await _joined_member(engine, member)
+        await insert_rows(engine, (members, joined_member_row(member, JOINED)))
     async with engine.begin() as connection:  # a value an older release could store
         await connection.execute(text("UPDATE members SET joined_at = '-infinity' WHERE member_id = 'm-broken'"))
 

@@ -5,54 +5,26 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
-
-from aiokafka.structs import ConsumerRecord
 
 from services.engagement.processor import BatchProcessor
 from shared.domain.model import Member
 from shared.playbook_file import load_playbook
-from tests.builders import Stream
+from tests.builders import Stream, consumer_records, first_order
 from tests.fakes import InMemoryStore
 from tests.workload import workload
 
 PLAYBOOK = load_playbook()
 
 
-def records(events: list[dict[str, Any]]) -> list[ConsumerRecord[bytes, bytes]]:
-    return [
-        ConsumerRecord(
-            topic="commerce.orders",
-            partition=0,
-            offset=offset,
-            timestamp=0,
-            timestamp_type=0,
-            key=f"{event['shopid']}:{event['memberid']}".encode(),
-            value=json.dumps(event).encode(),
-            checksum=None,
-            serialized_key_size=0,
-            serialized_value_size=0,
-            headers=(),
-        )
-        for offset, event in enumerate(events)
-    ]
-
-
 def processor(store: InMemoryStore) -> BatchProcessor:
     return BatchProcessor(store.units(), PLAYBOOK, max_record_bytes=1 << 20)
-
-
-def first_order(stream: Stream, member: str) -> None:
-    stream.add("member.joined", member, 0, channel="app")
-    stream.add("order.created", member, 1, order_id=f"{member}-o1", amount="300.00", currency="CNY")
-    stream.add("order.paid", member, 2, order_id=f"{member}-o1", amount="300.00", currency="CNY")
 
 
 async def test_a_batch_changes_the_member_and_queues_its_actions_in_one_commit() -> None:
     store, stream = InMemoryStore(), Stream()
     first_order(stream, "m-1")
 
-    result = await processor(store).process(records(stream.events))
+    result = await processor(store).process(consumer_records(stream.events))
 
     member = store.members[("shop-1", "m-1")]
     assert (member.paid_orders, member.net_spend, member.joined_by_event) == (1, Decimal("300.00"), True)
@@ -67,7 +39,7 @@ async def test_a_batch_changes_the_member_and_queues_its_actions_in_one_commit()
 async def test_a_redelivered_batch_changes_nothing_and_queues_nothing_again() -> None:
     store, stream = InMemoryStore(), Stream()
     first_order(stream, "m-1")
-    batch = records(stream.events)
+    batch = consumer_records(stream.events)
     await processor(store).process(batch)
     before = (dict(store.members), len(store.outbox))
 
@@ -80,12 +52,12 @@ async def test_a_redelivered_batch_changes_nothing_and_queues_nothing_again() ->
 async def test_an_event_ahead_of_its_order_waits_parked_and_is_applied_when_the_order_is_paid() -> None:
     store, stream = InMemoryStore(), Stream()
     stream.add("shipment.shipped", "m-1", 5, order_id="o-1", shipment_id="s-1", carrier="SF", tracking_no="SF1")
-    parked = await processor(store).process(records(stream.events))
+    parked = await processor(store).process(consumer_records(stream.events))
     assert (parked.parked, len(store.parked), store.outbox) == (1, 1, [])
 
     later = Stream()
     later.add("order.paid", "m-1", 2, order_id="o-1", amount="99.00", currency="CNY")
-    await processor(store).process(records(later.events))
+    await processor(store).process(consumer_records(later.events))
 
     assert store.parked == []
     assert "shipped_notice" in {action.rule for action in store.outbox}
@@ -98,7 +70,7 @@ async def test_a_member_whose_stored_state_cannot_be_settled_is_quarantined_and_
     first_order(stream, "m-bad")
     first_order(stream, "m-ok")
 
-    result = await processor(store).process(records(stream.events))
+    result = await processor(store).process(consumer_records(stream.events))
 
     assert store.members[("shop-1", "m-ok")].paid_orders == 1
     assert store.members[("shop-1", "m-bad")] == broken  # left as it was
@@ -116,7 +88,7 @@ async def test_a_quarantined_members_events_are_dead_lettered_unclaimed_and_coun
     store.quarantined[("shop-1", "m-1")] = {"reason": "processing_error", "detail": "x", "events": 0}
     first_order(stream, "m-1")
 
-    result = await processor(store).process(records(stream.events))
+    result = await processor(store).process(consumer_records(stream.events))
 
     assert [why.reason for _, why in result.dead_letters] == ["member_quarantined"] * 3
     assert store.processed == set()  # publishable again once released
@@ -129,7 +101,7 @@ async def test_an_order_of_another_member_is_refused_and_the_batch_goes_on() -> 
     first_order(stream, "m-1")
     stream.add("order.completed", "m-2", 10, order_id="m-1-o1")
 
-    result = await processor(store).process(records(stream.events))
+    result = await processor(store).process(consumer_records(stream.events))
 
     assert [why.reason for _, why in result.dead_letters] == ["order_member_mismatch"]
     assert store.orders[("shop-1", "m-1-o1")].completed_at is None
@@ -137,7 +109,7 @@ async def test_an_order_of_another_member_is_refused_and_the_batch_goes_on() -> 
 
 async def test_lanes_change_nothing_but_speed_the_same_batches_give_the_same_state_and_actions() -> None:
     stories = workload(40, seed=11)
-    batches = [records(stories[start : start + 97]) for start in range(0, len(stories), 97)]
+    batches = [consumer_records(stories[start : start + 97]) for start in range(0, len(stories), 97)]
     stores = {}
     for lanes in (1, 3):
         store = stores[lanes] = InMemoryStore()

@@ -6,15 +6,15 @@ from datetime import datetime, timedelta
 
 from shared.domain.model import Member
 from shared.usecases.scheduler_run import Scheduler
-from tests.builders import Stream
+from tests.builders import Stream, consumer_records, first_order
 from tests.fakes import InMemoryStore
-from tests.unit.test_batch_processor import PLAYBOOK, first_order, processor, records
+from tests.unit.test_batch_processor import PLAYBOOK, processor
 
 
 async def member_after_first_order(store: InMemoryStore) -> Stream:
     stream = Stream()
     first_order(stream, "m-1")
-    await processor(store).process(records(stream.events))
+    await processor(store).process(consumer_records(stream.events))
     return stream
 
 
