@@ -136,6 +136,16 @@ def _row_values(item: Member | Order, names: Sequence[str], encoders: dict[str, 
     return [encoders[name](getattr(item, name)) if name in encoders else getattr(item, name) for name in names]
 
 
+def member_to_row(member: Member) -> list[Any]:
+    """A member's row values (``Member`` field order), its documents as JSON."""
+    return _row_values(member, MEMBER_FIELDS, _MEMBER_DOCUMENTS)
+
+
+def order_to_row(order: Order) -> list[Any]:
+    """An order's row values (``Order`` field order), its documents as JSON."""
+    return _row_values(order, _ORDER_FIELDS, _ORDER_DOCUMENTS)
+
+
 async def load_orders(connection: AsyncConnection, keys: Sequence[Key]) -> dict[Key, Order]:
     """Orders by (shop, order id)."""
     return await _load_orders(connection, keys, "order_id")
@@ -163,13 +173,13 @@ async def _load_orders(connection: AsyncConnection, keys: Sequence[Key], by: str
 
 async def save_members(connection: AsyncConnection, rows: Iterable[Member]) -> None:
     """Writes back members whose rows this transaction holds (locked, so they exist)."""
-    values = [_row_values(member, MEMBER_FIELDS, _MEMBER_DOCUMENTS) for member in rows]
+    values = [member_to_row(member) for member in rows]
     if values:
         await connection.execute(_MEMBER_UPDATE, column_arrays(members, MEMBER_FIELDS, values))
 
 
 async def save_orders(connection: AsyncConnection, rows: Iterable[tuple[str, Order]]) -> None:
     """Orders as (shop, order)."""
-    values = [[shop, *_row_values(order, _ORDER_FIELDS, _ORDER_DOCUMENTS)] for shop, order in rows]
+    values = [[shop, *order_to_row(order)] for shop, order in rows]
     if values:
         await connection.execute(_ORDER_UPSERT, column_arrays(orders, _ORDER_COLUMNS, values))

@@ -47,6 +47,7 @@ from shared.domain.engagement import MemberContext, apply_event, settle
 from shared.domain.model import Event, Member, Order
 from shared.domain.playbook import Playbook
 from shared.store.action_log import action_row
+from shared.store.member_rows import member_from_row, member_to_row, order_from_row, order_to_row
 from tests.support import KAFKA, partitions_of
 
 # --- The project's code, as far as the naive consumer uses it: all of it in this section -------------------------
@@ -59,14 +60,19 @@ def _to_event(raw: bytes, playbook: Playbook) -> Event | None:
 
 
 def _domain(kind: type[Any], row: Any) -> Any:
-    """A domain Member or Order from an ORM row: every dataclass field from the column of its name."""
-    return kind(**{f.name: copy.deepcopy(getattr(row, f.name)) for f in fields(kind)})
+    """A domain Member or Order from an ORM row: every dataclass field from the column of its name.
+
+    The write side's row conversion reads the JSON documents into the domain's records.
+    """
+    values = [copy.deepcopy(getattr(row, f.name)) for f in fields(kind)]
+    return member_from_row(values) if kind is Member else order_from_row(values)
 
 
 def _store(obj: Any, row: Any) -> None:
-    """Copies every field of a domain Member or Order onto its ORM row."""
-    for f in fields(obj):
-        setattr(row, f.name, copy.deepcopy(getattr(obj, f.name)))
+    """Copies every field of a domain Member or Order onto its ORM row, its records as the rows' JSON."""
+    values = member_to_row(obj) if isinstance(obj, Member) else order_to_row(obj)
+    for f, value in zip(fields(obj), values, strict=True):
+        setattr(row, f.name, copy.deepcopy(value))
 
 
 @dataclass
