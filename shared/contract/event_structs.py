@@ -226,13 +226,13 @@ EVENT_STRUCTS: dict[str, type[Envelope]] = {
 }
 
 _TYPE_OF: dict[type[Envelope], str] = {struct: event_type for event_type, struct in EVENT_STRUCTS.items()}
-_DECODER: msgspec.json.Decoder[Any] = msgspec.json.Decoder(Union[tuple(EVENT_STRUCTS.values())])  # noqa: UP007
+DECODER: msgspec.json.Decoder[Any] = msgspec.json.Decoder(Union[tuple(EVENT_STRUCTS.values())])  # noqa: UP007
 
 
 def decode_fast(value: bytes) -> domain.Event:
     """The record as a domain event, or ``NotOnTheFastPathError`` for anything outside the strict subset."""
     try:
-        parsed = _DECODER.decode(value)
+        parsed = DECODER.decode(value)
         time = datetime.fromisoformat(parsed.time)
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, ValueError) as error:
         raise NotOnTheFastPathError from error

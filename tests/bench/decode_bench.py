@@ -15,6 +15,10 @@ and median round) for:
   into the domain's dataclasses, pydantic only for what they leave (``validate``, the
   event path's decoder).
 
+and, for reference, each validator alone on the same bytes (``validate_json`` of the
+discriminated union; msgspec into the structs), without the checks around it or the
+domain's values.
+
 Every way runs the whole of ``decode`` (size and NUL checks, business-time window, the
 shop's currency), and all of them must accept the same records. Times are the process's
 CPU time, which other work on a shared machine inflates less than the wall clock; the
@@ -38,6 +42,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.engagement.decode import Rejection, decode, validate_with_models
+from shared.contract.event_structs import DECODER
 from shared.contract.events import EVENT_ADAPTER
 from shared.domain.playbook import Playbook
 from shared.playbook_file import load_playbook
@@ -96,6 +101,13 @@ def variants(playbook: Playbook, now: datetime) -> dict[str, Callable[[bytes], o
     }
 
 
+def validators_alone() -> dict[str, Callable[[bytes], object]]:
+    return {
+        "pydantic validate_json alone": EVENT_ADAPTER.validate_json,
+        "msgspec structs alone": DECODER.decode,
+    }
+
+
 def run(values: list[bytes], decoder: Callable[[bytes], object]) -> tuple[float, int]:
     """Seconds to decode every value, and how many were accepted."""
     gc.collect()
@@ -116,13 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     playbook = load_playbook()
     now = datetime.now(UTC)
     ways = variants(playbook, now)
-    seconds: dict[str, list[float]] = {name: [] for name in ways}
+    alone = validators_alone()
+    seconds: dict[str, list[float]] = {name: [] for name in [*ways, *alone]}
     accepted: dict[str, set[int]] = {name: set() for name in ways}
     for _ in range(args.rounds):
-        for name, decoder in ways.items():  # in turn, so a busy moment of the machine hits every way alike
+        for name, decoder in [*ways.items(), *alone.items()]:  # in turn: a busy moment hits every way alike
             elapsed, count = run(values, decoder)
             seconds[name].append(elapsed)
-            accepted[name].add(count)
+            if name in accepted:
+                accepted[name].add(count)
     counts = {count for found in accepted.values() for count in found}
     if counts != {len(values)}:
         print(f"the ways disagree or reject workload records: accepted {accepted}", file=sys.stderr)
@@ -132,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'way':<28} {'best events/s':>14} {'median events/s':>16} {'us/event':>9}")
     baseline = len(values) / min(seconds["pydantic, as before"])
     for name, taken in seconds.items():
+        if name in alone and name == next(iter(alone)):
+            print("validators alone, for reference:")
         best, median = len(values) / min(taken), len(values) / statistics.median(taken)
         print(f"{name:<28} {best:>14,.0f} {median:>16,.0f} {1e6 / best:>9.2f}  x{best / baseline:.2f}")
     return 0
