@@ -21,7 +21,8 @@ from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.contract.actions import Action, EventTrigger, Message, NotificationOutcome
-from shared.contract.events import PAYLOAD_BY_TYPE, REFUND_STATUS, REVIEW_KIND, SHIPMENT_STATUS
+from shared.contract.domain_payloads import REFUND_STATUS, REVIEW_KIND, SHIPMENT_STATUS, to_domain
+from shared.contract.events import PAYLOAD_BY_TYPE
 from shared.db.schema import members, points_ledger, quarantined_members
 from shared.domain.events import (
     ConsentChanged,
@@ -77,7 +78,7 @@ def payload(kind: str, **fields: Any) -> Payload:
 
     The fields pass the contract's own validation, so a test can only build what a producer could send.
     """
-    return PAYLOAD_BY_TYPE[kind].model_validate(fields).to_domain(kind)
+    return to_domain(kind, PAYLOAD_BY_TYPE[kind].model_validate(fields))
 
 
 def event(

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from shared.contract.domain_payloads import to_domain
 from shared.contract.event_structs import NotOnTheFastPathError, decode_fast
 from shared.contract.events import EVENT_ADAPTER
 from shared.domain.events import Event, OrderCreated, OrderPaid, RefundEvent
@@ -62,7 +63,7 @@ def validate_with_models(value: bytes) -> Event | Rejection:
         parsed: Any = EVENT_ADAPTER.validate_json(value)
     except ValidationError as error:
         return _describe(error)
-    data = parsed.data.to_domain(parsed.type)
+    data = to_domain(parsed.type, parsed.data)
     return Event(parsed.source, parsed.id, parsed.time, parsed.shopid, parsed.memberid, data)
 
 

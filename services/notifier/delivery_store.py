@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -166,55 +167,46 @@ async def count_recent_incentives(
 
 async def change_statuses(connection: AsyncConnection, expected: str, changes: Sequence[StatusChange]) -> set[Key]:
     """Moves rows still in ``expected`` to their new status; returns the keys actually moved."""
-    if not changes:
-        return set()
-    result = await connection.execute(
-        text(
-            """
-            UPDATE deliveries AS d
-            SET status = c.status, reason = c.reason, due_at = COALESCE(c.due_at, d.due_at), updated_at = now()
-            FROM unnest(CAST(:action_ids AS text[]), CAST(:channels AS text[]), CAST(:statuses AS text[]),
-                        CAST(:reasons AS text[]), CAST(:due AS timestamptz[]))
-                 AS c(action_id, channel, status, reason, due_at)
-            WHERE d.action_id = c.action_id AND d.channel = c.channel AND d.status = :expected
-            RETURNING d.action_id, d.channel
-            """
-        ),
-        {
-            "expected": expected,
-            "action_ids": [change.action_id for change in changes],
-            "channels": [change.channel for change in changes],
-            "statuses": [change.status for change in changes],
-            "reasons": [change.reason for change in changes],
-            "due": [change.due_at for change in changes],
-        },
-    )
-    return {(row.action_id, row.channel) for row in result}
+    rows = [(c.action_id, c.channel, c.status, c.reason, c.due_at) for c in changes]
+    return await _update_still(connection, expected, rows, ("due_at", "timestamptz"), "COALESCE(u.due_at, d.due_at)")
 
 
 async def record_results(connection: AsyncConnection, results: Sequence[DeliveryResult]) -> set[Key]:
     """Stores sent/failed for rows still ``sending``; returns the keys updated."""
-    if not results:
+    rows = [(r.action_id, r.channel, r.status, r.reason, r.attempts) for r in results]
+    return await _update_still(connection, SENDING, rows, ("attempts", "int"), "d.attempts + u.attempts")
+
+
+async def _update_still(
+    connection: AsyncConnection,
+    expected: str,
+    rows: Sequence[tuple[str, str, str, str | None, Any]],
+    column: tuple[str, str],
+    value: str,
+) -> set[Key]:
+    """Sets status, reason and ``column`` (name, SQL type) to ``value`` on rows still in ``expected``.
+
+    ``rows`` are (action id, channel, status, reason, the column's input ``u.<name>``); a row
+    another instance has moved meanwhile is left alone. Returns the keys updated.
+    """
+    if not rows:
         return set()
+    name, kind = column
     result = await connection.execute(
         text(
-            """
-            UPDATE deliveries AS d
-            SET status = r.status, reason = r.reason, attempts = d.attempts + r.attempts, updated_at = now()
-            FROM unnest(CAST(:action_ids AS text[]), CAST(:channels AS text[]), CAST(:statuses AS text[]),
-                        CAST(:reasons AS text[]), CAST(:attempts AS int[]))
-                 AS r(action_id, channel, status, reason, attempts)
-            WHERE d.action_id = r.action_id AND d.channel = r.channel AND d.status = :sending
-            RETURNING d.action_id, d.channel
-            """
+            f"UPDATE deliveries AS d SET status = u.status, reason = u.reason, {name} = {value}, updated_at = now() "
+            "FROM unnest(CAST(:action_ids AS text[]), CAST(:channels AS text[]), CAST(:statuses AS text[]), "
+            f"CAST(:reasons AS text[]), CAST(:extra AS {kind}[])) AS u(action_id, channel, status, reason, {name}) "
+            "WHERE d.action_id = u.action_id AND d.channel = u.channel AND d.status = :expected "
+            "RETURNING d.action_id, d.channel"
         ),
         {
-            "sending": SENDING,
-            "action_ids": [item.action_id for item in results],
-            "channels": [item.channel for item in results],
-            "statuses": [item.status for item in results],
-            "reasons": [item.reason for item in results],
-            "attempts": [item.attempts for item in results],
+            "expected": expected,
+            "action_ids": [row[0] for row in rows],
+            "channels": [row[1] for row in rows],
+            "statuses": [row[2] for row in rows],
+            "reasons": [row[3] for row in rows],
+            "extra": [row[4] for row in rows],
         },
     )
     return {(row.action_id, row.channel) for row in result}

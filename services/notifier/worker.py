@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -112,13 +113,7 @@ class NotifierWorker:
             if len(records) == 1:
                 record = records[0]
                 metrics.FAILED_ACTIONS.inc()
-                log.error(
-                    "notifier.action_skipped",
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                    error=describe(error),
-                )
+                log.error("notifier.action_skipped", **_where(record), error=describe(error))
                 return []
             middle = len(records) // 2
             first = await self._handle_isolating(records[:middle])
@@ -169,13 +164,7 @@ class NotifierWorker:
                 actions.append(action)
                 continue
             metrics.INVALID_ACTIONS.inc()
-            log.warning(
-                "notifier.invalid_action",
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                reason=reason,
-            )
+            log.warning("notifier.invalid_action", **_where(record), reason=reason)
         return actions
 
     def _action_of(self, record: Any) -> tuple[Action | None, str]:
@@ -286,3 +275,8 @@ def _outcome(
         reason=reason,
         at=at,
     )
+
+
+def _where(record: ConsumerRecord[bytes, bytes]) -> dict[str, object]:
+    """Where a record is, for a log line: its topic, partition and offset."""
+    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}

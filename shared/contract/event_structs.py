@@ -13,20 +13,13 @@ reason, whichever path it takes (tests/unit/test_decode_paths.py holds them to i
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
 
 import msgspec
 from msgspec import Meta, Struct
 
-from shared.contract.events import (
-    PAYLOAD_BY_TYPE,
-    REFUND_STATUS,
-    REVIEW_KIND,
-    SHIPMENT_STATUS,
-    check_birthday,
-    check_timezone,
-)
+from shared.contract.domain_payloads import to_domain
+from shared.contract.events import PAYLOAD_BY_TYPE, check_birthday, check_timezone
 from shared.domain import events as domain
 
 Identifier = Annotated[str, Meta(min_length=1, max_length=200)]
@@ -52,26 +45,15 @@ class NotOnTheFastPathError(Exception):
 
 
 class Payload(Struct, frozen=True):
-    def to_domain(self, event_type: str) -> domain.Payload:
-        raise NotImplementedError
+    """A payload the fast path accepts; ``domain_payloads.to_domain`` turns it into the domain's value."""
 
 
-def _birthday(value: str | None) -> str | None:
-    if value is not None:
-        try:
-            check_birthday(value)
-        except ValueError as error:
-            raise NotOnTheFastPathError from error
-    return value
-
-
-def _timezone(value: str | None) -> str | None:
-    if value is not None:
-        try:
-            check_timezone(value)
-        except ValueError as error:
-            raise NotOnTheFastPathError from error
-    return value
+def _check_profile(birthday: str | None, timezone: str | None) -> None:
+    """The contract's own checks (a ``ValueError`` becomes a ``msgspec.ValidationError``)."""
+    if birthday is not None:
+        check_birthday(birthday)
+    if timezone is not None:
+        check_timezone(timezone)
 
 
 class MemberJoined(Payload, frozen=True):
@@ -80,10 +62,8 @@ class MemberJoined(Payload, frozen=True):
     timezone: str | None = None
     marketing_consent: bool = True
 
-    def to_domain(self, event_type: str) -> domain.Payload:
-        return domain.MemberJoined(
-            self.channel, _birthday(self.birthday), _timezone(self.timezone), self.marketing_consent
-        )
+    def __post_init__(self) -> None:
+        _check_profile(self.birthday, self.timezone)
 
 
 class MemberProfileUpdated(Payload, frozen=True):
@@ -91,17 +71,14 @@ class MemberProfileUpdated(Payload, frozen=True):
     timezone: str | None = None
     channel: Identifier | None = None
 
-    def to_domain(self, event_type: str) -> domain.Payload:
+    def __post_init__(self) -> None:
         if self.birthday is None and self.timezone is None and self.channel is None:
-            raise NotOnTheFastPathError
-        return domain.ProfileUpdated(_birthday(self.birthday), _timezone(self.timezone), self.channel)
+            raise ValueError("member.profile_updated needs at least one of birthday, timezone, channel")
+        _check_profile(self.birthday, self.timezone)
 
 
 class MemberConsentChanged(Payload, frozen=True):
     marketing_consent: bool
-
-    def to_domain(self, event_type: str) -> domain.Payload:
-        return domain.ConsentChanged(self.marketing_consent)
 
 
 class OrderItem(Struct, frozen=True):
@@ -118,15 +95,6 @@ class OrderCreated(Payload, frozen=True):
     coupon_codes: list[Identifier] | None = None
     channel: Identifier | None = None
 
-    def to_domain(self, event_type: str) -> domain.Payload:
-        items = (
-            tuple(domain.OrderItem(item.sku, item.quantity, Decimal(item.unit_price)) for item in self.items)
-            if self.items is not None
-            else None
-        )
-        coupons = tuple(self.coupon_codes) if self.coupon_codes is not None else None
-        return domain.OrderCreated(self.order_id, Decimal(self.amount), self.currency, items, coupons, self.channel)
-
 
 class OrderPaid(Payload, frozen=True):
     order_id: Identifier
@@ -134,18 +102,9 @@ class OrderPaid(Payload, frozen=True):
     currency: Currency
     coupon_codes: list[Identifier] | None = None
 
-    def to_domain(self, event_type: str) -> domain.Payload:
-        coupons = tuple(self.coupon_codes) if self.coupon_codes is not None else None
-        return domain.OrderPaid(self.order_id, Decimal(self.amount), self.currency, coupons)
-
 
 class OrderRef(Payload, frozen=True):
     order_id: Identifier
-
-    def to_domain(self, event_type: str) -> domain.Payload:
-        if event_type == "order.cancelled":
-            return domain.OrderCancelled(self.order_id)
-        return domain.OrderCompleted(self.order_id)
 
 
 class Shipment(Payload, frozen=True):
@@ -155,10 +114,6 @@ class Shipment(Payload, frozen=True):
     tracking_no: str | None = None
     reason: str | None = None
 
-    def to_domain(self, event_type: str) -> domain.Payload:
-        status = SHIPMENT_STATUS[event_type]
-        return domain.ShipmentEvent(status, self.order_id, self.shipment_id, self.carrier, self.tracking_no)
-
 
 class Refund(Payload, frozen=True):
     order_id: Identifier
@@ -166,10 +121,6 @@ class Refund(Payload, frozen=True):
     amount: Money
     currency: Currency
     reason: str | None = None
-
-    def to_domain(self, event_type: str) -> domain.Payload:
-        status = REFUND_STATUS[event_type]
-        return domain.RefundEvent(status, self.order_id, self.refund_id, Decimal(self.amount), self.currency)
 
 
 class Review(Payload, frozen=True):
@@ -179,12 +130,6 @@ class Review(Payload, frozen=True):
     text_length: Count
     photo_count: Count
     video_count: Count | None = None
-
-    def to_domain(self, event_type: str) -> domain.Payload:
-        kind = REVIEW_KIND[event_type]
-        return domain.ReviewEvent(
-            kind, self.order_id, self.review_id, self.rating, self.text_length, self.photo_count, self.video_count
-        )
 
 
 STRUCT_BY_PAYLOAD: dict[str, type[Payload]] = {
@@ -237,5 +182,5 @@ def decode_fast(value: bytes) -> domain.Event:
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, ValueError) as error:
         raise NotOnTheFastPathError from error
     event_type = _TYPE_OF[type(parsed)]
-    data = parsed.data.to_domain(event_type)
+    data = to_domain(event_type, parsed.data)
     return domain.Event(parsed.source, parsed.id, time, parsed.shopid, parsed.memberid, data)

@@ -2,7 +2,7 @@
 
 One pydantic model per event type, joined in a union discriminated by ``type``, so a
 raw Kafka record is parsed and validated in a single pass by pydantic-core. Each payload
-model turns itself into the domain's typed payload (``to_domain``).
+model becomes the domain's typed payload through ``domain_payloads.to_domain``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.domain import events as domain
+from shared.contract.domain_payloads import REFUND_STATUS, REVIEW_KIND, SHIPMENT_STATUS
 
 Identifier = Annotated[str, Field(min_length=1, max_length=200)]
 Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2, allow_inf_nan=False)]
@@ -55,19 +55,11 @@ def check_timezone(value: str) -> str:
 Birthday = Annotated[str, AfterValidator(check_birthday)]
 TimeZoneName = Annotated[str, AfterValidator(check_timezone)]
 
-SHIPMENT_STATUS: dict[str, domain.ShipmentStatus] = {f"shipment.{s}": s for s in domain.SHIPMENT_STATUSES}
-REFUND_STATUS: dict[str, domain.RefundStatus] = {f"refund.{s}": s for s in domain.REFUND_STATUSES}
-REVIEW_KIND: dict[str, domain.ReviewKind] = {f"review.{k}": k for k in domain.REVIEW_KINDS}
-
 
 class Payload(BaseModel):
     """Fields not named by the contract are ignored, so producers may add their own."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
-
-    def to_domain(self, event_type: str) -> domain.Payload:
-        """The domain's value of this payload, for an event of ``event_type``."""
-        raise NotImplementedError
 
 
 class MemberJoined(Payload):
@@ -75,9 +67,6 @@ class MemberJoined(Payload):
     birthday: Birthday | None = None
     timezone: TimeZoneName | None = None
     marketing_consent: StrictBool = True
-
-    def to_domain(self, event_type: str) -> domain.Payload:
-        return domain.MemberJoined(self.channel, self.birthday, self.timezone, self.marketing_consent)
 
 
 class MemberProfileUpdated(Payload):
@@ -91,24 +80,15 @@ class MemberProfileUpdated(Payload):
             raise ValueError("member.profile_updated needs at least one of birthday, timezone, channel")
         return self
 
-    def to_domain(self, event_type: str) -> domain.Payload:
-        return domain.ProfileUpdated(self.birthday, self.timezone, self.channel)
-
 
 class MemberConsentChanged(Payload):
     marketing_consent: StrictBool
-
-    def to_domain(self, event_type: str) -> domain.Payload:
-        return domain.ConsentChanged(self.marketing_consent)
 
 
 class OrderItem(Payload):
     sku: Identifier
     quantity: Annotated[int, Field(ge=1, strict=True)]
     unit_price: Money
-
-    def to_item(self) -> domain.OrderItem:
-        return domain.OrderItem(self.sku, self.quantity, self.unit_price)
 
 
 class OrderCreated(Payload):
@@ -119,11 +99,6 @@ class OrderCreated(Payload):
     coupon_codes: list[Identifier] | None = None
     channel: Identifier | None = None
 
-    def to_domain(self, event_type: str) -> domain.Payload:
-        items = tuple(item.to_item() for item in self.items) if self.items is not None else None
-        coupons = tuple(self.coupon_codes) if self.coupon_codes is not None else None
-        return domain.OrderCreated(self.order_id, self.amount, self.currency, items, coupons, self.channel)
-
 
 class OrderPaid(Payload):
     order_id: Identifier
@@ -131,18 +106,9 @@ class OrderPaid(Payload):
     currency: Currency
     coupon_codes: list[Identifier] | None = None
 
-    def to_domain(self, event_type: str) -> domain.Payload:
-        coupons = tuple(self.coupon_codes) if self.coupon_codes is not None else None
-        return domain.OrderPaid(self.order_id, self.amount, self.currency, coupons)
-
 
 class OrderRef(Payload):  # order.cancelled and order.completed
     order_id: Identifier
-
-    def to_domain(self, event_type: str) -> domain.Payload:
-        if event_type == "order.cancelled":
-            return domain.OrderCancelled(self.order_id)
-        return domain.OrderCompleted(self.order_id)
 
 
 class Shipment(Payload):
@@ -152,10 +118,6 @@ class Shipment(Payload):
     tracking_no: str | None = None
     reason: str | None = None
 
-    def to_domain(self, event_type: str) -> domain.Payload:
-        status = SHIPMENT_STATUS[event_type]
-        return domain.ShipmentEvent(status, self.order_id, self.shipment_id, self.carrier, self.tracking_no)
-
 
 class Refund(Payload):
     order_id: Identifier
@@ -163,9 +125,6 @@ class Refund(Payload):
     amount: Money
     currency: Currency
     reason: str | None = None
-
-    def to_domain(self, event_type: str) -> domain.Payload:
-        return domain.RefundEvent(REFUND_STATUS[event_type], self.order_id, self.refund_id, self.amount, self.currency)
 
 
 class Review(Payload):
@@ -175,12 +134,6 @@ class Review(Payload):
     text_length: Count
     photo_count: Count
     video_count: Count | None = None
-
-    def to_domain(self, event_type: str) -> domain.Payload:
-        kind = REVIEW_KIND[event_type]
-        return domain.ReviewEvent(
-            kind, self.order_id, self.review_id, self.rating, self.text_length, self.photo_count, self.video_count
-        )
 
 
 class Envelope(BaseModel):

@@ -8,14 +8,14 @@ The domain only ever sees ``datetime``, ``Decimal`` and the records.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import fields
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
-
-from shared.domain.model import RefundRecord, ReviewRecord, ShipmentRecord
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 Document = dict[str, Any]
+R = TypeVar("R")
 
 
 def _time(value: str | None) -> datetime | None:
@@ -55,88 +55,48 @@ def time_list_to_json(times: Iterable[datetime]) -> list[str]:
     return [moment.isoformat() for moment in times]
 
 
-def refunds_from_json(document: Mapping[str, Mapping[str, Any]] | None) -> dict[str, RefundRecord]:
+def _reader(hint: object) -> Callable[[Any], Any]:
+    """How a record's field is read from its JSON: times and amounts from text, the rest as stored."""
+    if get_origin(hint) is list:
+        return time_list_from_json
+    kinds = set(get_args(hint)) | {hint}
+    if datetime in kinds:
+        return _time
+    if Decimal in kinds:
+        return _amount
+    return lambda value: value
+
+
+_READERS: dict[type[Any], tuple[tuple[str, Callable[[Any], Any]], ...]] = {}
+
+
+def _readers(kind: type[Any]) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    """Each field's name and reader, worked out once per record type."""
+    readers = _READERS.get(kind)
+    if readers is None:
+        hints = get_type_hints(kind)
+        readers = _READERS[kind] = tuple((field.name, _reader(hints[field.name])) for field in fields(kind))
+    return readers
+
+
+def records_from_json(kind: type[R], document: Mapping[str, Mapping[str, Any]] | None) -> dict[str, R]:
+    """``refunds``, ``reviews`` or ``shipments`` of an order row: one record of ``kind`` by id."""
+    readers = _readers(kind)
     return {
-        refund_id: RefundRecord(
-            status=entry.get("status"),
-            status_at=_time(entry.get("status_at")),
-            amount=_amount(entry.get("amount")),
-            completed_at=_time(entry.get("completed_at")),
-            completed_amount=_amount(entry.get("completed_amount")),
-            applied=_amount(entry.get("applied")),
-        )
-        for refund_id, entry in (document or {}).items()
+        key: kind(**{name: read(entry.get(name)) for name, read in readers}) for key, entry in (document or {}).items()
     }
 
 
-def refunds_to_json(refunds: Mapping[str, RefundRecord]) -> dict[str, Document]:
-    documents = {}
-    for refund_id, record in refunds.items():
-        document: Document = {}
-        _put(document, "status", record.status)
-        _put(document, "status_at", record.status_at)
-        _put(document, "amount", record.amount)
-        _put(document, "completed_at", record.completed_at)
-        _put(document, "completed_amount", record.completed_amount)
-        _put(document, "applied", record.applied)
-        documents[refund_id] = document
-    return documents
+def records_to_json(records: Mapping[str, Any]) -> dict[str, Document]:
+    return {key: _document(record) for key, record in records.items()}
 
 
-def shipments_from_json(document: Mapping[str, Mapping[str, Any]] | None) -> dict[str, ShipmentRecord]:
-    return {
-        shipment_id: ShipmentRecord(
-            status=entry.get("status"),
-            status_at=_time(entry.get("status_at")),
-            carrier=entry.get("carrier"),
-            carrier_at=_time(entry.get("carrier_at")),
-            tracking_no=entry.get("tracking_no"),
-            tracking_no_at=_time(entry.get("tracking_no_at")),
-            shipped_at=_time(entry.get("shipped_at")),
-            delivered_at=_time(entry.get("delivered_at")),
-        )
-        for shipment_id, entry in (document or {}).items()
-    }
-
-
-def shipments_to_json(shipments: Mapping[str, ShipmentRecord]) -> dict[str, Document]:
-    documents = {}
-    for shipment_id, record in shipments.items():
-        document: Document = {}
-        _put(document, "status", record.status)
-        _put(document, "status_at", record.status_at)
-        _put(document, "carrier", record.carrier)
-        _put(document, "carrier_at", record.carrier_at)
-        _put(document, "tracking_no", record.tracking_no)
-        _put(document, "tracking_no_at", record.tracking_no_at)
-        _put(document, "shipped_at", record.shipped_at)
-        _put(document, "delivered_at", record.delivered_at)
-        documents[shipment_id] = document
-    return documents
-
-
-def reviews_from_json(document: Mapping[str, Mapping[str, Any]] | None) -> dict[str, ReviewRecord]:
-    return {
-        review_id: ReviewRecord(
-            at=_time(entry.get("at")),
-            rating=entry.get("rating"),
-            text_length=entry.get("text_length"),
-            photos=entry.get("photos"),
-            videos=entry.get("videos"),
-            appended=time_list_from_json(entry.get("appended")),
-        )
-        for review_id, entry in (document or {}).items()
-    }
-
-
-def reviews_to_json(reviews: Mapping[str, ReviewRecord]) -> dict[str, Document]:
-    documents = {}
-    for review_id, record in reviews.items():
-        document: Document = {"appended": time_list_to_json(record.appended)}
-        _put(document, "at", record.at)
-        _put(document, "rating", record.rating)
-        _put(document, "text_length", record.text_length)
-        _put(document, "photos", record.photos)
-        _put(document, "videos", record.videos)
-        documents[review_id] = document
-    return documents
+def _document(record: Any) -> Document:
+    document: Document = {}
+    for field in fields(record):
+        value = getattr(record, field.name)
+        if isinstance(value, list):
+            document[field.name] = time_list_to_json(value)
+        else:
+            _put(document, field.name, value)
+    return document

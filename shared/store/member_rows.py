@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.schema import members, orders
-from shared.domain.model import Member, Order
+from shared.domain.model import Member, Order, RefundRecord, ReviewRecord, ShipmentRecord
 from shared.store import member_documents as documents
 from shared.store.bulk_sql import UNNEST_KEYS, Key, column_arrays, key_arrays, unnest_update, upsert
 
@@ -26,9 +26,9 @@ _MEMBER_DOCUMENTS: dict[str, Callable[[Any], Any]] = {
     "points_expiries": documents.time_list_to_json,
 }
 _ORDER_DOCUMENTS: dict[str, Callable[[Any], Any]] = {
-    "refunds": documents.refunds_to_json,
-    "reviews": documents.reviews_to_json,
-    "shipments": documents.shipments_to_json,
+    "refunds": documents.records_to_json,
+    "reviews": documents.records_to_json,
+    "shipments": documents.records_to_json,
 }
 _CREATE_MISSING = text(
     f"INSERT INTO members (shop_id, member_id) SELECT * FROM {UNNEST_KEYS} AS k(s, m) "
@@ -43,29 +43,8 @@ async def lock_members(
 
     Locks are taken in key order, so two transactions never deadlock on members.
     """
-    if not keys:
-        return {}, set()
-    params = key_arrays(keys)
-    if create:
-        await connection.execute(_CREATE_MISSING, params)
-    columns = ", ".join(f"m.{name}" for name in MEMBER_FIELDS)
-    rows = await connection.execute(
-        text(
-            f"SELECT {columns}, q.shop_id IS NOT NULL FROM members m JOIN {UNNEST_KEYS} AS k(shop_id, member_id) "
-            "USING (shop_id, member_id) LEFT JOIN quarantined_members q USING (shop_id, member_id) "
-            "ORDER BY m.shop_id, m.member_id FOR UPDATE OF m"
-        ),
-        params,
-    )
-    locked: dict[Key, Member] = {}
-    quarantined: set[Key] = set()
-    for row in rows:
-        member = member_from_row(row[:-1])
-        key = (member.shop_id, member.member_id)
-        locked[key] = member
-        if row[-1]:
-            quarantined.add(key)
-    return locked, quarantined
+    rows, quarantined = await _lock(connection, keys, create, ", ".join(f"m.{name}" for name in MEMBER_FIELDS))
+    return {key: member_from_row(row) for key, row in rows.items()}, quarantined
 
 
 async def lock_member_stamps(connection: AsyncConnection, keys: Sequence[Key]) -> tuple[dict[Key, int], set[Key]]:
@@ -73,37 +52,41 @@ async def lock_member_stamps(connection: AsyncConnection, keys: Sequence[Key]) -
 
     A caller holding a member whose stamp matches needs nothing more from the row.
     """
+    rows, quarantined = await _lock(connection, keys, True, "m.xmin::text::bigint")
+    return {key: row[0] for key, row in rows.items()}, quarantined
+
+
+async def _lock(
+    connection: AsyncConnection, keys: Sequence[Key], create: bool, columns: str
+) -> tuple[dict[Key, Sequence[Any]], set[Key]]:
+    """The locked members' ``columns`` by key, and which of them are quarantined."""
     if not keys:
         return {}, set()
     params = key_arrays(keys)
-    await connection.execute(_CREATE_MISSING, params)
+    if create:
+        await connection.execute(_CREATE_MISSING, params)
     rows = await connection.execute(
         text(
-            "SELECT m.shop_id, m.member_id, m.xmin::text::bigint, q.shop_id IS NOT NULL FROM members m "
+            f"SELECT m.shop_id, m.member_id, q.shop_id IS NOT NULL, {columns} FROM members m "
             f"JOIN {UNNEST_KEYS} AS k(shop_id, member_id) USING (shop_id, member_id) "
             "LEFT JOIN quarantined_members q USING (shop_id, member_id) "
             "ORDER BY m.shop_id, m.member_id FOR UPDATE OF m"
         ),
         params,
     )
-    stamps: dict[Key, int] = {}
+    locked: dict[Key, Sequence[Any]] = {}
     quarantined: set[Key] = set()
-    for shop, member, stamp, held in rows:
-        stamps[(shop, member)] = stamp
-        if held:
-            quarantined.add((shop, member))
-    return stamps, quarantined
+    for row in rows:
+        key = (row[0], row[1])
+        locked[key] = row[3:]
+        if row[2]:
+            quarantined.add(key)
+    return locked, quarantined
 
 
 async def load_members(connection: AsyncConnection, keys: Sequence[Key]) -> dict[Key, Member]:
     """Members by key, as they are (the caller already holds their locks)."""
-    if not keys:
-        return {}
-    columns = ", ".join(f"m.{name}" for name in MEMBER_FIELDS)
-    rows = await connection.execute(
-        text(f"SELECT {columns} FROM members m JOIN {UNNEST_KEYS} AS k(shop_id, member_id) USING (shop_id, member_id)"),
-        key_arrays(keys),
-    )
+    rows = await _select_by_keys(connection, "members", MEMBER_FIELDS, "member_id", keys)
     return {(member.shop_id, member.member_id): member for member in map(member_from_row, rows)}
 
 
@@ -126,9 +109,9 @@ def order_from_row(row: Any) -> Order:
     """An order from its row's values (``Order`` field order)."""
     values = dict(zip(_ORDER_FIELDS, row, strict=True))
     values["care_done"] = list(values["care_done"])
-    values["refunds"] = documents.refunds_from_json(values["refunds"])
-    values["reviews"] = documents.reviews_from_json(values["reviews"])
-    values["shipments"] = documents.shipments_from_json(values["shipments"])
+    values["refunds"] = documents.records_from_json(RefundRecord, values["refunds"])
+    values["reviews"] = documents.records_from_json(ReviewRecord, values["reviews"])
+    values["shipments"] = documents.records_from_json(ShipmentRecord, values["shipments"])
     return Order(**values)
 
 
@@ -157,18 +140,26 @@ async def load_member_orders(connection: AsyncConnection, keys: Sequence[Key]) -
 
 
 async def _load_orders(connection: AsyncConnection, keys: Sequence[Key], by: str) -> dict[Key, Order]:
-    if not keys:
-        return {}
-    columns = ", ".join(f"o.{name}" for name in _ORDER_FIELDS)
-    rows = await connection.execute(
-        text(f"SELECT o.shop_id, {columns} FROM orders o JOIN {UNNEST_KEYS} AS k(shop_id, {by}) USING (shop_id, {by})"),
-        key_arrays(keys),
-    )
+    rows = await _select_by_keys(connection, "orders", ["shop_id", *_ORDER_FIELDS], by, keys)
     loaded = {}
     for row in rows:
         order = order_from_row(row[1:])
         loaded[(row[0], order.order_id)] = order
     return loaded
+
+
+async def _select_by_keys(
+    connection: AsyncConnection, table: str, columns: Sequence[str], by: str, keys: Sequence[Key]
+) -> Sequence[Any]:
+    """``columns`` of the rows of ``table`` whose (shop_id, ``by``) is one of ``keys``."""
+    if not keys:
+        return []
+    selected = ", ".join(f"t.{name}" for name in columns)
+    result = await connection.execute(
+        text(f"SELECT {selected} FROM {table} t JOIN {UNNEST_KEYS} AS k(shop_id, {by}) USING (shop_id, {by})"),
+        key_arrays(keys),
+    )
+    return result.all()
 
 
 async def save_members(connection: AsyncConnection, rows: Iterable[Member]) -> None:

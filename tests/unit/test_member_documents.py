@@ -59,27 +59,27 @@ REVIEWS: dict[str, Any] = {
 
 
 def test_refunds_read_as_records_and_write_back_unchanged() -> None:
-    records = documents.refunds_from_json(REFUNDS)
+    records = documents.records_from_json(RefundRecord, REFUNDS)
     assert records["r-1"] == RefundRecord("completed", T1, Decimal("30.00"), T1, Decimal("30.00"), Decimal("30.00"))
     assert records["r-2"] == RefundRecord(status="requested", status_at=T2, amount=Decimal("5.00"))
     assert records["r-old"].completed_amount is None
-    assert documents.refunds_to_json(records) == REFUNDS
+    assert documents.records_to_json(records) == REFUNDS
 
 
 def test_shipments_read_as_records_and_write_back_unchanged() -> None:
-    records = documents.shipments_from_json(SHIPMENTS)
+    records = documents.records_from_json(ShipmentRecord, SHIPMENTS)
     assert records["s-1"] == ShipmentRecord(
         status="delivered", status_at=T2, carrier="SF", carrier_at=T1, shipped_at=T1, delivered_at=T2
     )
     assert records["s-2"] == ShipmentRecord(status="in_transit", status_at=T1)
-    assert documents.shipments_to_json(records) == SHIPMENTS
+    assert documents.records_to_json(records) == SHIPMENTS
 
 
 def test_reviews_read_as_records_and_write_back_unchanged() -> None:
-    records = documents.reviews_from_json(REVIEWS)
+    records = documents.records_from_json(ReviewRecord, REVIEWS)
     assert records["rv-1"] == ReviewRecord(at=T1, rating=5, text_length=80, photos=2, videos=0, appended=[T2])
     assert records["rv-2"] == ReviewRecord(appended=[T1, T2])
-    assert documents.reviews_to_json(records) == REVIEWS
+    assert documents.records_to_json(records) == REVIEWS
 
 
 def test_times_keep_their_offsets_and_fractions() -> None:
