@@ -15,6 +15,7 @@ until an operator releases it. The rest of the batch always goes through.
 from __future__ import annotations
 
 import asyncio
+import functools
 import traceback
 import zlib
 from collections import Counter
@@ -61,6 +62,8 @@ EventKey = tuple[str, str]
 MemberKey = tuple[str, str]
 _Decoded = tuple[Event, ConsumerRecord[bytes, bytes]]
 
+PARKED_DECODED = 50_000  # parked events whose decoding is remembered
+
 QUARANTINED = Rejection(
     "member_quarantined",
     "the member is quarantined (GET /v1/admin/quarantine); publish the event again once it is released",
@@ -98,6 +101,9 @@ class BatchProcessor:
     def __init__(self, units: UnitsOfWork, playbook: Playbook, max_record_bytes: int, lanes: int = 1) -> None:
         self._units = units
         self._lanes = max(1, lanes)
+        # A parked event is read again by every batch about its order until it is released:
+        # its decoding is remembered (events are immutable; the playbook is fixed per process).
+        self._decode_parked = functools.lru_cache(maxsize=PARKED_DECODED)(functools.partial(_decode_parked, playbook))
         self._playbook = playbook
         self._max_record_bytes = max_record_bytes
 
@@ -256,7 +262,7 @@ class BatchProcessor:
         )
         previously_parked = set()
         for key, raw in loaded.parked:
-            event = _decode_parked(raw, self._playbook)
+            event = self._decode_parked(raw)
             if event is not None:  # another member's events about these orders stay parked
                 loaded.contexts[key].pending.append(event)
                 previously_parked.add(event.key)
@@ -344,7 +350,7 @@ def _log_failure(name: str, key: MemberKey, error: Exception) -> None:
     )
 
 
-def _decode_parked(raw: str, playbook: Playbook) -> Event | None:
+def _decode_parked(playbook: Playbook, raw: str) -> Event | None:
     """A parked event, or None (logged) if it no longer passes, e.g. after a shop's currency changed."""
     event = decode(raw.encode(), playbook, max_bytes=1 << 30)
     if isinstance(event, Rejection):
