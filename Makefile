@@ -16,10 +16,10 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 SCRIPTS := deploy/scripts
 
-.PHONY: help venv up down infra-up infra-down migrate lint test run bench bench-pair bench-scheduler chaos status clean
+.PHONY: help venv up down infra-up infra-down migrate lint test run bench bench-pair bench-scheduler bench-api chaos status clean
 
 help:
-	@echo "targets: venv up down infra-up infra-down migrate lint test run bench bench-pair bench-scheduler chaos status clean"
+	@echo "targets: venv up down infra-up infra-down migrate lint test run bench bench-pair bench-scheduler bench-api chaos status clean"
 
 $(STAMP): pyproject.toml
 	$(SCRIPTS)/venv.sh
@@ -78,6 +78,11 @@ bench-pair: infra-up
 
 bench-scheduler: infra-up
 	$(BIN)/python -m tests.bench.scheduler_bench
+
+# wrk drives the API from outside Python; installed from Debian's packages when missing.
+bench-api: infra-up
+	command -v wrk >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -q; apt-get install -y -q wrk; }
+	$(BIN)/python -m tests.bench.api_bench
 
 # The fault suite runs its own stack (.local/chaos, other ports), never the development one.
 chaos: venv
