@@ -23,7 +23,17 @@ def main() -> None:
         log.error("api.configuration_invalid", reason=str(exc))
         sys.exit(2)
     # log_config=None keeps our logging set-up; no access log, since paths carry member ids.
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False)
+    # uvloop and httptools: the event loop and HTTP parser in C, several times cheaper per
+    # request than asyncio's pure-Python loop and h11.
+    uvicorn.run(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )
 
 
 if __name__ == "__main__":
