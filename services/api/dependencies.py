@@ -2,6 +2,9 @@
 
 The state is built by ``create_app`` (configuration) and its lifespan (engine, Kafka
 client); handlers reach it through these dependencies and never through globals.
+
+Every dependency is ``async def``: FastAPI runs a plain ``def`` dependency in its thread
+pool, a thread hand-off per dependency and request for what is an attribute read.
 """
 
 from __future__ import annotations
@@ -31,16 +34,20 @@ class ApiState:
     kafka: KafkaProbe | None = field(default=None)
 
 
-def get_state(request: Request) -> ApiState:
+def state_of(request: Request) -> ApiState:
     state = request.app.state.api
     assert isinstance(state, ApiState)
     return state
 
 
+async def get_state(request: Request) -> ApiState:
+    return state_of(request)
+
+
 State = Annotated[ApiState, Depends(get_state)]
 
 
-def get_engine(state: State) -> AsyncEngine:
+async def get_engine(state: State) -> AsyncEngine:
     if state.engine is None:
         raise RuntimeError("the database engine is only available while the app's lifespan runs")
     return state.engine
@@ -56,7 +63,7 @@ DbConnection = Annotated[AsyncConnection, Depends(get_connection)]
 Engine = Annotated[AsyncEngine, Depends(get_engine)]
 
 
-def get_units(engine: Engine) -> UnitsOfWork:
+async def get_units(engine: Engine) -> UnitsOfWork:
     """Units of work for the write use cases (redemption, scheduler runs, quarantine release)."""
     return SqlUnitOfWork.factory(engine)
 
@@ -64,7 +71,7 @@ def get_units(engine: Engine) -> UnitsOfWork:
 Units = Annotated[UnitsOfWork, Depends(get_units)]
 
 
-def get_playbook(state: State) -> Playbook:
+async def get_playbook(state: State) -> Playbook:
     return state.playbook
 
 
