@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api.auth import token_digests
+from services.api.database import open_pool
 from services.api.dependencies import ApiState
 from services.api.errors import install_error_handlers
 from services.api.limits import BodyLimitMiddleware
@@ -89,8 +90,9 @@ def create_app(settings: Settings, playbook: Playbook) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        """Open the connection pool and the Kafka client for the app's lifetime, and close them after."""
+        """Open the connection pools and the Kafka client for the app's lifetime, and close them after."""
         state.engine = create_engine(settings)
+        state.reads = await open_pool(settings)
         state.kafka = KafkaProbe(settings)
         if not await state.kafka.ready():
             log.warning("api.kafka_unreachable_at_startup")
@@ -99,8 +101,10 @@ def create_app(settings: Settings, playbook: Playbook) -> FastAPI:
             yield
         finally:
             await state.kafka.close()
+            await state.reads.close()
             await state.engine.dispose()
             state.kafka = None
+            state.reads = None
             state.engine = None
             log.info("api.stopped")
 

@@ -9,13 +9,13 @@ pool, a thread hand-off per dependency and request for what is an attribute read
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.api.database import Pool
 from services.api.readiness import KafkaProbe
 from shared.domain.playbook import Playbook
 from shared.settings import Settings
@@ -31,6 +31,7 @@ class ApiState:
     token_digests: tuple[bytes, ...]
     read_token_digests: tuple[bytes, ...] = ()
     engine: AsyncEngine | None = None
+    reads: Pool | None = None
     kafka: KafkaProbe | None = field(default=None)
 
 
@@ -53,14 +54,14 @@ async def get_engine(state: State) -> AsyncEngine:
     return state.engine
 
 
-async def get_connection(engine: Annotated[AsyncEngine, Depends(get_engine)]) -> AsyncIterator[AsyncConnection]:
-    """One pooled connection per request; nothing is committed, the API only reads."""
-    async with engine.connect() as connection:
-        yield connection
+async def get_reads(state: State) -> Pool:
+    if state.reads is None:
+        raise RuntimeError("the read pool is only available while the app's lifespan runs")
+    return state.reads
 
 
-DbConnection = Annotated[AsyncConnection, Depends(get_connection)]
 Engine = Annotated[AsyncEngine, Depends(get_engine)]
+Reads = Annotated[Pool, Depends(get_reads)]
 
 
 async def get_units(engine: Engine) -> UnitsOfWork:

@@ -1,4 +1,8 @@
-"""The API's queries: SQLAlchemy Core selects on the shared tables, and the release of a quarantined member.
+"""The API's queries: one SQL statement per read, on the read pool (``services.api.database``).
+
+The member status gathers the member row, its shop's RFM edges and, only when some of
+its points can expire soon, its ledger, in one round trip. (The API's writes go through
+their use cases, ``shared.usecases``.)
 
 Lists use keyset pagination on the same keys as their indexes (actions: occurred_at
 DESC, seq DESC; notifications: seq DESC), so a page costs the same however deep it
@@ -15,27 +19,15 @@ import base64
 import binascii
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import (
-    ColumnElement,
-    Row,
-    Select,
-    Table,
-    and_,
-    exists,
-    literal,
-    or_,
-    select,
-    tuple_,
-)
-from sqlalchemy.ext.asyncio import AsyncConnection
+import asyncpg
 
+from services.api.database import Pool, connection_from
 from services.api.inputs import is_storable
-from shared.db.schema import actions, members, notifications, points_ledger, quarantined_members, rfm_edges
 from shared.domain.business_time import BusinessTimeBounds
 from shared.domain.model import LedgerEntry
 from shared.domain.rfm import RfmEdges
@@ -197,207 +189,209 @@ def decode_quarantine_cursor(cursor: str, bounds: BusinessTimeBounds) -> Quarant
     )
 
 
-def _of_member(table: Table, shop_id: str, member_id: str) -> ColumnElement[bool]:
-    return and_(table.c.shop_id == shop_id, table.c.member_id == member_id)
+@dataclass(frozen=True, slots=True)
+class MemberStatusRecord:
+    """What a member's status is built from: the member row, the shop's RFM edges, and the ledger when needed.
+
+    ``ledger`` is None when no credit line of the member expires within ``lead`` after
+    ``member.as_of``: then no points expire soon, whatever the ledger holds, and it is not read.
+    """
+
+    member: MemberRecord
+    edges: RfmEdges | None
+    ledger: list[LedgerEntry] | None
 
 
-async def get_member(connection: AsyncConnection, shop_id: str, member_id: str) -> MemberRecord | None:
-    statement = select(
-        members.c.shop_id,
-        members.c.member_id,
-        members.c.joined_at,
-        members.c.tier,
-        members.c.tier_since,
-        members.c.net_spend,
-        members.c.paid_orders,
-        members.c.first_order_at,
-        members.c.last_order_at,
-        members.c.updated_at,
-        members.c.stage,
-        members.c.stage_since,
-        members.c.win_backs,
-        members.c.qualifying_net_spend,
-        members.c.qualifying_orders,
-        members.c.points_balance,
-        members.c.points_next_expiry_at,
-        members.c.score,
-        members.c.score_band,
-        members.c.score_parts,
-        members.c.last_event_at,
-        members.c.scheduled_until,
-    ).where(_of_member(members, shop_id, member_id))
-    row = (await connection.execute(statement)).one_or_none()
-    return None if row is None else MemberRecord(**row._asdict())
+# ``as_of`` is the later of the member's latest event and latest scheduler run (MemberRecord.as_of).
+_MEMBER_STATUS_SQL = """
+SELECT m.shop_id, m.member_id, m.joined_at, m.tier, m.tier_since, m.net_spend, m.paid_orders, m.first_order_at,
+       m.last_order_at, m.updated_at, m.stage, m.stage_since, m.win_backs, m.qualifying_net_spend,
+       m.qualifying_orders, m.points_balance, m.points_next_expiry_at, m.score, m.score_band, m.score_parts,
+       m.last_event_at, m.scheduled_until,
+       e.as_of AS rfm_as_of, e.recency_days, e.frequency, e.monetary,
+       CASE WHEN EXISTS (
+           SELECT FROM points_ledger c
+           WHERE c.shop_id = m.shop_id AND c.member_id = m.member_id AND c.points > 0
+             AND c.expires_at > greatest(m.last_event_at, m.scheduled_until)
+             AND c.expires_at <= greatest(m.last_event_at, m.scheduled_until) + $3::interval
+       ) THEN ARRAY(
+           SELECT ROW(l.entry_id, l.kind, l.points, l.at, l.expires_at, l.shortfall)
+           FROM points_ledger l WHERE l.shop_id = m.shop_id AND l.member_id = m.member_id ORDER BY l.seq
+       ) END AS ledger
+FROM members m LEFT JOIN rfm_edges e ON e.shop_id = m.shop_id
+WHERE m.shop_id = $1 AND m.member_id = $2
+"""
+
+_MEMBER_FIELDS = tuple(field.name for field in fields(MemberRecord))
 
 
-async def member_known(connection: AsyncConnection, shop_id: str, member_id: str, log_table: Table) -> bool:
-    """Whether the member has a members row or any row in ``log_table`` (actions or notifications)."""
-    statement = select(
-        or_(
-            exists(select(literal(1)).where(_of_member(members, shop_id, member_id))),
-            exists(select(literal(1)).where(_of_member(log_table, shop_id, member_id))),
+async def get_member_status(pool: Pool, shop_id: str, member_id: str, lead: timedelta) -> MemberStatusRecord | None:
+    """The member's status inputs in one statement; ``lead`` is how far ahead points count as expiring soon."""
+    async with connection_from(pool) as connection:
+        row = await connection.fetchrow(_MEMBER_STATUS_SQL, shop_id, member_id, lead)
+    if row is None:
+        return None
+    member = MemberRecord(*(row[name] for name in _MEMBER_FIELDS))
+    edges = None
+    if row["recency_days"]:  # None without edges; empty when the shop had no buyers when they were computed
+        edges = RfmEdges(
+            as_of=row["rfm_as_of"],
+            recency_days=tuple(row["recency_days"]),
+            frequency=tuple(row["frequency"]),
+            monetary=tuple(row["monetary"]),
         )
-    )
-    return bool((await connection.execute(statement)).scalar_one())
+    lines = row["ledger"]
+    ledger = None if lines is None else [LedgerEntry(*line) for line in lines]
+    return MemberStatusRecord(member=member, edges=edges, ledger=ledger)
 
 
-async def list_actions(
-    connection: AsyncConnection, shop_id: str, member_id: str, *, limit: int, after: ActionKey | None
-) -> Page[ActionKey]:
-    """Up to ``limit`` actions older than ``after`` (newest first), matching ix_actions_member."""
-    statement = (
-        select(actions.c.occurred_at, actions.c.seq, actions.c.payload)
-        .where(_of_member(actions, shop_id, member_id))
-        .order_by(actions.c.occurred_at.desc(), actions.c.seq.desc())
-        .limit(limit + 1)
-    )
-    if after is not None:
-        statement = statement.where(
-            tuple_(actions.c.occurred_at, actions.c.seq)
-            < tuple_(literal(after.occurred_at, actions.c.occurred_at.type), literal(after.seq, actions.c.seq.type))
+@dataclass(frozen=True, slots=True)
+class _ListQueries:
+    """A member's list: its first page, the pages after a cursor, and the table that also makes a member known."""
+
+    table: str
+    first: str
+    after: str
+
+
+async def _page(
+    pool: Pool, queries: _ListQueries, shop_id: str, member_id: str, limit: int, after: Sequence[Any] | None
+) -> tuple[list[asyncpg.Record], bool]:
+    """Up to ``limit + 1`` rows, and whether the member is known when there are none.
+
+    An empty page asks, on the same connection, whether the member has a members row or any row in the list's table.
+    """
+    async with connection_from(pool) as connection:
+        if after is None:
+            rows = await connection.fetch(queries.first, shop_id, member_id, limit + 1)
+        else:
+            rows = await connection.fetch(queries.after, shop_id, member_id, *after, limit + 1)
+        if rows:
+            return rows, True
+        known = await connection.fetchval(
+            "SELECT EXISTS (SELECT FROM members WHERE shop_id = $1 AND member_id = $2) "
+            f"OR EXISTS (SELECT FROM {queries.table} WHERE shop_id = $1 AND member_id = $2)",
+            shop_id,
+            member_id,
         )
-    rows = (await connection.execute(statement)).all()
-    page = rows[:limit]
-    next_key = ActionKey(occurred_at=page[-1].occurred_at, seq=page[-1].seq) if len(rows) > limit else None
-    return Page(items=[row.payload for row in page], next_key=next_key)
+        return [], bool(known)
 
 
-async def _page_by_seq(
-    connection: AsyncConnection, statement: Select[Any], seq: ColumnElement[int], limit: int, after: SeqKey | None
-) -> tuple[Sequence[Row[Any]], SeqKey | None]:
-    """Up to ``limit`` rows written before ``after``, newest first, and where the next page starts."""
-    statement = statement.order_by(seq.desc()).limit(limit + 1)
-    if after is not None:
-        statement = statement.where(seq < after.seq)
-    rows = (await connection.execute(statement)).all()
-    page = rows[:limit]
-    return page, SeqKey(seq=page[-1].seq) if len(rows) > limit else None
+class MemberNotFoundError(LookupError):
+    """The member has neither a members row nor any row in the list asked for."""
 
 
-async def list_notifications(
-    connection: AsyncConnection, shop_id: str, member_id: str, *, limit: int, after: SeqKey | None
-) -> Page[SeqKey]:
-    """Up to ``limit`` outcomes recorded before ``after`` (newest first), matching ix_notifications_member."""
-    statement = select(notifications.c.seq, notifications.c.payload).where(
-        _of_member(notifications, shop_id, member_id)
-    )
-    page, next_key = await _page_by_seq(connection, statement, notifications.c.seq, limit, after)
-    return Page(items=[row.payload for row in page], next_key=next_key)
-
-
-async def get_rfm_edges(connection: AsyncConnection, shop_id: str) -> RfmEdges | None:
-    row = (
-        await connection.execute(
-            select(rfm_edges.c.as_of, rfm_edges.c.recency_days, rfm_edges.c.frequency, rfm_edges.c.monetary).where(
-                rfm_edges.c.shop_id == shop_id
-            )
-        )
-    ).one_or_none()
-    if row is None or not row.recency_days:
-        return None  # the shop had no buyers when the edges were computed
-    return RfmEdges(
-        as_of=row.as_of,
-        recency_days=tuple(row.recency_days),
-        frequency=tuple(row.frequency),
-        monetary=tuple(row.monetary),
-    )
-
-
-async def ledger_entries(connection: AsyncConnection, shop_id: str, member_id: str) -> list[LedgerEntry]:
-    """The member's whole ledger in booking order, to tell which points expire soon."""
-    rows = await connection.execute(
-        select(
-            points_ledger.c.entry_id,
-            points_ledger.c.kind,
-            points_ledger.c.points,
-            points_ledger.c.at,
-            points_ledger.c.expires_at,
-            points_ledger.c.shortfall,
-        )
-        .where(_of_member(points_ledger, shop_id, member_id))
-        .order_by(points_ledger.c.seq)
-    )
-    return [LedgerEntry(*row) for row in rows]
-
-
-async def list_ledger(
-    connection: AsyncConnection, shop_id: str, member_id: str, *, limit: int, after: SeqKey | None
-) -> Page[SeqKey]:
-    """Up to ``limit`` ledger lines booked before ``after`` (newest first), matching ix_points_ledger_member."""
-    statement = (
-        select(
-            points_ledger.c.seq,
-            points_ledger.c.entry_id,
-            points_ledger.c.kind,
-            points_ledger.c.points,
-            points_ledger.c.shortfall,
-            points_ledger.c.at,
-            points_ledger.c.expires_at,
-            points_ledger.c.created_at,
-        )
-    ).where(_of_member(points_ledger, shop_id, member_id))
-    page, next_key = await _page_by_seq(connection, statement, points_ledger.c.seq, limit, after)
-    items = [
-        {
-            "entry_id": row.entry_id,
-            "kind": row.kind,
-            "points": row.points,
-            "shortfall": row.shortfall,
-            "at": row.at.isoformat(),
-            "expires_at": row.expires_at.isoformat() if row.expires_at else None,
-            "booked_at": row.created_at.isoformat(),
-        }
-        for row in page
-    ]
-    return Page(items=items, next_key=next_key)
-
-
-_QUARANTINE_COLUMNS = (
-    quarantined_members.c.shop_id,
-    quarantined_members.c.member_id,
-    quarantined_members.c.reason,
-    quarantined_members.c.detail,
-    quarantined_members.c.events,
-    quarantined_members.c.quarantined_at,
-    quarantined_members.c.last_event_at,
+_ACTIONS = _ListQueries(
+    table="actions",
+    first="SELECT occurred_at, seq, payload FROM actions WHERE shop_id = $1 AND member_id = $2 "
+    "ORDER BY occurred_at DESC, seq DESC LIMIT $3",
+    after="SELECT occurred_at, seq, payload FROM actions WHERE shop_id = $1 AND member_id = $2 "
+    "AND (occurred_at, seq) < ($3, $4) ORDER BY occurred_at DESC, seq DESC LIMIT $5",
 )
 
 
-def _quarantine_item(row: Row[Any, Any, Any, Any, Any, Any, Any]) -> dict[str, Any]:
+async def list_actions(
+    pool: Pool, shop_id: str, member_id: str, *, limit: int, after: ActionKey | None
+) -> Page[ActionKey]:
+    """Up to ``limit`` actions older than ``after`` (newest first), matching ix_actions_member."""
+    key = None if after is None else (after.occurred_at, after.seq)
+    rows, known = await _page(pool, _ACTIONS, shop_id, member_id, limit, key)
+    if not known:
+        raise MemberNotFoundError(shop_id, member_id)
+    page = rows[:limit]
+    next_key = ActionKey(occurred_at=page[-1]["occurred_at"], seq=page[-1]["seq"]) if len(rows) > limit else None
+    return Page(items=[row["payload"] for row in page], next_key=next_key)
+
+
+_NOTIFICATIONS = _ListQueries(
+    table="notifications",
+    first="SELECT seq, payload FROM notifications WHERE shop_id = $1 AND member_id = $2 ORDER BY seq DESC LIMIT $3",
+    after="SELECT seq, payload FROM notifications WHERE shop_id = $1 AND member_id = $2 AND seq < $3 "
+    "ORDER BY seq DESC LIMIT $4",
+)
+
+
+def _next_seq(rows: Sequence[asyncpg.Record], limit: int) -> SeqKey | None:
+    return SeqKey(seq=rows[limit - 1]["seq"]) if len(rows) > limit else None
+
+
+async def list_notifications(
+    pool: Pool, shop_id: str, member_id: str, *, limit: int, after: SeqKey | None
+) -> Page[SeqKey]:
+    """Up to ``limit`` outcomes recorded before ``after`` (newest first), matching ix_notifications_member."""
+    rows, known = await _page(pool, _NOTIFICATIONS, shop_id, member_id, limit, None if after is None else (after.seq,))
+    if not known:
+        raise MemberNotFoundError(shop_id, member_id)
+    return Page(items=[row["payload"] for row in rows[:limit]], next_key=_next_seq(rows, limit))
+
+
+_LEDGER_COLUMNS = "seq, entry_id, kind, points, shortfall, at, expires_at, created_at"
+_LEDGER = _ListQueries(
+    table="points_ledger",
+    first=f"SELECT {_LEDGER_COLUMNS} FROM points_ledger WHERE shop_id = $1 AND member_id = $2 "
+    "ORDER BY seq DESC LIMIT $3",
+    after=f"SELECT {_LEDGER_COLUMNS} FROM points_ledger WHERE shop_id = $1 AND member_id = $2 AND seq < $3 "
+    "ORDER BY seq DESC LIMIT $4",
+)
+
+
+async def list_ledger(pool: Pool, shop_id: str, member_id: str, *, limit: int, after: SeqKey | None) -> Page[SeqKey]:
+    """Up to ``limit`` ledger lines booked before ``after`` (newest first), matching ix_points_ledger_member."""
+    rows, known = await _page(pool, _LEDGER, shop_id, member_id, limit, None if after is None else (after.seq,))
+    if not known:
+        raise MemberNotFoundError(shop_id, member_id)
+    items = [
+        {
+            "entry_id": row["entry_id"],
+            "kind": row["kind"],
+            "points": row["points"],
+            "shortfall": row["shortfall"],
+            "at": row["at"].isoformat(),
+            "expires_at": row["expires_at"].isoformat() if row["expires_at"] else None,
+            "booked_at": row["created_at"].isoformat(),
+        }
+        for row in rows[:limit]
+    ]
+    return Page(items=items, next_key=_next_seq(rows, limit))
+
+
+def _quarantine_item(row: asyncpg.Record) -> dict[str, Any]:
     return {
-        "shop_id": row.shop_id,
-        "member_id": row.member_id,
-        "reason": row.reason,
-        "detail": row.detail,
-        "events": row.events,
-        "quarantined_at": row.quarantined_at.isoformat(),
-        "last_event_at": row.last_event_at.isoformat() if row.last_event_at else None,
+        "shop_id": row["shop_id"],
+        "member_id": row["member_id"],
+        "reason": row["reason"],
+        "detail": row["detail"],
+        "events": row["events"],
+        "quarantined_at": row["quarantined_at"].isoformat(),
+        "last_event_at": row["last_event_at"].isoformat() if row["last_event_at"] else None,
     }
 
 
-async def list_quarantine(
-    connection: AsyncConnection, *, limit: int, after: QuarantineKey | None
-) -> Page[QuarantineKey]:
+_QUARANTINE_SELECT = (
+    "SELECT shop_id, member_id, reason, detail, events, quarantined_at, last_event_at FROM quarantined_members "
+)
+_QUARANTINE_ORDER = "ORDER BY quarantined_at, shop_id, member_id"
+
+
+async def list_quarantine(pool: Pool, *, limit: int, after: QuarantineKey | None) -> Page[QuarantineKey]:
     """Up to ``limit`` quarantined members after ``after``, oldest quarantine first, then by key."""
-    table = quarantined_members
-    statement = (
-        select(*_QUARANTINE_COLUMNS)
-        .order_by(table.c.quarantined_at, table.c.shop_id, table.c.member_id)
-        .limit(limit + 1)
-    )
-    if after is not None:
-        statement = statement.where(
-            tuple_(table.c.quarantined_at, table.c.shop_id, table.c.member_id)
-            > tuple_(
-                literal(after.quarantined_at, table.c.quarantined_at.type),
-                literal(after.shop_id, table.c.shop_id.type),
-                literal(after.member_id, table.c.member_id.type),
+    async with connection_from(pool) as connection:
+        if after is None:
+            rows = await connection.fetch(f"{_QUARANTINE_SELECT}{_QUARANTINE_ORDER} LIMIT $1", limit + 1)
+        else:
+            rows = await connection.fetch(
+                f"{_QUARANTINE_SELECT}WHERE (quarantined_at, shop_id, member_id) > ($1, $2, $3) "
+                f"{_QUARANTINE_ORDER} LIMIT $4",
+                after.quarantined_at,
+                after.shop_id,
+                after.member_id,
+                limit + 1,
             )
-        )
-    rows = (await connection.execute(statement)).all()
     page = rows[:limit]
     next_key = (
-        QuarantineKey(quarantined_at=page[-1].quarantined_at, shop_id=page[-1].shop_id, member_id=page[-1].member_id)
+        QuarantineKey(
+            quarantined_at=page[-1]["quarantined_at"], shop_id=page[-1]["shop_id"], member_id=page[-1]["member_id"]
+        )
         if len(rows) > limit
         else None
     )
@@ -406,14 +400,13 @@ async def list_quarantine(
 
 @dataclass(frozen=True, slots=True)
 class Listing(Generic[K]):
-    """How one of a member's lists is paged: its cursor codec, its query and its table."""
+    """How one of a member's lists is paged: its cursor codec and its query."""
 
     decode: Callable[[str, BusinessTimeBounds], K]
     fetch: Callable[..., Awaitable[Page[K]]]
     encode: Callable[[K], str]
-    table: Table
 
 
-ACTIONS = Listing(decode_action_cursor, list_actions, encode_action_cursor, actions)
-NOTIFICATIONS = Listing(decode_notification_cursor, list_notifications, encode_notification_cursor, notifications)
-LEDGER = Listing(decode_ledger_cursor, list_ledger, encode_ledger_cursor, points_ledger)
+ACTIONS = Listing(decode_action_cursor, list_actions, encode_action_cursor)
+NOTIFICATIONS = Listing(decode_notification_cursor, list_notifications, encode_notification_cursor)
+LEDGER = Listing(decode_ledger_cursor, list_ledger, encode_ledger_cursor)

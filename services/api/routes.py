@@ -13,7 +13,7 @@ from starlette import status
 
 from services.api import repository
 from services.api.auth import Authenticated, FullAccess
-from services.api.dependencies import DbConnection, Engine, Playbooks, State, Units
+from services.api.dependencies import Engine, Playbooks, Reads, State, Units
 from services.api.errors import ApiError, unprocessable
 from services.api.routing import ApiRoute
 from services.api.schemas import (
@@ -157,17 +157,21 @@ def _rfm(member: repository.MemberRecord, edges: RfmEdges | None, playbook: Shop
     return RfmStatus(r=r, f=f, m=m, segment=rfm_segment(r, f, m, playbook.rfm.segments), as_of=edges.as_of)
 
 
-def _points(member: repository.MemberRecord, ledger: list[LedgerEntry], playbook: ShopPlaybook) -> PointsStatus:
+def _expiry_lead(playbook: ShopPlaybook) -> timedelta:
+    """How far ahead of ``as_of`` points count as expiring soon: the expiry reminder's lead."""
     reminder = playbook.rules.get("points_expiry_reminder")
-    lead = reminder.lead if reminder is not None and reminder.lead is not None else timedelta(days=14)
+    return reminder.lead if reminder is not None and reminder.lead is not None else timedelta(days=14)
+
+
+def _points(member: repository.MemberRecord, ledger: list[LedgerEntry] | None, playbook: ShopPlaybook) -> PointsStatus:
     soon = 0
-    if member.as_of is not None:
-        soon = points.expiring_within(ledger, member.as_of, member.as_of + lead)
+    if member.as_of is not None and ledger is not None:
+        soon = points.expiring_within(ledger, member.as_of, member.as_of + _expiry_lead(playbook))
     return PointsStatus(balance=member.points_balance, expiring_soon=soon, next_expiry_at=member.points_next_expiry_at)
 
 
 def _status(
-    member: repository.MemberRecord, playbook: ShopPlaybook, ledger: list[LedgerEntry], edges: RfmEdges | None
+    member: repository.MemberRecord, playbook: ShopPlaybook, ledger: list[LedgerEntry] | None, edges: RfmEdges | None
 ) -> MemberStatus:
     tier = None
     if member.tier is not None:
@@ -240,21 +244,18 @@ async def metrics() -> Response:
 
 
 @members_router.get("", response_model=MemberStatus, summary="Member status")
-async def member_status(
-    shop_id: ShopId, member_id: MemberId, connection: DbConnection, playbook: Playbooks
-) -> MemberStatus:
+async def member_status(shop_id: ShopId, member_id: MemberId, reads: Reads, playbook: Playbooks) -> MemberStatus:
     """Tier, figures, lifecycle, points, score and RFM, as of the member's business clock (``as_of``)."""
-    member = await repository.get_member(connection, shop_id, member_id)
-    if member is None:
+    shop = playbook.for_shop(shop_id)
+    found = await repository.get_member_status(reads, shop_id, member_id, _expiry_lead(shop))
+    if found is None:
         raise _member_not_found(shop_id, member_id)
-    ledger = await repository.ledger_entries(connection, shop_id, member_id)
-    edges = await repository.get_rfm_edges(connection, shop_id)
-    return _status(member, playbook.for_shop(shop_id), ledger, edges)
+    return _status(found.member, shop, found.ledger, found.edges)
 
 
 async def _page(
     listing: repository.Listing[Any],
-    connection: DbConnection,
+    reads: Reads,
     playbook: Playbook,
     shop_id: str,
     member_id: str,
@@ -263,9 +264,10 @@ async def _page(
 ) -> JSONResponse:
     """One page of a member's list: the cursor checked, 404 for a member with no trace at all."""
     after = _decode_cursor(listing.decode, cursor, playbook.for_shop(shop_id).business_time)
-    page = await listing.fetch(connection, shop_id, member_id, limit=limit, after=after)
-    if not page.items and not await repository.member_known(connection, shop_id, member_id, listing.table):
-        raise _member_not_found(shop_id, member_id)
+    try:
+        page = await listing.fetch(reads, shop_id, member_id, limit=limit, after=after)
+    except repository.MemberNotFoundError:
+        raise _member_not_found(shop_id, member_id) from None
     next_cursor = listing.encode(page.next_key) if page.next_key else None
     return JSONResponse({"items": page.items, "next_cursor": next_cursor})
 
@@ -274,14 +276,14 @@ async def _page(
 async def member_actions(
     shop_id: ShopId,
     member_id: MemberId,
-    connection: DbConnection,
+    reads: Reads,
     playbook: Playbooks,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> JSONResponse:
     """The actions decided for the member, newest first, exactly as published on ``member.actions``."""
     # The stored payloads are returned verbatim: they are the published contract documents.
-    return await _page(repository.ACTIONS, connection, playbook, shop_id, member_id, cursor, limit)
+    return await _page(repository.ACTIONS, reads, playbook, shop_id, member_id, cursor, limit)
 
 
 @members_router.get(
@@ -290,26 +292,26 @@ async def member_actions(
 async def member_notifications(
     shop_id: ShopId,
     member_id: MemberId,
-    connection: DbConnection,
+    reads: Reads,
     playbook: Playbooks,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> JSONResponse:
     """What the notifier did with the member's actions, newest first, as published on ``member.notifications``."""
-    return await _page(repository.NOTIFICATIONS, connection, playbook, shop_id, member_id, cursor, limit)
+    return await _page(repository.NOTIFICATIONS, reads, playbook, shop_id, member_id, cursor, limit)
 
 
 @members_router.get("/points/ledger", response_model=LedgerPage, summary="Member points ledger", responses=_LIST_ERRORS)
 async def points_ledger_lines(
     shop_id: ShopId,
     member_id: MemberId,
-    connection: DbConnection,
+    reads: Reads,
     playbook: Playbooks,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> JSONResponse:
     """The member's ledger lines, most recently booked first; they always sum to the balance."""
-    return await _page(repository.LEDGER, connection, playbook, shop_id, member_id, cursor, limit)
+    return await _page(repository.LEDGER, reads, playbook, shop_id, member_id, cursor, limit)
 
 
 @members_router.post(
@@ -395,15 +397,13 @@ def _every_window(playbook: Playbook) -> list[BusinessTimeBounds]:
     summary="Quarantined members",
     responses=_invalid("invalid_cursor"),
 )
-async def quarantine(
-    connection: DbConnection, playbook: Playbooks, cursor: Cursor = None, limit: Limit = 50
-) -> JSONResponse:
+async def quarantine(reads: Reads, playbook: Playbooks, cursor: Cursor = None, limit: Limit = 50) -> JSONResponse:
     """Members whose stored state the event path could not process, oldest quarantine first.
 
     Their events are dead-lettered (``member_quarantined``) until the member is released.
     """
     after = _decode_cursor(repository.decode_quarantine_cursor, cursor, playbook.default.business_time)
-    page = await repository.list_quarantine(connection, limit=limit, after=after)
+    page = await repository.list_quarantine(reads, limit=limit, after=after)
     next_cursor = repository.encode_quarantine_cursor(page.next_key) if page.next_key else None
     return JSONResponse({"items": page.items, "next_cursor": next_cursor})
 

@@ -292,7 +292,7 @@ async def test_unexpected_errors_are_a_generic_500(
     async def broken(*args: object) -> None:
         raise RuntimeError(f"connection to {leaked} failed for member m-1")
 
-    monkeypatch.setattr("services.api.repository.get_member", broken)
+    monkeypatch.setattr("services.api.repository.get_member_status", broken)
     app = create_app(settings, load_playbook(None))
     transport = httpx.ASGITransport(app=app)  # raises if the exception escapes the app (and reaches server logs)
     async with (
