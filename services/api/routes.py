@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Path, Query, Response
@@ -15,6 +15,7 @@ from services.api import repository
 from services.api.auth import Authenticated, FullAccess
 from services.api.dependencies import Engine, Playbooks, Reads, State, Units
 from services.api.errors import ApiError, unprocessable
+from services.api.responses import json_response
 from services.api.routing import ApiRoute
 from services.api.schemas import (
     ActionPage,
@@ -22,32 +23,21 @@ from services.api.schemas import (
     Health,
     LedgerLine,
     LedgerPage,
-    Lifecycle,
     MemberStatus,
-    Metrics,
-    NextTierStatus,
     NotificationPage,
-    PointsStatus,
-    Qualifying,
     QuarantinedMember,
     QuarantinePage,
     Readiness,
     RedeemRequest,
     RedeemResponse,
-    RfmStatus,
     SchedulerRunRequest,
     SchedulerRunResponse,
-    ScoreStatus,
-    Tier,
 )
+from services.api.status import expiry_lead
+from services.api.status import member_status as member_status_document
 from shared.db.engine import database_ready
-from shared.domain import points
 from shared.domain.business_time import BusinessTimeBounds
-from shared.domain.model import LedgerEntry
-from shared.domain.money import money
-from shared.domain.playbook import Playbook, ShopPlaybook
-from shared.domain.rfm import RfmEdges, rfm_scores, rfm_segment
-from shared.domain.tiers import next_tier
+from shared.domain.playbook import Playbook
 from shared.observability import metrics_response
 from shared.usecases.points_redemption import RedemptionRefusedError, redeem_points
 from shared.usecases.quarantine_release import release_member
@@ -147,73 +137,13 @@ def _check_time(field: str, at: datetime, bounds: Iterable[BusinessTimeBounds]) 
             raise unprocessable("time_out_of_range", f"{field} {window.describe()}")
 
 
-def _rfm(member: repository.MemberRecord, edges: RfmEdges | None, playbook: ShopPlaybook) -> RfmStatus | None:
-    if edges is None:
-        return None
-    scores = rfm_scores(edges, member.last_order_at, member.paid_orders, member.net_spend)
-    if scores is None:
-        return None
-    r, f, m = scores
-    return RfmStatus(r=r, f=f, m=m, segment=rfm_segment(r, f, m, playbook.rfm.segments), as_of=edges.as_of)
-
-
-def _expiry_lead(playbook: ShopPlaybook) -> timedelta:
-    """How far ahead of ``as_of`` points count as expiring soon: the expiry reminder's lead."""
-    reminder = playbook.rules.get("points_expiry_reminder")
-    return reminder.lead if reminder is not None and reminder.lead is not None else timedelta(days=14)
-
-
-def _points(member: repository.MemberRecord, ledger: list[LedgerEntry] | None, playbook: ShopPlaybook) -> PointsStatus:
-    soon = 0
-    if member.as_of is not None and ledger is not None:
-        soon = points.expiring_within(ledger, member.as_of, member.as_of + _expiry_lead(playbook))
-    return PointsStatus(balance=member.points_balance, expiring_soon=soon, next_expiry_at=member.points_next_expiry_at)
-
-
-def _status(
-    member: repository.MemberRecord, playbook: ShopPlaybook, ledger: list[LedgerEntry] | None, edges: RfmEdges | None
-) -> MemberStatus:
-    tier = None
-    if member.tier is not None:
-        definition = playbook.tier(member.tier)
-        tier = Tier(code=member.tier, name=definition.name if definition else member.tier, since=member.tier_since)
-    # Tiers qualify on the rolling window, so the next rung is measured on its figures too.
-    upcoming = next_tier(playbook, member.tier, member.qualifying_net_spend, member.qualifying_orders)
-    return MemberStatus(
-        shop_id=member.shop_id,
-        member_id=member.member_id,
-        joined_at=member.joined_at,
-        tier=tier,
-        metrics=Metrics(
-            net_spend=money(member.net_spend),
-            paid_orders=member.paid_orders,
-            average_order_value=money(member.net_spend / member.paid_orders) if member.paid_orders > 0 else None,
-            first_order_at=member.first_order_at,
-            last_order_at=member.last_order_at,
-        ),
-        next_tier=None
-        if upcoming is None
-        else NextTierStatus(
-            code=upcoming.code, spend_needed=money(upcoming.spend_needed), orders_needed=upcoming.orders_needed
-        ),
-        qualifying=Qualifying(
-            window_days=playbook.tier_policy.qualifying_window_days,
-            net_spend=money(member.qualifying_net_spend),
-            paid_orders=member.qualifying_orders,
-        ),
-        lifecycle=Lifecycle(stage=member.stage, since=member.stage_since, win_backs=member.win_backs),
-        points=_points(member, ledger, playbook),
-        score=ScoreStatus(value=member.score, band=member.score_band, parts=member.score_parts),
-        rfm=_rfm(member, edges, playbook),
-        as_of=member.as_of,
-        updated_at=member.updated_at,
-    )
+_HEALTHY = b'{"status":"ok"}'
 
 
 @operations.get("/healthz", response_model=Health, summary="Liveness")
-async def healthz() -> Health:
+async def healthz() -> Response:
     """The process is up and serving; says nothing about its dependencies."""
-    return Health(status="ok")
+    return Response(_HEALTHY, media_type="application/json")
 
 
 @operations.get(
@@ -244,13 +174,13 @@ async def metrics() -> Response:
 
 
 @members_router.get("", response_model=MemberStatus, summary="Member status")
-async def member_status(shop_id: ShopId, member_id: MemberId, reads: Reads, playbook: Playbooks) -> MemberStatus:
+async def member_status(shop_id: ShopId, member_id: MemberId, reads: Reads, playbook: Playbooks) -> Response:
     """Tier, figures, lifecycle, points, score and RFM, as of the member's business clock (``as_of``)."""
     shop = playbook.for_shop(shop_id)
-    found = await repository.get_member_status(reads, shop_id, member_id, _expiry_lead(shop))
+    found = await repository.get_member_status(reads, shop_id, member_id, expiry_lead(shop))
     if found is None:
         raise _member_not_found(shop_id, member_id)
-    return _status(found.member, shop, found.ledger, found.edges)
+    return json_response(member_status_document(found.member, shop, found.ledger, found.edges))
 
 
 async def _page(
@@ -261,7 +191,7 @@ async def _page(
     member_id: str,
     cursor: str | None,
     limit: int,
-) -> JSONResponse:
+) -> Response:
     """One page of a member's list: the cursor checked, 404 for a member with no trace at all."""
     after = _decode_cursor(listing.decode, cursor, playbook.for_shop(shop_id).business_time)
     try:
@@ -269,7 +199,7 @@ async def _page(
     except repository.MemberNotFoundError:
         raise _member_not_found(shop_id, member_id) from None
     next_cursor = listing.encode(page.next_key) if page.next_key else None
-    return JSONResponse({"items": page.items, "next_cursor": next_cursor})
+    return json_response({"items": page.items, "next_cursor": next_cursor})
 
 
 @members_router.get("/actions", response_model=ActionPage, summary="Member actions", responses=_LIST_ERRORS)
@@ -280,7 +210,7 @@ async def member_actions(
     playbook: Playbooks,
     cursor: Cursor = None,
     limit: Limit = 50,
-) -> JSONResponse:
+) -> Response:
     """The actions decided for the member, newest first, exactly as published on ``member.actions``."""
     # The stored payloads are returned verbatim: they are the published contract documents.
     return await _page(repository.ACTIONS, reads, playbook, shop_id, member_id, cursor, limit)
@@ -296,7 +226,7 @@ async def member_notifications(
     playbook: Playbooks,
     cursor: Cursor = None,
     limit: Limit = 50,
-) -> JSONResponse:
+) -> Response:
     """What the notifier did with the member's actions, newest first, as published on ``member.notifications``."""
     return await _page(repository.NOTIFICATIONS, reads, playbook, shop_id, member_id, cursor, limit)
 
@@ -309,7 +239,7 @@ async def points_ledger_lines(
     playbook: Playbooks,
     cursor: Cursor = None,
     limit: Limit = 50,
-) -> JSONResponse:
+) -> Response:
     """The member's ledger lines, most recently booked first; they always sum to the balance."""
     return await _page(repository.LEDGER, reads, playbook, shop_id, member_id, cursor, limit)
 
@@ -397,7 +327,7 @@ def _every_window(playbook: Playbook) -> list[BusinessTimeBounds]:
     summary="Quarantined members",
     responses=_invalid("invalid_cursor"),
 )
-async def quarantine(reads: Reads, playbook: Playbooks, cursor: Cursor = None, limit: Limit = 50) -> JSONResponse:
+async def quarantine(reads: Reads, playbook: Playbooks, cursor: Cursor = None, limit: Limit = 50) -> Response:
     """Members whose stored state the event path could not process, oldest quarantine first.
 
     Their events are dead-lettered (``member_quarantined``) until the member is released.
@@ -405,7 +335,7 @@ async def quarantine(reads: Reads, playbook: Playbooks, cursor: Cursor = None, l
     after = _decode_cursor(repository.decode_quarantine_cursor, cursor, playbook.default.business_time)
     page = await repository.list_quarantine(reads, limit=limit, after=after)
     next_cursor = repository.encode_quarantine_cursor(page.next_key) if page.next_key else None
-    return JSONResponse({"items": page.items, "next_cursor": next_cursor})
+    return json_response({"items": page.items, "next_cursor": next_cursor})
 
 
 @admin_router.delete(
