@@ -15,8 +15,7 @@ replaced when it is next taken from the pool.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import asyncio
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
@@ -72,7 +71,30 @@ async def open_pool(settings: Settings) -> Pool:
     )
 
 
-@asynccontextmanager
-async def connection_from(pool: Pool) -> AsyncIterator[Connection]:
-    async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as connection:
-        yield connection
+class _Borrowed:
+    """A connection of the pool for one ``async with`` block, waited for up to ACQUIRE_TIMEOUT_S.
+
+    The wait is bounded by ``asyncio.timeout`` rather than by ``acquire(timeout=...)``, which
+    on Python 3.11 runs every acquisition in a task of its own.
+    """
+
+    __slots__ = ("_connection", "_pool")
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+        self._connection: Connection | None = None
+
+    async def __aenter__(self) -> Connection:
+        async with asyncio.timeout(ACQUIRE_TIMEOUT_S):
+            self._connection = await self._pool.acquire()
+        return self._connection
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._connection is not None:
+            await self._pool.release(self._connection)
+            self._connection = None
+
+
+def connection_from(pool: Pool) -> _Borrowed:
+    """``async with connection_from(pool) as connection``: a pooled connection, released after the block."""
+    return _Borrowed(pool)
