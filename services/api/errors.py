@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette import status
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 log = structlog.get_logger("services.api")
 
@@ -106,7 +106,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid_request", _describe_validation(errors))
 
 
-def _log_unexpected(scope: Scope, exc: BaseException) -> None:
+def log_unexpected(scope: Scope, exc: BaseException) -> None:
     # Exception messages can quote SQL parameters (member ids), so only the type and the
     # stack frames are logged, and the client learns nothing about internals.
     route = scope.get("route")
@@ -120,55 +120,22 @@ def _log_unexpected(scope: Scope, exc: BaseException) -> None:
     )
 
 
-def _internal_error() -> JSONResponse:
+def internal_error() -> JSONResponse:
     return error_response(status.HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "Internal server error")
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    """Backstop for errors raised outside ``CatchAllMiddleware`` (Starlette re-raises these)."""
-    _log_unexpected(request.scope, exc)
-    return _internal_error()
-
-
-class CatchAllMiddleware:
-    """Answers unhandled exceptions with the generic 500 and swallows them.
-
-    Starlette's own handler re-raises after responding, and the server then logs the
-    full exception text, SQL parameters and all; stopping the exception here keeps
-    member ids out of the logs.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        except Exception as exc:
-            _log_unexpected(scope, exc)
-            if not started:
-                await _internal_error()(scope, receive, send)
+    """Backstop for errors raised outside the catch-all of ``services.api.middleware`` (Starlette re-raises these)."""
+    log_unexpected(request.scope, exc)
+    return internal_error()
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that give every error response the same JSON shape.
 
-    Call before adding other middleware, so the catch-all sits innermost and the
-    outer middleware (metrics) sees the 500 it sends.
+    Exceptions they let through are answered by the catch-all of ``services.api.middleware``.
     """
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
-    app.add_middleware(CatchAllMiddleware)
