@@ -7,14 +7,20 @@ import hmac
 from collections.abc import Iterable
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from services.api.dependencies import State
+from services.api.dependencies import ApiState, state_of
 from services.api.errors import forbidden, unauthorized
 
 # auto_error=False so a missing header gets our error shape; the scheme still shows in OpenAPI.
 bearer_scheme = HTTPBearer(auto_error=False, description="A token from the API_TOKENS setting.")
+
+# The scope of the token a request carried (FULL or READ), kept in the request's ASGI scope
+# once checked: the API's routes check the token before anything else (services.api.routing),
+# and the route's own dependency then finds it checked rather than hashing it again.
+CHECKED_SCOPE = "api.token_scope"
+FULL, READ = "full", "read"
 
 
 def digest(token: str) -> bytes:
@@ -41,29 +47,41 @@ def _presented(credentials: HTTPAuthorizationCredentials | None) -> str:
     return credentials.credentials
 
 
-async def require_token(
-    state: State,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-) -> None:
-    """Reject the request unless it carries a configured bearer token (full or read-only)."""
-    token = _presented(credentials)
-    full, read_only = is_accepted(token, state.token_digests), is_accepted(token, state.read_token_digests)
-    if not (full or read_only):
-        raise unauthorized("Invalid bearer token")
-
-
-async def require_full_token(
-    state: State,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-) -> None:
-    """Routes that change state (redemptions, scheduler runs) need a token from API_TOKENS."""
+def token_scope(state: ApiState, credentials: HTTPAuthorizationCredentials | None) -> str:
+    """FULL for a token from API_TOKENS, READ for one from API_READ_TOKENS; 401 for any other."""
     token = _presented(credentials)
     full, read_only = is_accepted(token, state.token_digests), is_accepted(token, state.read_token_digests)
     if full:
-        return
+        return FULL
     if read_only:
-        raise forbidden("This token may only read; this route needs a token from API_TOKENS")
+        return READ
     raise unauthorized("Invalid bearer token")
+
+
+def _checked_scope(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
+    checked = request.scope.get(CHECKED_SCOPE)
+    if checked in (FULL, READ):
+        return str(checked)
+    scope = token_scope(state_of(request), credentials)
+    request.scope[CHECKED_SCOPE] = scope
+    return scope
+
+
+async def require_token(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> None:
+    """Reject the request unless it carries a configured bearer token (full or read-only)."""
+    _checked_scope(request, credentials)
+
+
+async def require_full_token(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> None:
+    """Routes that change state (redemptions, scheduler runs) need a token from API_TOKENS."""
+    if _checked_scope(request, credentials) != FULL:
+        raise forbidden("This token may only read; this route needs a token from API_TOKENS")
 
 
 Authenticated = Depends(require_token)

@@ -4,7 +4,10 @@ The state is built by ``create_app`` (configuration) and its lifespan (engine, K
 client); handlers reach it through these dependencies and never through globals.
 
 Every dependency is ``async def``: FastAPI runs a plain ``def`` dependency in its thread
-pool, a thread hand-off per dependency and request for what is an attribute read.
+pool, a thread hand-off per dependency and request for what is an attribute read. The
+read routes, the busiest, take the one ``State`` dependency and read the pool and the
+playbook from it, since each dependency FastAPI resolves costs about as much as the
+statement such a route runs.
 """
 
 from __future__ import annotations
@@ -34,6 +37,11 @@ class ApiState:
     reads: Pool | None = None
     kafka: KafkaProbe | None = field(default=None)
 
+    def read_pool(self) -> Pool:
+        if self.reads is None:
+            raise RuntimeError("the read pool is only available while the app's lifespan runs")
+        return self.reads
+
 
 def state_of(request: Request) -> ApiState:
     state = request.app.state.api
@@ -54,14 +62,7 @@ async def get_engine(state: State) -> AsyncEngine:
     return state.engine
 
 
-async def get_reads(state: State) -> Pool:
-    if state.reads is None:
-        raise RuntimeError("the read pool is only available while the app's lifespan runs")
-    return state.reads
-
-
 Engine = Annotated[AsyncEngine, Depends(get_engine)]
-Reads = Annotated[Pool, Depends(get_reads)]
 
 
 async def get_units(engine: Engine) -> UnitsOfWork:

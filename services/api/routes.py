@@ -13,7 +13,7 @@ from starlette import status
 
 from services.api import repository
 from services.api.auth import Authenticated, FullAccess
-from services.api.dependencies import Engine, Playbooks, Reads, State, Units
+from services.api.dependencies import ApiState, Engine, Playbooks, State, Units
 from services.api.errors import ApiError, unprocessable
 from services.api.responses import json_response
 from services.api.routing import ApiRoute
@@ -174,10 +174,10 @@ async def metrics() -> Response:
 
 
 @members_router.get("", response_model=MemberStatus, summary="Member status")
-async def member_status(shop_id: ShopId, member_id: MemberId, reads: Reads, playbook: Playbooks) -> Response:
+async def member_status(shop_id: ShopId, member_id: MemberId, state: State) -> Response:
     """Tier, figures, lifecycle, points, score and RFM, as of the member's business clock (``as_of``)."""
-    shop = playbook.for_shop(shop_id)
-    found = await repository.get_member_status(reads, shop_id, member_id, expiry_lead(shop))
+    shop = state.playbook.for_shop(shop_id)
+    found = await repository.get_member_status(state.read_pool(), shop_id, member_id, expiry_lead(shop))
     if found is None:
         raise _member_not_found(shop_id, member_id)
     return json_response(member_status_document(found.member, shop, found.ledger, found.edges))
@@ -185,17 +185,16 @@ async def member_status(shop_id: ShopId, member_id: MemberId, reads: Reads, play
 
 async def _page(
     listing: repository.Listing[Any],
-    reads: Reads,
-    playbook: Playbook,
+    state: ApiState,
     shop_id: str,
     member_id: str,
     cursor: str | None,
     limit: int,
 ) -> Response:
     """One page of a member's list: the cursor checked, 404 for a member with no trace at all."""
-    after = _decode_cursor(listing.decode, cursor, playbook.for_shop(shop_id).business_time)
+    after = _decode_cursor(listing.decode, cursor, state.playbook.for_shop(shop_id).business_time)
     try:
-        page = await listing.fetch(reads, shop_id, member_id, limit=limit, after=after)
+        page = await listing.fetch(state.read_pool(), shop_id, member_id, limit=limit, after=after)
     except repository.MemberNotFoundError:
         raise _member_not_found(shop_id, member_id) from None
     next_cursor = listing.encode(page.next_key) if page.next_key else None
@@ -206,14 +205,13 @@ async def _page(
 async def member_actions(
     shop_id: ShopId,
     member_id: MemberId,
-    reads: Reads,
-    playbook: Playbooks,
+    state: State,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Response:
     """The actions decided for the member, newest first, exactly as published on ``member.actions``."""
     # The stored payloads are returned verbatim: they are the published contract documents.
-    return await _page(repository.ACTIONS, reads, playbook, shop_id, member_id, cursor, limit)
+    return await _page(repository.ACTIONS, state, shop_id, member_id, cursor, limit)
 
 
 @members_router.get(
@@ -222,26 +220,24 @@ async def member_actions(
 async def member_notifications(
     shop_id: ShopId,
     member_id: MemberId,
-    reads: Reads,
-    playbook: Playbooks,
+    state: State,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Response:
     """What the notifier did with the member's actions, newest first, as published on ``member.notifications``."""
-    return await _page(repository.NOTIFICATIONS, reads, playbook, shop_id, member_id, cursor, limit)
+    return await _page(repository.NOTIFICATIONS, state, shop_id, member_id, cursor, limit)
 
 
 @members_router.get("/points/ledger", response_model=LedgerPage, summary="Member points ledger", responses=_LIST_ERRORS)
 async def points_ledger_lines(
     shop_id: ShopId,
     member_id: MemberId,
-    reads: Reads,
-    playbook: Playbooks,
+    state: State,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Response:
     """The member's ledger lines, most recently booked first; they always sum to the balance."""
-    return await _page(repository.LEDGER, reads, playbook, shop_id, member_id, cursor, limit)
+    return await _page(repository.LEDGER, state, shop_id, member_id, cursor, limit)
 
 
 @members_router.post(
@@ -327,13 +323,13 @@ def _every_window(playbook: Playbook) -> list[BusinessTimeBounds]:
     summary="Quarantined members",
     responses=_invalid("invalid_cursor"),
 )
-async def quarantine(reads: Reads, playbook: Playbooks, cursor: Cursor = None, limit: Limit = 50) -> Response:
+async def quarantine(state: State, cursor: Cursor = None, limit: Limit = 50) -> Response:
     """Members whose stored state the event path could not process, oldest quarantine first.
 
     Their events are dead-lettered (``member_quarantined``) until the member is released.
     """
-    after = _decode_cursor(repository.decode_quarantine_cursor, cursor, playbook.default.business_time)
-    page = await repository.list_quarantine(reads, limit=limit, after=after)
+    after = _decode_cursor(repository.decode_quarantine_cursor, cursor, state.playbook.default.business_time)
+    page = await repository.list_quarantine(state.read_pool(), limit=limit, after=after)
     next_cursor = repository.encode_quarantine_cursor(page.next_key) if page.next_key else None
     return json_response({"items": page.items, "next_cursor": next_cursor})
 

@@ -20,7 +20,6 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
 from services.api.auth import bearer_scheme, require_full_token, require_token
-from services.api.dependencies import state_of
 from services.api.errors import unprocessable
 from services.api.inputs import (
     TEXT_RULE,
@@ -51,7 +50,7 @@ class JsonBodyRequest(Request):
 
 async def _authenticate(request: Request, required: Callable[..., Coroutine[Any, Any, None]] | None) -> None:
     if required is not None:
-        await required(state_of(request), await bearer_scheme(request))
+        await required(request, await bearer_scheme(request))
 
 
 async def _check_parameters(request: Request) -> None:
