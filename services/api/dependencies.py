@@ -18,7 +18,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.api.database import Pool
+from services.api.database import ReadPool
 from services.api.readiness import KafkaProbe
 from shared.domain.playbook import Playbook
 from shared.settings import Settings
@@ -34,10 +34,10 @@ class ApiState:
     token_digests: tuple[bytes, ...]
     read_token_digests: tuple[bytes, ...] = ()
     engine: AsyncEngine | None = None
-    reads: Pool | None = None
+    reads: ReadPool | None = None
     kafka: KafkaProbe | None = field(default=None)
 
-    def read_pool(self) -> Pool:
+    def read_pool(self) -> ReadPool:
         if self.reads is None:
             raise RuntimeError("the read pool is only available while the app's lifespan runs")
         return self.reads

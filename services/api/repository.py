@@ -26,7 +26,7 @@ from typing import Any, Generic, TypeVar
 
 import asyncpg
 
-from services.api.database import Pool, connection_from
+from services.api.database import ReadPool
 from services.api.inputs import is_storable
 from shared.domain.business_time import BusinessTimeBounds
 from shared.domain.model import LedgerEntry
@@ -225,9 +225,11 @@ WHERE m.shop_id = $1 AND m.member_id = $2
 _MEMBER_FIELDS = tuple(field.name for field in fields(MemberRecord))
 
 
-async def get_member_status(pool: Pool, shop_id: str, member_id: str, lead: timedelta) -> MemberStatusRecord | None:
+async def get_member_status(
+    reads: ReadPool, shop_id: str, member_id: str, lead: timedelta
+) -> MemberStatusRecord | None:
     """The member's status inputs in one statement; ``lead`` is how far ahead points count as expiring soon."""
-    async with connection_from(pool) as connection:
+    async with reads.connection() as connection:
         row = await connection.fetchrow(_MEMBER_STATUS_SQL, shop_id, member_id, lead)
     if row is None:
         return None
@@ -255,13 +257,13 @@ class _ListQueries:
 
 
 async def _page(
-    pool: Pool, queries: _ListQueries, shop_id: str, member_id: str, limit: int, after: Sequence[Any] | None
+    reads: ReadPool, queries: _ListQueries, shop_id: str, member_id: str, limit: int, after: Sequence[Any] | None
 ) -> tuple[list[asyncpg.Record], bool]:
     """Up to ``limit + 1`` rows, and whether the member is known when there are none.
 
     An empty page asks, on the same connection, whether the member has a members row or any row in the list's table.
     """
-    async with connection_from(pool) as connection:
+    async with reads.connection() as connection:
         if after is None:
             rows = await connection.fetch(queries.first, shop_id, member_id, limit + 1)
         else:
@@ -291,11 +293,11 @@ _ACTIONS = _ListQueries(
 
 
 async def list_actions(
-    pool: Pool, shop_id: str, member_id: str, *, limit: int, after: ActionKey | None
+    reads: ReadPool, shop_id: str, member_id: str, *, limit: int, after: ActionKey | None
 ) -> Page[ActionKey]:
     """Up to ``limit`` actions older than ``after`` (newest first), matching ix_actions_member."""
     key = None if after is None else (after.occurred_at, after.seq)
-    rows, known = await _page(pool, _ACTIONS, shop_id, member_id, limit, key)
+    rows, known = await _page(reads, _ACTIONS, shop_id, member_id, limit, key)
     if not known:
         raise MemberNotFoundError(shop_id, member_id)
     page = rows[:limit]
@@ -316,10 +318,10 @@ def _next_seq(rows: Sequence[asyncpg.Record], limit: int) -> SeqKey | None:
 
 
 async def list_notifications(
-    pool: Pool, shop_id: str, member_id: str, *, limit: int, after: SeqKey | None
+    reads: ReadPool, shop_id: str, member_id: str, *, limit: int, after: SeqKey | None
 ) -> Page[SeqKey]:
     """Up to ``limit`` outcomes recorded before ``after`` (newest first), matching ix_notifications_member."""
-    rows, known = await _page(pool, _NOTIFICATIONS, shop_id, member_id, limit, None if after is None else (after.seq,))
+    rows, known = await _page(reads, _NOTIFICATIONS, shop_id, member_id, limit, None if after is None else (after.seq,))
     if not known:
         raise MemberNotFoundError(shop_id, member_id)
     return Page(items=[row["payload"] for row in rows[:limit]], next_key=_next_seq(rows, limit))
@@ -335,9 +337,11 @@ _LEDGER = _ListQueries(
 )
 
 
-async def list_ledger(pool: Pool, shop_id: str, member_id: str, *, limit: int, after: SeqKey | None) -> Page[SeqKey]:
+async def list_ledger(
+    reads: ReadPool, shop_id: str, member_id: str, *, limit: int, after: SeqKey | None
+) -> Page[SeqKey]:
     """Up to ``limit`` ledger lines booked before ``after`` (newest first), matching ix_points_ledger_member."""
-    rows, known = await _page(pool, _LEDGER, shop_id, member_id, limit, None if after is None else (after.seq,))
+    rows, known = await _page(reads, _LEDGER, shop_id, member_id, limit, None if after is None else (after.seq,))
     if not known:
         raise MemberNotFoundError(shop_id, member_id)
     items = [
@@ -373,9 +377,9 @@ _QUARANTINE_SELECT = (
 _QUARANTINE_ORDER = "ORDER BY quarantined_at, shop_id, member_id"
 
 
-async def list_quarantine(pool: Pool, *, limit: int, after: QuarantineKey | None) -> Page[QuarantineKey]:
+async def list_quarantine(reads: ReadPool, *, limit: int, after: QuarantineKey | None) -> Page[QuarantineKey]:
     """Up to ``limit`` quarantined members after ``after``, oldest quarantine first, then by key."""
-    async with connection_from(pool) as connection:
+    async with reads.connection() as connection:
         if after is None:
             rows = await connection.fetch(f"{_QUARANTINE_SELECT}{_QUARANTINE_ORDER} LIMIT $1", limit + 1)
         else:
