@@ -15,8 +15,9 @@ request. Each route gets a warm-up (``BENCH_API_WARMUP`` seconds, default 5) and
 measured run (``BENCH_API_DURATION`` seconds, default 15): the member status, the
 member's actions, notifications and points ledger (first pages, default limit), and
 ``/healthz`` as the ceiling of the server and framework alone. For each it prints
-requests/s, p50, p99, and the API process's CPU time per request (a figure that
-moves less than throughput when other work shares the cores); then one summary line.
+requests/s, p50, p90, p99, the CPU time per request of the API process and of its
+PostgreSQL backends (figures that move less than throughput when other work shares the
+cores) and how busy the whole machine was; then one summary line.
 The raw output goes to ``tests/bench/results/api.log``.
 
 ``BENCH_API_ROUTES`` (comma-separated: status, actions, notifications, ledger, healthz)
@@ -340,6 +341,8 @@ class RouteResult:
     p90_ms: float
     p99_ms: float
     cpu_us_per_request: float
+    backend_us_per_request: float
+    machine_busy: float
     raw: str
 
 
@@ -354,6 +357,31 @@ def _cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _backend_cpu_seconds(database: str) -> dict[int, float]:
+    """CPU time so far of each PostgreSQL backend connected to ``database`` (only the API connects to it)."""
+    marker = b"postgres: ", f" {database} ".encode()
+    seconds = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                title = cmdline.read()
+            if title.startswith(marker[0]) and marker[1] in title:
+                seconds[int(entry)] = _cpu_seconds(int(entry))
+        except OSError:
+            continue  # the process ended meanwhile
+    return seconds
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far, from /proc/stat."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        ticks = [int(value) for value in stat.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    return sum(ticks) - idle, sum(ticks)
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -403,6 +431,7 @@ def _run_route(
     name: str,
     base_url: str,
     pid: int,
+    database: str,
     members: int,
     shops: int,
     workdir: Path,
@@ -418,9 +447,14 @@ def _run_route(
     url = base_url + ("/healthz" if suffix is None else "/")
     if warmup > 0:
         _wrk(script, url, warmup, connections)
-    cpu_before = _cpu_seconds(pid)
+    cpu_before, backends_before, machine_before = _cpu_seconds(pid), _backend_cpu_seconds(database), _machine_ticks()
     raw, figures = _wrk(script, url, duration, connections)
     cpu = _cpu_seconds(pid) - cpu_before
+    backends = sum(
+        spent - backends_before.get(backend, 0.0) for backend, spent in _backend_cpu_seconds(database).items()
+    )
+    machine_after = _machine_ticks()
+    busy = (machine_after[0] - machine_before[0]) / max(1, machine_after[1] - machine_before[1])
     if figures["non_2xx"] or figures["socket_errors"]:
         raise SystemExit(f"{name}: {figures['non_2xx']} non-2xx answers, {figures['socket_errors']} socket errors")
     requests = int(figures["requests"])
@@ -431,6 +465,8 @@ def _run_route(
         p90_ms=figures["p90_us"] / 1000,
         p99_ms=figures["p99_us"] / 1000,
         cpu_us_per_request=cpu / max(1, requests) * 1e6,
+        backend_us_per_request=backends / max(1, requests) * 1e6,
+        machine_busy=busy,
         raw=raw,
     )
 
@@ -471,6 +507,7 @@ def _source() -> Path:
 def _serve_and_measure(
     database_url: str, members: int, shops: int, routes: list[str], out: list[str]
 ) -> list[RouteResult]:
+    database = database_url.rsplit("/", 1)[1]
     source = _source()
     warmup = float(os.environ.get("BENCH_API_WARMUP", "5"))
     duration = float(os.environ.get("BENCH_API_DURATION", "15"))
@@ -503,12 +540,15 @@ def _serve_and_measure(
             print(out[-1], flush=True)
             measured = []
             for name in routes:
-                result = _run_route(name, base_url, process.pid, members, shops, workdir, warmup, duration, connections)
+                result = _run_route(
+                    name, base_url, process.pid, database, members, shops, workdir, warmup, duration, connections
+                )
                 measured.append(result)
                 out.append(
                     f"{name:<14} {result.requests_per_s:>9,.0f} req/s | p50 {result.p50_ms:6.2f} ms | "
                     f"p90 {result.p90_ms:6.2f} ms | p99 {result.p99_ms:6.2f} ms | "
-                    f"API CPU {result.cpu_us_per_request:,.0f} µs/request"
+                    f"CPU per request: API {result.cpu_us_per_request:,.0f} µs, its PostgreSQL backends "
+                    f"{result.backend_us_per_request:,.0f} µs | machine busy {result.machine_busy:.0%}"
                 )
                 print(out[-1], flush=True)
         finally:
