@@ -74,6 +74,8 @@ def create_app(settings: Settings, playbook: Playbook) -> FastAPI:
     app.state.api = state
     install_error_handlers(app)
     app.add_middleware(EdgeMiddleware, body_limit=settings.api_max_body_bytes)
+    # Included without dependencies of their own: the read routes' direct calls (services.api.direct)
+    # run the dependencies each route declares, not any added here.
     app.include_router(operations)
     app.include_router(members_router)
     app.include_router(admin_router)

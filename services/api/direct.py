@@ -12,7 +12,10 @@ either way (``tests/integration/test_api_direct.py`` compares them request by re
 
 A route is bound directly only if all of its parameters are of those kinds and its only
 dependencies are the token checks (already done by ``services.api.routing.ApiRoute``)
-and the app state; any other route always goes through the framework.
+and the app state; any other route always goes through the framework, and so does every
+request while the app has dependency overrides. The binding reads the route's own
+declaration: the API's routers are included without dependencies of their own
+(``services.api.app``), which a direct call would not run.
 """
 
 from __future__ import annotations
