@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import sys
 
 import structlog
@@ -11,10 +10,8 @@ import uvicorn
 from services.api.app import ConfigurationError, create_app
 from shared.observability import configure_logging
 from shared.playbook_file import load_playbook
+from shared.process_heap import settle_heap
 from shared.settings import Settings
-
-# Allocations (net of deallocations) between two collections of the youngest generation; Python's default is 700.
-GC_YOUNG_THRESHOLD = 50_000
 
 
 def main() -> None:
@@ -26,13 +23,7 @@ def main() -> None:
     except ConfigurationError as exc:
         log.error("api.configuration_invalid", reason=str(exc))
         sys.exit(2)
-    # Everything built so far (modules, the app, its schemas) lives as long as the process:
-    # frozen, the collector no longer walks it on every full collection, which took tens of
-    # milliseconds each under load, a request's worth of latency for every request waiting.
-    # Requests leave little cyclic garbage, so the young generation is collected less often.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    settle_heap()  # a full collection's pause was a request's worth of latency for every request waiting
     # log_config=None keeps our logging set-up; no access log, since paths carry member ids.
     # uvloop and httptools: the event loop and HTTP parser in C, several times cheaper per
     # request than asyncio's pure-Python loop and h11.

@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
+import uvloop
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -25,6 +26,7 @@ from shared.db.schema import pending_events
 from shared.kafka_io import create_consumer
 from shared.observability import configure_logging
 from shared.playbook_file import load_playbook
+from shared.process_heap import settle_heap
 from shared.settings import Settings
 from shared.store import quarantine
 from shared.store.member_cache import MemberCache
@@ -131,4 +133,5 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(asyncio.run(main()))
+    settle_heap()
+    raise SystemExit(uvloop.run(main()))
