@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -53,9 +52,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.store import rfm_edges
 from tests.bench import results
+from tests.bench.harness import ADMIN_URL, admin_sql, busy_share, machine_ticks
 from tests.support import KAFKA, ROOT
 
-ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:55432/postgres")
 AS_OF = datetime(2026, 6, 1, 4, 0, tzinfo=UTC)
 TOKEN = "bench-api-token-" + uuid.uuid4().hex
 THREADS = 2
@@ -258,13 +257,6 @@ FROM (
 """
 
 
-async def _admin_sql(statement: str) -> None:
-    engine = create_async_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    async with engine.connect() as connection:
-        await connection.execute(text(statement))
-    await engine.dispose()
-
-
 async def _scalar(engine: AsyncEngine, statement: str) -> Any:
     async with engine.connect() as connection:
         return await connection.scalar(text(statement))
@@ -376,14 +368,6 @@ def _backend_cpu_seconds(database: str) -> dict[int, float]:
     return seconds
 
 
-def _machine_ticks() -> tuple[int, int]:
-    """(busy, total) CPU ticks of the whole machine so far, from /proc/stat."""
-    with open("/proc/stat", encoding="ascii") as stat:
-        ticks = [int(value) for value in stat.readline().split()[1:]]
-    idle = ticks[3] + ticks[4]  # idle and iowait
-    return sum(ticks) - idle, sum(ticks)
-
-
 def _get(url: str) -> tuple[int, bytes]:
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})
     with urllib.request.urlopen(request, timeout=5) as response:
@@ -447,14 +431,14 @@ def _run_route(
     url = base_url + ("/healthz" if suffix is None else "/")
     if warmup > 0:
         _wrk(script, url, warmup, connections)
-    cpu_before, backends_before, machine_before = _cpu_seconds(pid), _backend_cpu_seconds(database), _machine_ticks()
+    cpu_before, backends_before, machine_before = _cpu_seconds(pid), _backend_cpu_seconds(database), machine_ticks()
     raw, figures = _wrk(script, url, duration, connections)
     cpu = _cpu_seconds(pid) - cpu_before
     backends = sum(
         spent - backends_before.get(backend, 0.0) for backend, spent in _backend_cpu_seconds(database).items()
     )
-    machine_after = _machine_ticks()
-    busy = (machine_after[0] - machine_before[0]) / max(1, machine_after[1] - machine_before[1])
+    machine_after = machine_ticks()
+    busy = busy_share(machine_before, machine_after)
     if figures["non_2xx"] or figures["socket_errors"]:
         raise SystemExit(f"{name}: {figures['non_2xx']} non-2xx answers, {figures['socket_errors']} socket errors")
     requests = int(figures["requests"])
@@ -482,21 +466,8 @@ def _check_routes(base_url: str, routes: list[str]) -> None:
 
 
 def _machine(server_version: str) -> str:
-    cpu = platform.machine()
-    memory = "?"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
-        with open("/proc/meminfo", encoding="utf-8") as info:
-            kib = next(int(line.split()[1]) for line in info if line.startswith("MemTotal"))
-            memory = f"{kib / 1024 / 1024:.1f} GiB"
-    except (OSError, StopIteration, ValueError):
-        pass
     load = os.getloadavg()
-    return (
-        f"machine: {cpu}, {os.cpu_count()} cores, {memory} RAM, {platform.system()} {platform.release()}, "
-        f"Python {sys.version.split()[0]}, {server_version} | load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
-    )
+    return f"machine: {results.machine()}, {server_version} | load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
 
 
 def _source() -> Path:
@@ -575,7 +546,7 @@ async def main() -> None:
     database_url = ADMIN_URL.rsplit("/", 1)[0] + "/" + database
     fresh = not (kept and await _database_exists(kept))
     if fresh:
-        await _admin_sql(f'CREATE DATABASE "{database}"')
+        await admin_sql(f'CREATE DATABASE "{database}"')
     engine = create_async_engine(database_url)
     out: list[str] = []
     try:
@@ -608,7 +579,7 @@ async def main() -> None:
     finally:
         await engine.dispose()
         if not kept:
-            await _admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            await admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
     summary = "api bench: " + " | ".join(
         f"{result.name} {result.requests_per_s:,.0f} req/s p99 {result.p99_ms:.1f} ms" for result in measured

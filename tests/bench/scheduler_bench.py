@@ -46,10 +46,10 @@ from shared.playbook_file import load_playbook
 from shared.store import due_claims, rfm_edges
 from shared.store.unit_of_work import Key, SqlUnitOfWork
 from shared.usecases.scheduler_run import Scheduler, SchedulerReport
+from tests.bench.harness import ADMIN_URL, admin_sql
 from tests.bench.results import machine, record
 from tests.support import ROOT
 
-ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:55432/postgres")
 AS_OF = datetime(2026, 6, 1, 4, 0, tzinfo=UTC)  # on the hour: 12:00 in the shops' Asia/Shanghai
 LATER = AS_OF + timedelta(hours=1)
 SHOP_ZONE = "Asia/Shanghai"  # the default playbook's timezone; members carry none
@@ -233,13 +233,6 @@ SELECT shop_id, member_id, entry_id, kind, pts, at, expires_at FROM (
 """
 
 
-async def _admin_sql(statement: str) -> None:
-    engine = create_async_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    async with engine.connect() as connection:
-        await connection.execute(text(statement))
-    await engine.dispose()
-
-
 async def _scalar(engine: AsyncEngine, statement: str, params: dict[str, Any] | None = None) -> Any:
     async with engine.connect() as connection:
         return await connection.scalar(text(statement), params or {})
@@ -380,7 +373,7 @@ async def _main() -> None:
     playbook = load_playbook()
 
     database = f"scheduler_bench_{uuid.uuid4().hex[:8]}"
-    await _admin_sql(f'CREATE DATABASE "{database}"')
+    await admin_sql(f'CREATE DATABASE "{database}"')
     database_url = ADMIN_URL.rsplit("/", 1)[0] + "/" + database
     engine = create_async_engine(database_url)
     try:
@@ -443,7 +436,7 @@ async def _main() -> None:
             raise SystemExit(f"unexpected end state: {left} still due, {logged} actions logged, {queued} queued")
     finally:
         await engine.dispose()
-        await _admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
     (due1, first, s1), (_, second, s2), (due3, third, s3) = results
     _say(
