@@ -218,6 +218,8 @@ async def _exchange(port: int, head: bytes, body_chunks: Iterator[bytes]) -> tup
                 writer.write(chunk)
                 await writer.drain()
                 sent += len(chunk)
+                # drain() does not yield while the server keeps up: let the reader see an answer as it comes.
+                await asyncio.sleep(0)
         except ConnectionError:
             pass  # the server answered and closed while the rest was on its way
 
