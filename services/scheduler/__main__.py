@@ -17,6 +17,7 @@ from shared.domain.business_time import BusinessTimeBounds
 from shared.domain.playbook import Playbook
 from shared.observability import configure_logging
 from shared.playbook_file import load_playbook
+from shared.process_heap import settle_heap
 from shared.settings import Settings
 from shared.store.unit_of_work import SqlUnitOfWork
 from shared.usecases.scheduler_run import Scheduler
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if window is not None:
         # A run that far away would move every member there; argparse prints usage and exits with 2.
         parser.error(f"argument --as-of: {window.describe()}")
+    settle_heap()  # a pass over many due members allocates enough for full collections to cost
     report = asyncio.run(_run(settings, playbook, as_of, arguments.batch_size))
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")

@@ -43,6 +43,7 @@ from shared.domain.due_rules import next_due, run_due
 from shared.domain.membership import refresh_standing
 from shared.domain.playbook import Playbook
 from shared.playbook_file import load_playbook
+from shared.process_heap import settle_heap
 from shared.store import due_claims, rfm_edges
 from shared.store.unit_of_work import Key, SqlUnitOfWork
 from shared.usecases.scheduler_run import Scheduler, SchedulerReport
@@ -424,6 +425,7 @@ async def _main() -> None:
             f"count_due over a day's items {count_seconds * 1000:,.0f} ms"
         )
 
+        settle_heap()  # as the engagement service, which runs the scheduler, does once it has started
         results = []
         for name, as_of in (("pass 1", AS_OF), ("pass 2 (again)", AS_OF), ("pass 3 (+1h)", LATER)):
             due, report, seconds = await _pass(engine, playbook, as_of)
