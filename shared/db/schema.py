@@ -67,10 +67,20 @@ members = Table(
     Column("scheduled_until", TS),
     # The earliest time-based rule due for the member: the scheduler reads only what is due.
     Column("next_due_at", TS),
+    Column("gender", Text),
+    Column("birth_year", Integer),
+    Column("province", Text),
+    Column("city", Text),
+    Column("store_id", Text),
+    # Built-in and external tag ids, sorted; kept current by the event path and the scheduler.
+    Column("tags", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    # The latest business-time change of each external tag: {"<id>": {"present": bool, "at": time}}.
+    Column("external_tags", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("created_at", TS, nullable=False, server_default=text("now()")),
     Column("updated_at", TS, nullable=False, server_default=text("now()")),
     PrimaryKeyConstraint("shop_id", "member_id"),
     Index("ix_members_next_due", "next_due_at", postgresql_where=text("next_due_at IS NOT NULL")),
+    Index("ix_members_tags", "tags", postgresql_using="gin"),
 )
 
 orders = Table(
@@ -96,6 +106,8 @@ orders = Table(
     Column("points_earned", BigInteger, nullable=False, server_default="0"),
     Column("points_reversed", BigInteger, nullable=False, server_default="0"),
     Column("review_rewarded", Boolean, nullable=False, server_default=text("false")),
+    Column("created_categories", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("paid_categories", ARRAY(Text)),  # NULL: ``order.paid`` carried no items
     Column("updated_at", TS, nullable=False, server_default=text("now()")),
     PrimaryKeyConstraint("shop_id", "order_id"),
     Index("ix_orders_member", "shop_id", "member_id"),
@@ -144,6 +156,47 @@ points_ledger = Table(
     Column("created_at", TS, nullable=False, server_default=text("now()")),
     PrimaryKeyConstraint("shop_id", "member_id", "entry_id"),
     Index("ix_points_ledger_member", "shop_id", "member_id", text("seq DESC")),
+)
+
+# Tags set by hand through the API (``manual.<name>``), each with an optional expiry.
+member_manual_tags = Table(
+    "member_manual_tags",
+    metadata,
+    Column("shop_id", Text, nullable=False),
+    Column("member_id", Text, nullable=False),
+    Column("tag", Text, nullable=False),
+    Column("expires_at", TS),
+    Column("created_at", TS, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("shop_id", "member_id", "tag"),
+    Index("ix_member_manual_tags_tag", "shop_id", "tag"),
+)
+
+# Saved audience definitions: the segment's current version and name here, every version below.
+segments = Table(
+    "segments",
+    metadata,
+    Column("shop_id", Text, nullable=False),
+    Column("segment_id", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("description", Text),
+    Column("version", Integer, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("archived_at", TS),
+    PrimaryKeyConstraint("shop_id", "segment_id"),
+)
+
+segment_versions = Table(
+    "segment_versions",
+    metadata,
+    Column("shop_id", Text, nullable=False),
+    Column("segment_id", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("description", Text),
+    Column("definition", JSONB, nullable=False),
+    Column("created_at", TS, nullable=False),
+    PrimaryKeyConstraint("shop_id", "segment_id", "version"),
 )
 
 # Per shop: the RFM quintile edges of its buyers, recomputed by the scheduler.

@@ -15,6 +15,7 @@ __all__ = [
     "ActionDecision",
     "Category",
     "Event",
+    "ExternalTag",
     "LedgerEntry",
     "LedgerKind",
     "Member",
@@ -76,6 +77,14 @@ class ReviewRecord:
 
 
 @dataclass(slots=True)
+class ExternalTag:
+    """The latest change of one ``external.`` tag by business time: set (``present``) or removed."""
+
+    present: bool = False
+    at: datetime | None = None
+
+
+@dataclass(slots=True)
 class Order:
     """What the service remembers of one order, enough to count it and apply refunds."""
 
@@ -98,10 +107,17 @@ class Order:
     points_earned: int = 0
     points_reversed: int = 0
     review_rewarded: bool = False
+    created_categories: list[str] = field(default_factory=list)  # of the ``order.created`` items
+    paid_categories: list[str] | None = None  # of the ``order.paid`` items; None when it carried none
 
     @property
     def is_paid(self) -> bool:
         return self.paid_at is not None
+
+    @property
+    def categories(self) -> list[str]:
+        """The paid items' categories, else the created items'."""
+        return self.paid_categories if self.paid_categories is not None else self.created_categories
 
 
 @dataclass(slots=True)
@@ -144,6 +160,13 @@ class Member:
     schedule_marks: dict[str, datetime] = field(default_factory=dict)  # how far each time-based rule was applied
     scheduled_until: datetime | None = None
     next_due_at: datetime | None = None
+    gender: str | None = None
+    birth_year: int | None = None
+    province: str | None = None
+    city: str | None = None
+    store_id: str | None = None
+    tags: list[str] = field(default_factory=list)  # built-in and external tag ids, sorted
+    external_tags: dict[str, ExternalTag] = field(default_factory=dict)
 
     @property
     def as_of(self) -> datetime | None:

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.schema import members, orders
-from shared.domain.model import Member, Order, RefundRecord, ReviewRecord, ShipmentRecord
+from shared.domain.model import ExternalTag, Member, Order, RefundRecord, ReviewRecord, ShipmentRecord
 from shared.store import member_documents as documents
 from shared.store.bulk_sql import UNNEST_KEYS, Key, column_arrays, key_arrays, unnest_update, upsert
 
@@ -24,6 +24,7 @@ _MEMBER_DOCUMENTS: dict[str, Callable[[Any], Any]] = {
     "profile_at": documents.times_to_json,
     "schedule_marks": documents.times_to_json,
     "points_expiries": documents.time_list_to_json,
+    "external_tags": documents.records_to_json,
 }
 _ORDER_DOCUMENTS: dict[str, Callable[[Any], Any]] = {
     "refunds": documents.records_to_json,
@@ -102,6 +103,8 @@ def member_from_row(row: Any) -> Member:
     values["profile_at"] = documents.times_from_json(values["profile_at"])
     values["schedule_marks"] = documents.times_from_json(values["schedule_marks"])
     values["points_expiries"] = documents.time_list_from_json(values["points_expiries"])
+    values["tags"] = list(values["tags"])
+    values["external_tags"] = documents.records_from_json(ExternalTag, values["external_tags"])
     return Member(**values)
 
 
@@ -112,6 +115,9 @@ def order_from_row(row: Any) -> Order:
     values["refunds"] = documents.records_from_json(RefundRecord, values["refunds"])
     values["reviews"] = documents.records_from_json(ReviewRecord, values["reviews"])
     values["shipments"] = documents.records_from_json(ShipmentRecord, values["shipments"])
+    values["created_categories"] = list(values["created_categories"])
+    if values["paid_categories"] is not None:
+        values["paid_categories"] = list(values["paid_categories"])
     return Order(**values)
 
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from shared.domain.model import Order, RefundRecord, ReviewRecord, ShipmentRecord
+from shared.domain.model import ExternalTag, Order, RefundRecord, ReviewRecord, ShipmentRecord
 from shared.store import member_documents as documents
 from shared.store.member_rows import MEMBER_FIELDS, member_from_row, order_from_row
 
@@ -100,14 +100,18 @@ def test_rows_become_members_and_orders_with_typed_documents() -> None:
         profile_at={"birthday": "2025-01-10T10:06:00+08:00"},
         schedule_marks={},
         points_expiries=["2025-01-12T09:00:00.250000+08:00"],
+        tags=("profile.female",),
+        external_tags={"external.vip_club": {"present": True, "at": "2025-01-10T10:06:00+08:00"}},
     )
     member = member_from_row([row[name] for name in MEMBER_FIELDS])
     assert (member.profile_at, member.points_expiries, member.rewarded_tiers) == ({"birthday": T1}, [T2], ["member"])
+    assert (member.tags, member.external_tags) == (["profile.female"], {"external.vip_club": ExternalTag(True, T1)})
     order_row: dict[str, Any] = {field.name: None for field in fields(Order)}
     order_row.update(order_id="o-1", member_id="m-1", refunds=REFUNDS, reviews=REVIEWS, shipments=SHIPMENTS)
-    order_row.update(care_done=("review_invitation",))
+    order_row.update(care_done=("review_invitation",), created_categories=("shoes",))
     order = order_from_row(list(order_row.values()))
     assert order.refunds["r-1"].applied == Decimal("30.00")
     assert order.reviews["rv-2"].appended == [T1, T2]
     assert order.shipments["s-1"].delivered_at == T2
     assert order.care_done == ["review_invitation"]
+    assert (order.categories, order.paid_categories) == (["shoes"], None)
