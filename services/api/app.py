@@ -15,6 +15,7 @@ from services.api.errors import install_error_handlers
 from services.api.middleware import EdgeMiddleware
 from services.api.readiness import KafkaProbe
 from services.api.routes import admin_router, members_router, operations
+from services.api.segment_routes import segments_router
 from shared.db.engine import create_engine
 from shared.domain.playbook import Playbook
 from shared.settings import Settings
@@ -68,7 +69,8 @@ def create_app(settings: Settings, playbook: Playbook) -> FastAPI:
     app = FastAPI(
         title="Member engagement API",
         version="1",
-        summary="Member status, actions, notification outcomes and points; redemptions, scheduler runs, quarantine.",
+        summary="Member status, actions, notification outcomes and points; redemptions, scheduler runs, quarantine; "
+        "saved segments.",
         lifespan=lifespan,
     )
     app.state.api = state
@@ -79,4 +81,5 @@ def create_app(settings: Settings, playbook: Playbook) -> FastAPI:
     app.include_router(operations)
     app.include_router(members_router)
     app.include_router(admin_router)
+    app.include_router(segments_router)
     return app

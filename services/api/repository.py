@@ -7,7 +7,9 @@ their use cases, ``shared.usecases``.)
 Lists use keyset pagination on the same keys as their indexes (actions: occurred_at
 DESC, seq DESC; notifications: seq DESC), so a page costs the same however deep it
 is and rows written meanwhile neither repeat nor go missing. The quarantine, a small
-table, is listed oldest first by (quarantined_at, shop_id, member_id). The cursor handed
+table, is listed oldest first by (quarantined_at, shop_id, member_id); a shop's segments
+oldest first by (created_at, segment_id), and a segment's members by member_id (the
+primary key's order, ``services.api.segment_routes``). The cursor handed
 to clients is opaque: base64url of a small JSON document naming the last row's keys.
 A cursor is decoded only if every key is one a stored row can have (a bigint, a time in
 the business-time window, storable ids), so a forged one never reaches the database.
@@ -187,6 +189,41 @@ def decode_quarantine_cursor(cursor: str, bounds: BusinessTimeBounds) -> Quarant
         shop_id=_identifier(document, "sh"),
         member_id=_identifier(document, "m"),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentKey:
+    """Position in a shop's segments: the last one's (created_at, segment_id)."""
+
+    created_at: datetime
+    segment_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentMemberKey:
+    """Position in a segment's members: the segment listed and the last member id."""
+
+    segment_id: str
+    member_id: str
+
+
+def encode_segment_cursor(key: SegmentKey) -> str:
+    return _encode({"k": "g", "t": key.created_at.isoformat(), "i": key.segment_id})
+
+
+def decode_segment_cursor(cursor: str, bounds: BusinessTimeBounds) -> SegmentKey:
+    """Segments are created at wall-clock times, which lie in the business-time window too."""
+    document = _decode(cursor, "g")
+    return SegmentKey(created_at=_time(document, bounds), segment_id=_identifier(document, "i"))
+
+
+def encode_segment_member_cursor(key: SegmentMemberKey) -> str:
+    return _encode({"k": "gm", "g": key.segment_id, "m": key.member_id})
+
+
+def decode_segment_member_cursor(cursor: str, bounds: BusinessTimeBounds) -> SegmentMemberKey:
+    document = _decode(cursor, "gm")
+    return SegmentMemberKey(segment_id=_identifier(document, "g"), member_id=_identifier(document, "m"))
 
 
 @dataclass(frozen=True, slots=True)

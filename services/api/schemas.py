@@ -7,7 +7,7 @@ through a float; datetimes are RFC 3339 with an offset.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
 
@@ -206,3 +206,84 @@ class QuarantinePage(BaseModel):
 
     items: list[QuarantinedMember]
     next_cursor: str | None
+
+
+# --- segments ---------------------------------------------------------------------------------
+
+_DEFINITION_EXAMPLE = {
+    "all": [
+        {"field": "tier", "op": ">=", "value": "vip"},
+        {"field": "days_since_last_order", "op": "between", "value": [30, 90]},
+        {"not": {"tag": "manual.do_not_contact"}},
+    ]
+}
+Definition = Annotated[
+    dict[str, Any],
+    Field(
+        description="The audience definition (docs/api.md, Segments): all, any, not, tag or a field comparison.",
+        examples=[_DEFINITION_EXAMPLE],
+    ),
+]
+
+
+class SegmentRequest(BaseModel):
+    """A segment to save: POST creates it (version 1), PUT saves its next version."""
+
+    name: str = Field(min_length=1, max_length=200, strict=True, examples=["VIPs gone quiet"])
+    description: str | None = Field(default=None, max_length=2000, strict=True)
+    definition: Definition
+
+
+class SegmentPreviewRequest(BaseModel):
+    definition: Definition
+
+
+class Segment(BaseModel):
+    """A saved segment at one of its versions, its definition as stored."""
+
+    segment_id: str = Field(examples=["seg_5f0c6e2a9b1d4c3e8f7a6b5c"])
+    name: str
+    description: str | None
+    definition: dict[str, Any]
+    version: int = Field(description="The version shown.")
+    latest_version: int = Field(description="The segment's current version.")
+    created_at: datetime
+    updated_at: datetime
+    archived_at: datetime | None = Field(description="Set once the segment is archived (DELETE).")
+
+
+class SegmentDetail(Segment):
+    size: int = Field(description="Members the definition selects now (at the wall clock).")
+
+
+class SegmentPage(BaseModel):
+    """A shop's segments, oldest first; pass ``next_cursor`` back as ``cursor``."""
+
+    items: list[Segment]
+    next_cursor: str | None
+
+
+class SegmentMember(BaseModel):
+    member_id: str
+    tier: str | None
+    stage: str | None = Field(examples=["active"], description="The lifecycle stage.")
+    net_spend: str = Field(pattern=MONEY_PATTERN, examples=["129.00"])
+    paid_orders: int
+    points_balance: int
+    score: int
+    marketing_consent: bool
+    joined_at: datetime | None
+    last_order_at: datetime | None
+    tags: list[str] = Field(description="Built-in and external tag ids (manual tags are not listed).")
+
+
+class SegmentMemberPage(BaseModel):
+    """The segment's members now, by member_id; pass ``next_cursor`` back as ``cursor``."""
+
+    items: list[SegmentMember]
+    next_cursor: str | None
+
+
+class SegmentPreview(BaseModel):
+    size: int = Field(description="Members the definition selects now.")
+    sample: list[str] = Field(description="The first member ids (up to 20), by member_id.")

@@ -4,8 +4,8 @@ Schemathesis reads the API's own OpenAPI document and sends, for every operation
 documented examples, boundary cases and generated requests, valid and invalid (NUL
 characters included), with a full bearer token. Every answer must be documented: no
 5xx, a status code the operation lists, the content type and body schema it lists.
-A member, its ledger, actions, outcomes and a quarantine row are seeded under the ids
-the document gives as examples, so the examples phase reaches real rows.
+A member, its ledger, actions, outcomes, a quarantine row and a segment are seeded under
+the ids the document gives as examples, so the examples phase reaches real rows.
 
 The real process also answers a few hostile requests that only a socket can send:
 bodies over the limit with a declared length (answered before the body is sent) and
@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.api.app import create_app
 from shared.contract.actions import NotificationOutcome
-from shared.db.schema import actions, metadata, notifications, quarantined_members
+from shared.db.schema import actions, metadata, notifications, quarantined_members, segment_versions, segments
 from shared.playbook_file import load_playbook
 from shared.settings import Settings
 from tests.builders import (
@@ -60,6 +60,7 @@ pytestmark = pytest.mark.integration
 TOKEN = "fuzz-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SHOP, MEMBER = "shop-1", "m-1001"  # the path examples of the OpenAPI document
+SEGMENT = "seg_5f0c6e2a9b1d4c3e8f7a6b5c"
 BASE = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
 # Bounded so the whole module stays well under a minute in CI.
 EXAMPLES_PER_OPERATION = 40
@@ -93,6 +94,11 @@ async def _seed(database_url: str) -> None:
         )
         rows += [(actions, action_row(action)), (notifications, notification_row(outcome))]
     rows.append((quarantined_members, quarantine_row(MEMBER, BASE, shop=SHOP, detail="ValueError while settling")))
+    # A segment under the document's example id, selecting the member, so its routes answer real rows.
+    definition = {"field": "tier", "op": ">=", "value": "member"}
+    segment = {"shop_id": SHOP, "segment_id": SEGMENT, "name": "Members", "version": 1, "created_at": BASE}
+    rows.append((segments, {**segment, "updated_at": BASE}))
+    rows.append((segment_versions, {**segment, "definition": definition}))
     try:
         async with engine.begin() as connection:
             await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
