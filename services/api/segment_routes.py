@@ -141,8 +141,9 @@ def _member(row: Row[Any]) -> dict[str, Any]:
     }
 
 
-def _audience(definition: Node, shop_id: str, playbook: Playbook) -> Audience:
-    return Audience(definition, shop_id, playbook.for_shop(shop_id), datetime.now(UTC))
+async def _audience(connection: AsyncConnection, definition: Node, shop_id: str, playbook: Playbook) -> Audience:
+    """The definition's audience now: at the wall clock, with the shop's playbook and RFM edges."""
+    return await segment_query.prepare(connection, definition, shop_id, playbook.for_shop(shop_id), datetime.now(UTC))
 
 
 async def _current(connection: AsyncConnection, shop_id: str, segment_id: str) -> SavedSegment:
@@ -225,7 +226,8 @@ async def preview(shop_id: ShopId, body: SegmentPreviewRequest, engine: Engine, 
     except InvalidDefinitionError as error:
         raise _invalid_definition(error) from None
     async with engine.connect() as connection:
-        size, sample = await segment_query.preview(connection, _audience(definition, shop_id, playbook), PREVIEW_SAMPLE)
+        audience = await _audience(connection, definition, shop_id, playbook)
+        size, sample = await segment_query.preview(connection, audience, PREVIEW_SAMPLE)
     return json_response({"size": size, "sample": sample})
 
 
@@ -260,7 +262,8 @@ async def segment(
             ) from None
         if saved is None:
             raise _not_found(shop_id, segment_id)
-        size = await segment_query.count_members(connection, _audience(_stored_definition(saved), shop_id, playbook))
+        audience = await _audience(connection, _stored_definition(saved), shop_id, playbook)
+        size = await segment_query.count_members(connection, audience)
     return json_response({**_segment(saved), "size": size})
 
 
@@ -329,7 +332,7 @@ async def segment_members(
         raise _invalid_cursor()
     async with engine.connect() as connection:
         saved = await _current(connection, shop_id, segment_id)
-        audience = _audience(_stored_definition(saved), shop_id, playbook)
+        audience = await _audience(connection, _stored_definition(saved), shop_id, playbook)
         rows = await segment_query.page(connection, audience, None if after is None else after.member_id, limit + 1)
     page = rows[:limit]
     next_cursor = None
@@ -368,7 +371,7 @@ async def export(
     """Streams every member of the segment now, read from a server-side cursor in chunks."""
     async with engine.connect() as connection:
         saved = await _current(connection, shop_id, segment_id)
-    audience = _audience(_stored_definition(saved), shop_id, playbook)
+        audience = await _audience(connection, _stored_definition(saved), shop_id, playbook)
     chunks = _csv(engine, audience) if format == "csv" else _jsonl(engine, audience)
     return StreamingResponse(
         chunks,

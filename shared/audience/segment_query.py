@@ -1,42 +1,49 @@
 """Segment definitions compiled to SQL: one boolean expression over ``members``, values as bound parameters.
 
 ``Audience`` is a parsed definition evaluated for one shop at one time; its ``where``
-clause selects exactly the members ``shared.domain.segments.matches`` accepts. The
-compiler keeps the language's two-valued logic: a comparison that SQL would leave
-NULL (a member without a value) is made false with ``IS true``, so ``NOT`` of it is true.
+clause selects exactly the members ``shared.domain.segments.matches`` accepts
+(tests/integration/test_segment_sql_agreement.py). The compiler keeps the language's
+two-valued logic: a comparison that SQL would leave NULL (a member without a value) is
+made false with ``IS true``, so ``NOT`` of it is true.
 
-How each field is read:
+Every comparison is turned, in Python, into plain comparisons of stored columns with
+bound constants, so PostgreSQL computes nothing per member but comparisons (a count over
+a million members is a scan of their rows):
 
-- plain columns (``net_spend``, ``paid_orders``, ``points_balance``, ``score``, the
-  profile text fields, ``marketing_consent``, ``joined_at``, ``last_order_at``) are compared
-  as they are;
+- plain columns (``net_spend``, the profile text fields, ``marketing_consent``,
+  ``joined_at``, ``last_order_at``) are compared as they are; integer columns
+  (``paid_orders``, ``points_balance``, ``score``) with integer bounds (``score > 2.5`` is
+  ``score >= 3``);
 - ``average_order_value`` is compared without a division, ``net_spend op v * paid_orders``
   with ``paid_orders > 0``, so the comparison is exact;
 - ``tier`` by rank: the ladder's codes that satisfy the comparison, ``tier = ANY(codes)``;
 - ``age`` is the year of ``at`` in the member's zone minus ``birth_year``; the year per zone
   is worked out in Python (``LocalYears``: the shop's year and the zones, around New Year,
   in another), so no zone name reaches PostgreSQL's time-zone database;
-- ``days_since_*`` is floor((at − t) / 1 day) in exact numeric arithmetic;
-- ``rfm_segment`` joins the shop's ``rfm_edges`` row, scores the member as
-  ``shared.domain.rfm.rfm_scores`` does (in float8, as Python's floats), and tests the
-  score triple (a cell 0..124) against the cells whose segment the comparison accepts;
+- ``days_since_*`` ≥ n days is the timestamp ``<= at - n days``: floor((at − t) / 1 day)
+  compared by the instants where it changes;
+- ``rfm_segment``: the shop's RFM edges are read first (``prepare``), and each edge turned
+  into the instant, order count or amount where a member's score crosses it
+  (``RfmBounds``, exact against ``shared.domain.rfm.rfm_scores``); the member's score
+  triple is then three ``width_bucket`` lookups, and the comparison a set of cells 0..124;
 - ``{"tag": "manual.x"}`` is an EXISTS over ``member_manual_tags`` unexpired at ``at``; any
   other tag is ``tags @> ARRAY[tag]``, which the GIN index ``ix_members_tags`` serves.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     ColumnElement,
     DateTime,
-    FromClause,
     Integer,
     Numeric,
     Row,
@@ -45,9 +52,7 @@ from sqlalchemy import (
     and_,
     any_,
     case,
-    cast,
     exists,
-    extract,
     false,
     func,
     literal,
@@ -56,12 +61,13 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, aggregate_order_by
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import TypeEngine
 
 from shared.db.schema import member_manual_tags, members, rfm_edges
 from shared.domain.playbook import ShopPlaybook
+from shared.domain.rfm import RfmEdges
 from shared.domain.segments import (
     BETWEEN,
     EQ,
@@ -85,8 +91,9 @@ from shared.domain.segments import (
 
 MONEY: TypeEngine[Any] = Numeric()
 TIME: TypeEngine[Any] = DateTime(timezone=True)
-FLOAT8: TypeEngine[float] = DOUBLE_PRECISION()
-_SECONDS_PER_DAY = 86400
+INTEGER: TypeEngine[Any] = BigInteger()
+CENT = Decimal("0.01")
+_DAY = timedelta(days=1)
 
 # What a page, a sample or an export gives of each member.
 MEMBER_COLUMNS = (
@@ -104,13 +111,11 @@ MEMBER_COLUMNS = (
 )
 MEMBER_FIELDS = tuple(column.name for column in MEMBER_COLUMNS)
 
-# Columns a comparison reads as they are: never NULL ones need no ``IS true``.
-_PLAIN = {
-    "net_spend": (members.c.net_spend, MONEY),
-    "paid_orders": (members.c.paid_orders, MONEY),
-    "points_balance": (members.c.points_balance, MONEY),
-    "score": (members.c.score, MONEY),
-    "marketing_consent": (members.c.marketing_consent, Boolean()),
+# Columns compared as they are; the nullable ones answer ``IS true``.
+_INTEGERS = {
+    "paid_orders": members.c.paid_orders,
+    "points_balance": members.c.points_balance,
+    "score": members.c.score,
 }
 _NULLABLE = {
     "stage": (members.c.stage, Text()),
@@ -122,10 +127,16 @@ _NULLABLE = {
     "joined_at": (members.c.joined_at, TIME),
     "last_order_at": (members.c.last_order_at, TIME),
 }
+_SINCE = {"days_since_last_order": members.c.last_order_at, "days_since_joined": members.c.joined_at}
 
 
 def _bound(value: Any, type_: TypeEngine[Any]) -> ColumnElement[Any]:
     return literal(value, type_)
+
+
+def _definite(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    """True only when ``condition`` is: NULL (a missing value) counts as false."""
+    return condition.is_(true())
 
 
 def _compare(
@@ -137,89 +148,242 @@ def _compare(
     if op == BETWEEN:
         return and_(expression >= _bound(values[0], type_), expression <= _bound(values[1], type_))
     value = _bound(values[0], type_)
+    comparisons = {
+        EQ: expression == value,
+        NE: expression != value,
+        LT: expression < value,
+        LE: expression <= value,
+        GT: expression > value,
+        GE: expression >= value,
+    }
+    return comparisons[op]
+
+
+def _ceiling(value: Decimal) -> int:
+    return int(value.to_integral_value(ROUND_CEILING))
+
+
+def _floor(value: Decimal) -> int:
+    return int(value.to_integral_value(ROUND_FLOOR))
+
+
+def _whole(value: Decimal) -> bool:
+    return value == value.to_integral_value()
+
+
+def _integer_compare(expression: ColumnElement[Any], op: str, values: Sequence[Decimal]) -> ColumnElement[bool]:
+    """``expression op values`` for an integer-valued expression, with integer bounds (exact for any number)."""
+    if op == IN:
+        whole = sorted({int(value) for value in values if _whole(value)})
+        return expression == any_(_bound(whole, ARRAY(INTEGER))) if whole else false()
+    if op == BETWEEN:
+        low, high = values
+        return and_(expression >= _bound(_ceiling(low), INTEGER), expression <= _bound(_floor(high), INTEGER))
+    value = values[0]
+    if op in (EQ, NE):
+        if not _whole(value):
+            return false() if op == EQ else expression.is_not(None)
+        return _compare(expression, op, [int(value)], INTEGER)
+    bounds = {LT: (LT, _ceiling), LE: (LE, _floor), GT: (GT, _floor), GE: (GE, _ceiling)}
+    compared, rounded = bounds[op]
+    return _compare(expression, compared, [rounded(value)], INTEGER)
+
+
+def _numbers(values: Sequence[Any]) -> list[Decimal]:
+    return [value for value in values if isinstance(value, Decimal)]
+
+
+# --- days since: floor((at - t) / 1 day) compared through the instants where it changes ----------
+
+
+def _days_at_least(since: ColumnElement[Any], at: datetime, days: int) -> ColumnElement[bool]:
+    """floor((at − since) / 1 day) >= ``days``, i.e. ``since <= at - days``."""
+    try:
+        return since <= _bound(at - days * _DAY, TIME)
+    except OverflowError:  # before year 1 (no stored time) or after 9999 (every one)
+        return false() if days > 0 else since.is_not(None)
+
+
+def _days_compare(since: ColumnElement[Any], at: datetime, op: str, values: Sequence[Decimal]) -> ColumnElement[bool]:
+    def at_least(days: int) -> ColumnElement[bool]:
+        return _days_at_least(since, at, days)
+
+    def at_most(days: int) -> ColumnElement[bool]:
+        return and_(since.is_not(None), not_(at_least(days + 1)))
+
+    def equal(value: Decimal) -> ColumnElement[bool]:
+        return and_(at_least(int(value)), at_most(int(value))) if _whole(value) else false()
+
+    if op == IN:
+        return or_(false(), *(equal(value) for value in values))
+    if op == BETWEEN:
+        return and_(at_least(_ceiling(values[0])), at_most(_floor(values[1])))
+    value = values[0]
     if op == EQ:
-        return expression == value
+        return equal(value)
     if op == NE:
-        return expression != value
-    if op == LT:
-        return expression < value
-    if op == LE:
-        return expression <= value
-    if op == GT:
-        return expression > value
+        return and_(since.is_not(None), not_(equal(value)))
     if op == GE:
-        return expression >= value
-    raise ValueError(f"unknown operator {op!r}")  # pragma: no cover - definitions are parsed first
+        return at_least(_ceiling(value))
+    if op == GT:
+        return at_least(_floor(value) + 1)
+    if op == LE:
+        return at_most(_floor(value))
+    return at_most(_ceiling(value) - 1)  # LT
 
 
-def _definite(condition: ColumnElement[bool]) -> ColumnElement[bool]:
-    """True only when ``condition`` is: NULL (a missing value) counts as false."""
-    return condition.is_(true())
+# --- RFM: each edge as the instant, count or amount where the score crosses it -------------------
+
+_INT_RANGE = 2**62
+# More days than lie between any two times a datetime can hold (years 1 to 9999).
+_DAYS_BEYOND_ANY_TIME = 4_000_000
+_MONEY_RANGE = Decimal(10) ** 15
 
 
-def _floor_days(since: ColumnElement[Any], at: datetime) -> ColumnElement[Any]:
-    """floor((at − since) / 1 day), exactly: ``div`` truncates toward zero, ``mod`` keeps the dividend's sign."""
-    seconds = extract("epoch", _bound(at, TIME)) - extract("epoch", since)
-    whole = func.div(seconds, _SECONDS_PER_DAY)
-    return whole - case((func.mod(seconds, _SECONDS_PER_DAY) < 0, 1), else_=0)
+@dataclass(frozen=True, slots=True)
+class RfmBounds:
+    """A shop's RFM edges as thresholds on stored columns, each list ascending.
 
-
-def _count_below(edges: ColumnElement[Any], value: ColumnElement[Any]) -> ColumnElement[Any]:
-    """How many of the four edges lie strictly below ``value``."""
-    terms = [case((edges[index] < value, 1), else_=0) for index in range(1, 5)]
-    return terms[0] + terms[1] + terms[2] + terms[3]
-
-
-def rfm_cell_expression() -> ColumnElement[Any]:
-    """The member's RFM cell (r−1)·25 + (f−1)·5 + (m−1), NULL without a paid order or the shop's edges.
-
-    Recency is computed as ``rfm_scores`` computes it in Python, in float8: the exact seconds
-    between the edges' ``as_of`` and the last order, rounded once to a double, over 86400.
+    For a member who has paid (``last_order_at`` set), with ``rfm_scores`` giving (r, f, m):
+    r − 1 = ``recency_passed`` + the thresholds in ``recency`` at or before ``last_order_at``,
+    f − 1 = the thresholds in ``frequency`` at or below ``paid_orders``,
+    m − 1 = the thresholds in ``monetary`` at or below ``net_spend`` (a whole number of cents).
     """
-    seconds = cast(extract("epoch", rfm_edges.c.as_of) - extract("epoch", members.c.last_order_at), FLOAT8)
-    recency = func.greatest(_bound(0.0, FLOAT8), seconds / _bound(float(_SECONDS_PER_DAY), FLOAT8))
-    r_below = _count_below(rfm_edges.c.recency_days, recency)
-    f_below = _count_below(rfm_edges.c.frequency, cast(members.c.paid_orders, FLOAT8))
-    m_below = _count_below(rfm_edges.c.monetary, cast(members.c.net_spend, FLOAT8))
-    scored = and_(
-        members.c.last_order_at.is_not(None),
-        func.cardinality(rfm_edges.c.recency_days) == 4,
-        func.cardinality(rfm_edges.c.frequency) == 4,
-        func.cardinality(rfm_edges.c.monetary) == 4,
-    )
-    return case((scored, (4 - r_below) * 25 + f_below * 5 + m_below))
+
+    recency: tuple[datetime, ...]
+    recency_passed: int
+    frequency: tuple[int, ...]
+    monetary: tuple[Decimal, ...]
+
+    @classmethod
+    def of(cls, edges: RfmEdges) -> RfmBounds:
+        recency, passed = [], 0
+        for edge in edges.recency_days:
+            after = _recency_after(edges.as_of, edge)
+            if after is False:
+                passed += 1
+            elif after is not True:
+                recency.append(after)
+        frequency = [count for count in map(_orders_from, edges.frequency) if count is not None]
+        monetary = [amount for amount in map(_cents_from, edges.monetary) if amount is not None]
+        return cls(tuple(sorted(recency)), passed, tuple(sorted(frequency)), tuple(sorted(monetary)))
+
+
+def _recency(microseconds: int) -> float:
+    """Recency in days as ``rfm_scores`` computes it, for a last order ``microseconds`` before the edges' as_of."""
+    return max(0.0, (microseconds / 10**6) / 86400.0)
+
+
+def _recency_after(as_of: datetime, edge: float) -> datetime | bool:
+    """The first instant whose last order no longer counts as older than ``edge`` days (``edge < recency``).
+
+    An order at time t is older than the edge exactly when t is before the instant returned;
+    True: every order is older (a negative edge), False: none is (an edge beyond any time).
+    """
+    if edge < 0:
+        return True
+    if edge >= _DAYS_BEYOND_ANY_TIME:
+        return False
+    # The least whole number of microseconds whose recency exceeds the edge: recency grows with it.
+    low, high = 0, max(1, math.ceil(edge * 86400 * 10**6))
+    while not edge < _recency(high):
+        low, high = high, high * 2
+        if high > 10**19:
+            return False
+    while high - low > 1:
+        middle = (low + high) // 2
+        if edge < _recency(middle):
+            high = middle
+        else:
+            low = middle
+    try:
+        return as_of.astimezone(UTC) - timedelta(microseconds=high) + timedelta(microseconds=1)
+    except OverflowError:
+        return False
+
+
+def _orders_from(edge: float) -> int | None:
+    """The least order count above ``edge`` (``edge < paid_orders``); None when no count is."""
+    least = math.floor(edge) + 1
+    if least > _INT_RANGE:
+        return None
+    return max(least, -_INT_RANGE)
+
+
+def _cents_from(edge: float) -> Decimal | None:
+    """The least amount in cents whose float exceeds ``edge`` (``edge < float(net_spend)``); None when none does."""
+    if edge >= _MONEY_RANGE:
+        return None
+    if edge <= -_MONEY_RANGE:
+        return -_MONEY_RANGE
+    with localcontext() as context:
+        context.prec = 60
+        amount = Decimal(edge).quantize(CENT, rounding=ROUND_FLOOR)  # float(amount) <= edge
+        while not edge < float(amount):
+            amount += CENT
+    return amount
+
+
+def rfm_cell_expression(bounds: RfmBounds) -> ColumnElement[Any]:
+    """The member's cell (r−1)·25 + (f−1)·5 + (m−1); NULL for a member who never paid."""
+    r: ColumnElement[Any] = func.width_bucket(members.c.last_order_at, _bound(list(bounds.recency), ARRAY(TIME)))
+    if bounds.recency_passed:
+        r = r + _bound(bounds.recency_passed, Integer())
+    f = func.width_bucket(members.c.paid_orders, _bound(list(bounds.frequency), ARRAY(INTEGER)))
+    m = func.width_bucket(members.c.net_spend, _bound(list(bounds.monetary), ARRAY(MONEY)))
+    return r * 25 + f * 5 + m
+
+
+async def load_rfm_edges(connection: AsyncConnection, shop_id: str) -> RfmEdges | None:
+    """The shop's RFM edges as the member status reads them; None before any are computed (or with no buyers)."""
+    row = (
+        await connection.execute(
+            select(rfm_edges.c.as_of, rfm_edges.c.recency_days, rfm_edges.c.frequency, rfm_edges.c.monetary).where(
+                rfm_edges.c.shop_id == shop_id
+            )
+        )
+    ).one_or_none()
+    if row is None or not row.recency_days:
+        return None
+    try:
+        return RfmEdges(row.as_of, tuple(row.recency_days), tuple(row.frequency), tuple(row.monetary))
+    except ValueError:  # not four ascending edges: no segment can be told
+        return None
+
+
+# --- the compiler -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class Audience:
-    """A definition evaluated for the members of ``shop_id`` at ``at``, with the shop's playbook."""
+    """A definition evaluated for the members of ``shop_id`` at ``at``, with the shop's playbook and RFM edges."""
 
     definition: Node
     shop_id: str
     shop: ShopPlaybook
     at: datetime
-
-    @property
-    def uses_rfm(self) -> bool:
-        return "rfm_segment" in fields_used(self.definition)
-
-    def source(self) -> FromClause:
-        """``members``, joined to the shop's RFM edges when the definition reads ``rfm_segment``."""
-        if self.uses_rfm:
-            return members.outerjoin(rfm_edges, rfm_edges.c.shop_id == members.c.shop_id)
-        return members
+    edges: RfmEdges | None = None
 
     def where(self) -> ColumnElement[bool]:
         return and_(members.c.shop_id == _bound(self.shop_id, Text()), _Compiler(self).node(self.definition))
 
     def members(self, *columns: Any) -> Select[Any]:
-        return select(*(columns or MEMBER_COLUMNS)).select_from(self.source()).where(self.where())
+        return select(*(columns or MEMBER_COLUMNS)).where(self.where())
+
+
+async def prepare(
+    connection: AsyncConnection, definition: Node, shop_id: str, shop: ShopPlaybook, at: datetime
+) -> Audience:
+    """The audience of ``definition``, with the shop's RFM edges read when the definition needs them."""
+    edges = await load_rfm_edges(connection, shop_id) if "rfm_segment" in fields_used(definition) else None
+    return Audience(definition, shop_id, shop, at, edges)
 
 
 class _Compiler:
     def __init__(self, audience: Audience) -> None:
         self.audience = audience
         self._years: LocalYears | None = None
+        self._rfm: RfmBounds | None = None
 
     def node(self, node: Node) -> ColumnElement[bool]:
         if isinstance(node, AllOf):
@@ -245,30 +409,37 @@ class _Compiler:
 
     def comparison(self, node: Comparison) -> ColumnElement[bool]:
         name, op, values = node.field, node.op, node.values
-        if name in _PLAIN:
-            column, type_ = _PLAIN[name]
-            return _compare(column, op, values, type_)
+        if name == "net_spend":
+            return _compare(members.c.net_spend, op, values, MONEY)
+        if name in _INTEGERS:
+            return _integer_compare(_INTEGERS[name], op, _numbers(values))
+        if name == "marketing_consent":
+            return _compare(members.c.marketing_consent, op, values, Boolean())
         if name in _NULLABLE:
             column, type_ = _NULLABLE[name]
             return _definite(_compare(column, op, values, type_))
+        if name in _SINCE:
+            return _definite(_days_compare(_SINCE[name], self.audience.at, op, _numbers(values)))
+        if name == "age":
+            return _definite(_integer_compare(self.local_year() - members.c.birth_year, op, _numbers(values)))
         if name == "tier":
             ladder = [tier.code for tier in self.audience.shop.tiers]
             codes = tier_codes(ladder, op, [str(value) for value in values])
             return _definite(members.c.tier == any_(_bound(list(codes), ARRAY(Text())))) if codes else false()
         if name == "rfm_segment":
-            cells = rfm_cells(self.audience.shop.rfm.segments, op, [str(value) for value in values])
-            if not cells:
-                return false()
-            return _definite(rfm_cell_expression() == any_(_bound(list(cells), ARRAY(Integer()))))
+            return self.rfm_segment(op, [str(value) for value in values])
         if name == "average_order_value":
-            return self.average_order_value(op, [value for value in values if isinstance(value, Decimal)])
-        if name == "age":
-            return _definite(_compare(self.local_year() - members.c.birth_year, op, values, MONEY))
-        if name == "days_since_last_order":
-            return _definite(_compare(_floor_days(members.c.last_order_at, self.audience.at), op, values, MONEY))
-        if name == "days_since_joined":
-            return _definite(_compare(_floor_days(members.c.joined_at, self.audience.at), op, values, MONEY))
+            return self.average_order_value(op, _numbers(values))
         raise ValueError(f"unknown field {name!r}")  # pragma: no cover - definitions are parsed first
+
+    def rfm_segment(self, op: str, names: list[str]) -> ColumnElement[bool]:
+        edges = self.audience.edges
+        cells = rfm_cells(self.audience.shop.rfm.segments, op, names)
+        if edges is None or not cells:
+            return false()
+        if self._rfm is None:
+            self._rfm = RfmBounds.of(edges)
+        return _definite(rfm_cell_expression(self._rfm) == any_(_bound(list(cells), ARRAY(Integer()))))
 
     def average_order_value(self, op: str, values: list[Decimal]) -> ColumnElement[bool]:
         """net_spend / paid_orders op v, as net_spend op v · paid_orders (paid_orders > 0), exactly."""
@@ -280,21 +451,16 @@ class _Compiler:
             low, high = (_bound(value, MONEY) * orders for value in values)
             matched = and_(spend >= low, spend <= high)
         else:
-            matched = self._scaled(op, values[0])
+            scaled = _bound(values[0], MONEY) * orders
+            matched = {
+                EQ: spend == scaled,
+                NE: spend != scaled,
+                LT: spend < scaled,
+                LE: spend <= scaled,
+                GT: spend > scaled,
+                GE: spend >= scaled,
+            }[op]
         return and_(orders > 0, matched)
-
-    @staticmethod
-    def _scaled(op: str, value: Decimal) -> ColumnElement[bool]:
-        spend, scaled = members.c.net_spend, _bound(value, MONEY) * members.c.paid_orders
-        comparisons = {
-            EQ: spend == scaled,
-            NE: spend != scaled,
-            LT: spend < scaled,
-            LE: spend <= scaled,
-            GT: spend > scaled,
-            GE: spend >= scaled,
-        }
-        return comparisons[op]
 
     def local_year(self) -> ColumnElement[Any]:
         """The year of ``at`` in the member's zone (a known IANA name) or else the shop's."""
@@ -317,7 +483,7 @@ class _Compiler:
 
 
 def count_statement(audience: Audience) -> Select[Any]:
-    return select(func.count()).select_from(audience.source()).where(audience.where())
+    return select(func.count()).select_from(members).where(audience.where())
 
 
 def preview_statement(audience: Audience, sample: int) -> Select[Any]:

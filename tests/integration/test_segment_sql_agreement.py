@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.audience.segment_query import Audience, count_members
+from shared.audience.segment_query import count_members, prepare
 from shared.db.schema import member_manual_tags, members, rfm_edges
 from shared.domain.lifecycle import STAGES
 from shared.domain.rfm import RfmEdges
@@ -198,8 +198,8 @@ async def test_the_sql_selects_exactly_the_members_the_evaluator_accepts(
 ) -> None:
     definition = parse_definition(document)  # tier "gold" and segment "whales" only parse without the vocabulary
     expected = {view.member_id for view in population.views if matches(definition, view, at, RULES, population.edges)}
-    audience = Audience(definition, SHOP, RULES, at)
     async with engine.connect() as connection:
+        audience = await prepare(connection, definition, SHOP, RULES, at)
         rows = await connection.execute(audience.members(members.c.member_id))
         selected = {row.member_id for row in rows}
         size = await count_members(connection, audience)
@@ -218,6 +218,19 @@ EDGE_CASES = [
     _field("days_since_joined", "in", [29, 30, 31]),
     _field("days_since_joined", "between", [0, 30]),
     _field("days_since_last_order", ">", 29.5),
+    _field("days_since_last_order", ">", 30),
+    _field("days_since_last_order", "<", 31),
+    _field("days_since_joined", "<=", 30),
+    _field("days_since_joined", "!=", 30),
+    _field("days_since_joined", "!=", 29.5),
+    _field("days_since_last_order", ">=", 10**15),
+    _field("days_since_last_order", "<", -(10**15)),
+    _field("paid_orders", "!=", 2.5),
+    _field("paid_orders", "in", [2.5, 3]),
+    _field("score", ">", 299.5),
+    _field("score", "<=", 299.5),
+    _field("points_balance", "between", [99.5, 500.5]),
+    _field("age", "!=", 25.5),
     _field("age", "=", 26),
     _field("age", "in", [25, 26]),
     {"not": _field("age", "<", 26)},
@@ -244,7 +257,8 @@ async def test_edge_definitions_agree(population: Population, engine: AsyncEngin
     for at in TIMES:
         expected = {v.member_id for v in population.views if matches(definition, v, at, RULES, population.edges)}
         async with engine.connect() as connection:
-            rows = await connection.execute(Audience(definition, SHOP, RULES, at).members(members.c.member_id))
+            audience = await prepare(connection, definition, SHOP, RULES, at)
+            rows = await connection.execute(audience.members(members.c.member_id))
             assert {row.member_id for row in rows} == expected, (document, at)
 
 
@@ -267,4 +281,5 @@ async def test_the_population_exercises_each_special_field(
         selected = [v for v in population.views if matches(definition, v, at, RULES, population.edges)]
         assert 10 < len(selected) < MEMBERS - 10, (document, at, len(selected))
         async with engine.connect() as connection:
-            assert await count_members(connection, Audience(definition, SHOP, RULES, at)) == len(selected)
+            audience = await prepare(connection, definition, SHOP, RULES, at)
+            assert await count_members(connection, audience) == len(selected)
