@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 from fastapi import APIRouter, Path, Query, Response
@@ -53,6 +53,7 @@ from services.api.schemas import (
 from shared.audience import segment_query
 from shared.audience.segment_query import MEMBER_FIELDS, Audience
 from shared.audience.segment_reads import SegmentVersionNotFoundError, get_segment, list_segments
+from shared.domain.business_time import BusinessTimeBounds
 from shared.domain.money import money
 from shared.domain.playbook import Playbook
 from shared.domain.segments import (
@@ -63,6 +64,8 @@ from shared.domain.segments import (
     parse_definition,
 )
 from shared.usecases.segments import SegmentRefusedError, archive_segment, create_segment, revise_segment
+
+K = TypeVar("K")
 
 # Preview: how many member ids the sample holds (the first by member_id).
 PREVIEW_SAMPLE = 20
@@ -153,7 +156,10 @@ async def _current(connection: AsyncConnection, shop_id: str, segment_id: str) -
     return saved
 
 
-def _checked_cursor(cursor: str | None, decode: Any, playbook: Playbook, shop_id: str) -> Any:
+def _checked_cursor(
+    cursor: str | None, decode: Callable[[str, BusinessTimeBounds], K], playbook: Playbook, shop_id: str
+) -> K | None:
+    """The cursor's key; 422 ``invalid_cursor`` for one this API did not issue for the list."""
     if cursor is None:
         return None
     if len(cursor) > CURSOR_MAX_LENGTH:

@@ -345,7 +345,7 @@ def test_age_is_taken_in_the_members_zone_else_the_shops() -> None:
     assert _holds(_field("age", "between", [26, 26]), shanghai, at=at)
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)  # the first call near New Year reads every zone once
 @given(
     st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2040, 1, 1), timezones=st.just(UTC)),
     st.sampled_from(["Asia/Shanghai", "Pacific/Kiritimati", "Etc/GMT+12", "UTC", "Not/AZone"]),
