@@ -262,7 +262,9 @@ async def redeem(
         _check_time("body.at", body.at, [playbook.for_shop(shop_id).business_time])
     at = body.at or datetime.now(UTC)
     try:
-        done = await redeem_points(units, (shop_id, member_id), body.idempotency_key, body.points, at)
+        done = await redeem_points(
+            units, playbook.for_shop(shop_id), (shop_id, member_id), body.idempotency_key, body.points, at
+        )
     except RedemptionRefusedError as refused:
         code = status.HTTP_404_NOT_FOUND if refused.code == "member_not_found" else status.HTTP_409_CONFLICT
         raise ApiError(code, refused.code, str(refused)) from None

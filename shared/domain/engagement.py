@@ -32,6 +32,7 @@ from shared.domain.membership import refresh_standing, refresh_tier
 from shared.domain.model import ZERO, ActionDecision, Member, Order, RefundRecord, ReviewRecord, ShipmentRecord
 from shared.domain.money import round_money
 from shared.domain.playbook import ShopPlaybook
+from shared.domain.tags import refresh_tags
 
 __all__ = ["MemberContext", "Outcome", "action_id", "apply_event", "settle"]
 
@@ -406,6 +407,7 @@ def _release_parked(context: MemberContext, order_id: str, playbook: ShopPlayboo
 
 
 def settle(context: MemberContext, playbook: ShopPlaybook) -> None:
-    """After a member's events are applied: its standing and next due time, as of its clock."""
+    """After a member's events are applied: its standing, tags and next due time, as of its clock."""
     refresh_standing(context, playbook)
+    refresh_tags(context, playbook)
     context.member.next_due_at = next_due(context, playbook)
