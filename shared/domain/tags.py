@@ -16,6 +16,7 @@ so keeping tags current costs what is due, never a sweep over all members.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -701,3 +702,16 @@ def describe(tag: str) -> str:
     if group == MANUAL:
         return f"set by hand through the API ({name})"
     return tag
+
+
+_MANUAL_NAME = re.compile(r"[a-z0-9_]{1,64}")
+
+
+def manual_tag_problem(tag: str) -> str | None:
+    """Why ``tag`` cannot be set by hand, or None: only ``manual.<name>`` with a short lower-case name."""
+    group, dot, name = tag.partition(".")
+    if group != MANUAL or not dot:
+        return "only tags of the manual group (manual.<name>) can be set through the API"
+    if _MANUAL_NAME.fullmatch(name) is None:
+        return "a manual tag's name is 1 to 64 of a-z, 0-9 and _"
+    return None
