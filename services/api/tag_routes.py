@@ -31,7 +31,13 @@ TagId = Annotated[
 tags_router = APIRouter(
     tags=["tags"],
     dependencies=[Authenticated],
-    responses={status.HTTP_401_UNAUTHORIZED: error_doc("`unauthorized`: the bearer token is missing or unknown.")},
+    responses={
+        status.HTTP_401_UNAUTHORIZED: error_doc("`unauthorized`: the bearer token is missing or unknown."),
+        status.HTTP_413_CONTENT_TOO_LARGE: error_doc(
+            "`payload_too_large`: the request body exceeds API_MAX_BODY_BYTES."
+        ),
+        **invalid_doc(),
+    },
     route_class=ApiRoute,
 )
 
