@@ -36,8 +36,8 @@ def _value(table: Table, name: str) -> str:
     kind = table.c[name].type
     if isinstance(kind, JSONB):
         return f"u.{name}::jsonb"
-    if isinstance(kind, ARRAY):
-        return f"ARRAY(SELECT jsonb_array_elements_text(u.{name}::jsonb))"
+    if isinstance(kind, ARRAY):  # NULL stays NULL, not an empty array
+        return f"CASE WHEN u.{name} IS NOT NULL THEN ARRAY(SELECT jsonb_array_elements_text(u.{name}::jsonb)) END"
     return f"u.{name}"
 
 
@@ -75,6 +75,6 @@ def column_arrays(table: Table, names: Sequence[str], rows: Sequence[Sequence[An
         values = [row[index] for row in rows]
         if isinstance(table.c[name].type, (JSONB, ARRAY)):
             # A str is taken to be JSON text already (e.g. a record's original bytes).
-            values = [value if isinstance(value, str) else dump_json(value) for value in values]
+            values = [value if isinstance(value, str) or value is None else dump_json(value) for value in values]
         params[name] = values
     return params
