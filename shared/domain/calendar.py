@@ -49,7 +49,12 @@ def local_due(day: date, send_at: time, tz: ZoneInfo) -> datetime:
 
 def same_day_in(year: int, month: int, day: int) -> date:
     """The date in ``year``; 29 February falls on 28 February in common years."""
-    return date(_LEAP_YEAR, month, day) + relativedelta(years=year - _LEAP_YEAR)
+    try:
+        return date(year, month, day)
+    except ValueError:
+        if (month, day) != (2, 29):
+            raise
+        return date(year, 2, 28)
 
 
 @lru_cache(maxsize=65536)

@@ -8,6 +8,7 @@ suffixes) before they are looked up; a name not found has no region rather than 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 # China's seven geographic regions, and Hong Kong, Macao and Taiwan, by province (Chinese and pinyin).
 _REGIONS: dict[str, tuple[str, ...]] = {
@@ -52,10 +53,12 @@ def fold_place(name: str) -> str:
     return _SUFFIXES.sub("", folded).strip()
 
 
+@lru_cache(maxsize=4096)
 def region_of(province: str | None) -> str | None:
     return _REGION_OF.get(fold_place(province)) if province else None
 
 
+@lru_cache(maxsize=4096)
 def city_tier(city: str | None) -> int | None:
     """1 for the first-tier cities, 2 for the new first tier, None otherwise."""
     if not city:

@@ -21,11 +21,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 from shared.domain import lifecycle
-from shared.domain.calendar import add_months, local_due, parse_birthday, same_day_in, zone
+from shared.domain.calendar import local_due, parse_birthday, same_day_in, zone
 from shared.domain.decisions import MemberContext
 from shared.domain.model import Member, Order, ReviewRecord
 from shared.domain.playbook import ShopPlaybook
@@ -39,6 +40,7 @@ STAGE_PREFIX = "lifecycle.stage_"
 SCORE_PREFIX = "engagement.score_"
 
 _DAY = timedelta(days=1)
+_days = lru_cache(maxsize=64)(lambda count: timedelta(days=count))
 _YEAR_WINDOW = timedelta(days=365)
 _MIDNIGHT = time(0)
 _AGE_BANDS = ((None, 17, "under_18"), (18, 24, "18_24"), (25, 29, "25_29"), (30, 34, "30_34"), (35, 39, "35_39"),
@@ -82,7 +84,12 @@ class TagDefinition:
 
 @dataclass(slots=True)
 class TagFacts:
-    """What the tests of the built-in tags read, worked out in one pass over the member's orders."""
+    """What the tests of the built-in tags read, worked out once per evaluation.
+
+    One pass over the member's orders gathers the order facts; the calendar facts
+    (birthday and join anniversary weeks and months) are cached by date and zone, as
+    members share them. Time-dependent parts note when they next change (``changes``).
+    """
 
     member: Member
     playbook: ShopPlaybook
@@ -90,22 +97,24 @@ class TagFacts:
     tz: ZoneInfo
     today: date  # ``at``'s local date
     reference: Decimal  # the shop's reference order value R
-    orders: list[Order]  # every order of the member
     paid: list[Order]  # counted paid orders, by payment time
+    birthday: tuple[int, int] | None = None
+    age: int | None = None
+    birthday_flags: tuple[bool, bool, bool, bool] = (False, False, False, False)  # this month, next, week, today
+    anniversary_flags: tuple[bool, bool] = (False, False)  # this week, this month
     recent_categories: set[str] = field(default_factory=set)  # of orders paid within 365 days
     recent_promotions: set[str] = field(default_factory=set)
     recent_seasons: set[str] = field(default_factory=set)
-    reviews: list[ReviewRecord] = field(default_factory=list)
+    orders_seen: set[str] = field(default_factory=set)  # order facts: see ``_ORDER_FACTS``
+    reviews_seen: set[str] = field(default_factory=set)  # review facts: see ``_REVIEW_FACTS``
+    reviews: int = 0
+    last_review_at: datetime | None = None
     completed_refunds: int = 0
     changes: list[datetime] = field(default_factory=list)  # instants after ``at`` when a tag may change
 
     @property
     def offline(self) -> bool:
         return self.member.store_id is not None or self.member.channel == "offline"
-
-    @property
-    def age(self) -> int | None:
-        return self.today.year - self.member.birth_year if self.member.birth_year is not None else None
 
     @property
     def average_order_value(self) -> Decimal | None:
@@ -122,22 +131,48 @@ class TagFacts:
         """Whether ``moment`` lies in the ``days`` up to ``at``; the instant it leaves is a change."""
         if moment is None or moment > self.at:
             return False
-        self.note(moment + timedelta(days=days))
-        return self.at < moment + timedelta(days=days)
+        ends = moment + _days(days)
+        if ends > self.at:
+            self.changes.append(ends)
+            return True
+        return False
 
     def note(self, instant: datetime) -> None:
         if instant > self.at:
             self.changes.append(instant)
+
+    def note_all(self, instants: Iterable[datetime]) -> None:
+        at = self.at
+        self.changes.extend(instant for instant in instants if instant > at)
+
+
+# What one pass over the orders and their reviews notes, by name.
+_ORDER_FACTS: dict[str, Callable[[Order], bool]] = {
+    "full_refund": lambda o: o.paid_amount is not None and 0 < o.paid_amount <= o.refunded_amount,
+    "cancelled": lambda o: o.cancelled_at is not None,
+    "unpaid_open": lambda o: o.created_at is not None and o.paid_at is None and o.cancelled_at is None,
+    "in_transit": lambda o: (
+        o.cancelled_at is None
+        and any(s.shipped_at is not None and s.delivered_at is None for s in o.shipments.values())
+    ),
+    "awaiting_completion": lambda o: o.is_paid and o.completed_at is None and o.cancelled_at is None,
+    "multi_shipment": lambda o: len(o.shipments) >= 2,
+    "review_rewarded": lambda o: o.review_rewarded,
+}
+_REVIEW_FACTS: dict[str, Callable[[ReviewRecord], bool]] = {
+    "photo": lambda r: (r.photos or 0) >= 1,
+    "video": lambda r: (r.videos or 0) >= 1,
+    "detailed": lambda r: (r.text_length or 0) >= 100,
+    "five_star": lambda r: r.rating == 5,
+    "critical": lambda r: (r.rating or 5) <= 2,
+    "follow_up": lambda r: bool(r.appended),
+}
 
 
 def _paid_share(facts: TagFacts, test: Callable[[datetime], bool]) -> bool:
     """At least two paid orders, and at least half of them paid at local times passing ``test``."""
     times = [order.paid_at.astimezone(facts.tz) for order in facts.paid if order.paid_at is not None]
     return len(times) >= 2 and 2 * sum(1 for moment in times if test(moment)) >= len(times)
-
-
-def _any_order(facts: TagFacts, test: Callable[[Order], bool]) -> bool:
-    return any(test(order) for order in facts.orders)
 
 
 def _repurchased_within(facts: TagFacts, days: int) -> bool:
@@ -148,10 +183,6 @@ def _repurchased_within(facts: TagFacts, days: int) -> bool:
 def _age_between(facts: TagFacts, low: int | None, high: int | None) -> bool:
     age = facts.age
     return age is not None and (low is None or age >= low) and (high is None or age <= high)
-
-
-def _reviewed(facts: TagFacts, test: Callable[[ReviewRecord], bool]) -> bool:
-    return any(test(review) for review in facts.reviews)
 
 
 def _stage(facts: TagFacts, *names: str) -> bool:
@@ -177,7 +208,7 @@ _BUILT_IN: tuple[tuple[str, str, _Test], ...] = (
         for low, high, name in _AGE_BANDS
     ),
     ("profile.age_unknown", "no birth_year given", lambda f: f.member.birth_year is None),
-    ("profile.birthday_known", "a valid birthday is on file", lambda f: _birthday(f.member) is not None),
+    ("profile.birthday_known", "a valid birthday is on file", lambda f: f.birthday is not None),
     ("profile.offline_member", "the member has a store_id or joined on channel offline", lambda f: f.offline),
     ("profile.online_member", "not an offline member", lambda f: not f.offline),
     (
@@ -214,7 +245,7 @@ _BUILT_IN: tuple[tuple[str, str, _Test], ...] = (
         "gender, a birth year or birthday, province and city are all on file",
         lambda f: (
             f.member.gender not in (None, "unknown")
-            and (f.member.birth_year is not None or _birthday(f.member) is not None)
+            and (f.member.birth_year is not None or f.birthday is not None)
             and f.member.province is not None
             and f.member.city is not None
         ),
@@ -251,34 +282,28 @@ _BUILT_IN: tuple[tuple[str, str, _Test], ...] = (
     (
         "purchase.full_refund",
         "an order refunded in full",
-        lambda f: _any_order(f, lambda o: o.paid_amount is not None and 0 < o.paid_amount <= o.refunded_amount),
+        lambda f: "full_refund" in f.orders_seen,
     ),
-    ("purchase.canceller", "an order was cancelled", lambda f: _any_order(f, lambda o: o.cancelled_at is not None)),
+    ("purchase.canceller", "an order was cancelled", lambda f: "cancelled" in f.orders_seen),
     (
         "purchase.unpaid_order_open",
         "an order created and neither paid nor cancelled",
-        lambda f: _any_order(f, lambda o: o.created_at is not None and o.paid_at is None and o.cancelled_at is None),
+        lambda f: "unpaid_open" in f.orders_seen,
     ),
     (
         "purchase.order_in_transit",
         "a shipment shipped and not delivered, on an order not cancelled",
-        lambda f: _any_order(
-            f,
-            lambda o: (
-                o.cancelled_at is None
-                and any(s.shipped_at is not None and s.delivered_at is None for s in o.shipments.values())
-            ),
-        ),
+        lambda f: "in_transit" in f.orders_seen,
     ),
     (
         "purchase.awaiting_completion",
         "a paid order neither completed nor cancelled",
-        lambda f: _any_order(f, lambda o: o.is_paid and o.completed_at is None and o.cancelled_at is None),
+        lambda f: "awaiting_completion" in f.orders_seen,
     ),
     (
         "purchase.multi_shipment_order",
         "an order sent in two shipments or more",
-        lambda f: _any_order(f, lambda o: len(o.shipments) >= 2),
+        lambda f: "multi_shipment" in f.orders_seen,
     ),
     (
         "purchase.multi_category",
@@ -301,30 +326,30 @@ _BUILT_IN: tuple[tuple[str, str, _Test], ...] = (
         lambda f: _paid_share(f, lambda moment: moment.hour >= 22 or moment.hour < 6),
     ),
     # engagement: interaction
-    ("engagement.reviewer", "at least one review", lambda f: bool(f.reviews)),
-    ("engagement.frequent_reviewer", "three reviews or more", lambda f: len(f.reviews) >= 3),
+    ("engagement.reviewer", "at least one review", lambda f: f.reviews >= 1),
+    ("engagement.frequent_reviewer", "three reviews or more", lambda f: f.reviews >= 3),
     (
         "engagement.photo_reviewer",
         "a review with photo_count >= 1",
-        lambda f: _reviewed(f, lambda r: (r.photos or 0) >= 1),
+        lambda f: "photo" in f.reviews_seen,
     ),
     (
         "engagement.video_reviewer",
         "a review with video_count >= 1",
-        lambda f: _reviewed(f, lambda r: (r.videos or 0) >= 1),
+        lambda f: "video" in f.reviews_seen,
     ),
     (
         "engagement.detailed_reviewer",
         "a review of 100 characters or more",
-        lambda f: _reviewed(f, lambda r: (r.text_length or 0) >= 100),
+        lambda f: "detailed" in f.reviews_seen,
     ),
-    ("engagement.five_star_reviewer", "a review rated 5", lambda f: _reviewed(f, lambda r: r.rating == 5)),
-    ("engagement.critical_reviewer", "a review rated 1 or 2", lambda f: _reviewed(f, lambda r: (r.rating or 5) <= 2)),
-    ("engagement.follow_up_reviewer", "an appended review", lambda f: _reviewed(f, lambda r: bool(r.appended))),
+    ("engagement.five_star_reviewer", "a review rated 5", lambda f: "five_star" in f.reviews_seen),
+    ("engagement.critical_reviewer", "a review rated 1 or 2", lambda f: "critical" in f.reviews_seen),
+    ("engagement.follow_up_reviewer", "an appended review", lambda f: "follow_up" in f.reviews_seen),
     (
         "engagement.review_rewarded",
         "points were given for a review",
-        lambda f: _any_order(f, lambda o: o.review_rewarded),
+        lambda f: "review_rewarded" in f.orders_seen,
     ),
     ("engagement.points_holder", "a positive points balance", lambda f: f.member.points_balance > 0),
     ("engagement.points_1000_plus", "a points balance of 1,000 or more", lambda f: f.member.points_balance >= 1000),
@@ -390,23 +415,23 @@ _BUILT_IN: tuple[tuple[str, str, _Test], ...] = (
         lambda f: _stage(f, lifecycle.ACTIVE) and f.member.win_backs >= 1,
     ),
     # dynamic: true for a while, then not, as time passes
-    ("dynamic.birthday_this_month", "the birthday falls in the current local month", lambda f: _birthday_month(f, 0)),
-    ("dynamic.birthday_next_month", "the birthday falls in the next local month", lambda f: _birthday_month(f, 1)),
+    ("dynamic.birthday_this_month", "the birthday falls in the current local month", lambda f: f.birthday_flags[0]),
+    ("dynamic.birthday_next_month", "the birthday falls in the next local month", lambda f: f.birthday_flags[1]),
     (
         "dynamic.birthday_this_week",
         "the birthday falls in the current local week (Monday to Sunday)",
-        lambda f: _birthday_week(f),
+        lambda f: f.birthday_flags[2],
     ),
-    ("dynamic.birthday_today", "the birthday is today, local time", lambda f: _birthday_today(f)),
+    ("dynamic.birthday_today", "the birthday is today, local time", lambda f: f.birthday_flags[3]),
     (
         "dynamic.join_anniversary_this_week",
         "joined one year or more ago, on a day of the current local week",
-        lambda f: _anniversary_week(f),
+        lambda f: f.anniversary_flags[0],
     ),
     (
         "dynamic.join_anniversary_this_month",
         "joined one year or more ago, in the current local month",
-        lambda f: _anniversary_month(f),
+        lambda f: f.anniversary_flags[1],
     ),
     *(
         (
@@ -477,20 +502,23 @@ def _member_for(facts: TagFacts, years: int) -> bool:
     joined = facts.member.joined_at
     if joined is None:
         return False
-    since = add_months(joined, 12 * years)
+    since = _years_after(joined, years)
     facts.note(since)
     return facts.at >= since
 
 
-def _birthday(member: Member) -> tuple[int, int] | None:
-    return parse_birthday(member.birthday) if member.birthday else None
+def _years_after(moment: datetime, years: int) -> datetime:
+    """The same calendar day ``years`` later (29 February on 28 February in common years)."""
+    day = same_day_in(moment.year + years, moment.month, moment.day)
+    return moment.replace(year=day.year, month=day.month, day=day.day)
 
 
-def _midnight(day: date, facts: TagFacts) -> datetime:
-    """The instant ``day`` begins in the member's zone; noted as a change when it is still to come."""
-    instant = local_due(day, _MIDNIGHT, facts.tz)
-    facts.note(instant)
-    return instant
+_parse_birthday = lru_cache(maxsize=4096)(parse_birthday)
+
+
+@lru_cache(maxsize=16384)
+def _day_start(day: date, tz: ZoneInfo) -> datetime:
+    return local_due(day, _MIDNIGHT, tz)
 
 
 def _month_start(year: int, month: int) -> date:
@@ -498,85 +526,61 @@ def _month_start(year: int, month: int) -> date:
     return date(year, month, 1)
 
 
-def _birthday_month(facts: TagFacts, ahead: int) -> bool:
-    """The birthday's month is ``ahead`` months after the current local month.
-
-    The tag changes where a month begins: the month ``ahead`` months before the birthday
-    month, and the one after it, in this year and the next.
-    """
-    birthday = _birthday(facts.member)
-    if birthday is None:
-        return False
-    month = birthday[0]
-    for year in (facts.today.year, facts.today.year + 1):
-        _midnight(_month_start(year, month - ahead), facts)
-        _midnight(_month_start(year, month - ahead + 1), facts)
-    return _month_start(facts.today.year, facts.today.month + ahead).month == month
-
-
 def _week_of(day: date) -> date:
     return day - timedelta(days=day.weekday())
 
 
-def _in_week(facts: TagFacts, month: int, day: int, years: Iterable[int]) -> bool:
-    """Whether the date (``month``, ``day``) of one of ``years`` falls in the current local week.
-
-    Each such week's first and last-plus-one days are noted as changes.
-    """
-    monday = _week_of(facts.today)
-    found = False
-    for year in years:
-        start = _week_of(same_day_in(year, month, day))
-        _midnight(start, facts)
-        _midnight(start + timedelta(days=7), facts)
-        found = found or start == monday
-    return found
+def _weeks(month: int, day: int, years: Iterable[int]) -> list[date]:
+    """The Mondays of the weeks holding (``month``, ``day``) in ``years``."""
+    return [_week_of(same_day_in(year, month, day)) for year in years]
 
 
-def _birthday_week(facts: TagFacts) -> bool:
-    birthday = _birthday(facts.member)
-    if birthday is None:
-        return False
-    year = facts.today.year
-    return _in_week(facts, *birthday, (year - 1, year, year + 1))
+Instants = tuple[datetime, ...]
 
 
-def _birthday_today(facts: TagFacts) -> bool:
-    birthday = _birthday(facts.member)
-    if birthday is None:
-        return False
-    found = False
-    for year in (facts.today.year, facts.today.year + 1):
-        day = same_day_in(year, *birthday)
-        _midnight(day, facts)
-        _midnight(day + _DAY, facts)
-        found = found or day == facts.today
-    return found
+@lru_cache(maxsize=65536)
+def _birthday_calendar(
+    birthday: tuple[int, int], today: date, tz: ZoneInfo
+) -> tuple[tuple[bool, bool, bool, bool], Instants]:
+    """(this month, next month, this week, today) for a birthday seen on local date ``today``, and the
+    instants around it where one of them flips: starts of months, weeks and days, this year and next."""
+    month, day = birthday
+    year = today.year
+    days: list[date] = []
+    for y in (year, year + 1):
+        days += [_month_start(y, month + offset) for offset in (-1, 0, 1)]
+        birthday_day = same_day_in(y, month, day)
+        days += [birthday_day, birthday_day + _DAY]
+    weeks = _weeks(month, day, (year - 1, year, year + 1))
+    days += [*weeks, *(monday + timedelta(days=7) for monday in weeks)]
+    flags = (
+        today.month == month,
+        _month_start(year, today.month + 1).month == month,
+        _week_of(today) in weeks,
+        today == same_day_in(year, month, day),
+    )
+    return flags, tuple(_day_start(d, tz) for d in days)
 
 
-def _joined_day(facts: TagFacts) -> date | None:
-    joined = facts.member.joined_at
-    return joined.astimezone(facts.tz).date() if joined is not None else None
+@lru_cache(maxsize=65536)
+def _anniversary_calendar(joined: date, today: date, tz: ZoneInfo) -> tuple[tuple[bool, bool], Instants]:
+    """(this week, this month) for a join anniversary, one year or more on, seen on local date ``today``,
+    and the instants where one of them flips."""
+    year = today.year
+    weeks = _weeks(joined.month, joined.day, [y for y in (year - 1, year, year + 1) if y > joined.year])
+    days = [*weeks, *(monday + timedelta(days=7) for monday in weeks)]
+    for y in (year, year + 1):
+        if y > joined.year:
+            days += [_month_start(y, joined.month), _month_start(y, joined.month + 1)]
+    flags = (_week_of(today) in weeks, today.month == joined.month and year > joined.year)
+    return flags, tuple(_day_start(d, tz) for d in days)
 
 
-def _anniversary_week(facts: TagFacts) -> bool:
-    joined = _joined_day(facts)
-    if joined is None:
-        return False
-    year = facts.today.year
-    years = [y for y in (year - 1, year, year + 1) if y > joined.year]
-    return _in_week(facts, joined.month, joined.day, years)
-
-
-def _anniversary_month(facts: TagFacts) -> bool:
-    joined = _joined_day(facts)
-    if joined is None:
-        return False
-    for year in (facts.today.year, facts.today.year + 1):
-        if year > joined.year:
-            _midnight(_month_start(year, joined.month), facts)
-            _midnight(_month_start(year, joined.month + 1), facts)
-    return facts.today.month == joined.month and facts.today.year > joined.year
+@lru_cache(maxsize=4096)
+def _age_bands_end(birth_year: int, tz: ZoneInfo) -> Instants:
+    """The local new years on which an age band ends."""
+    years = (birth_year + boundary for boundary in _AGE_BOUNDARIES)
+    return tuple(_day_start(date(year, 1, 1), tz) for year in years if date.min.year <= year <= date.max.year)
 
 
 def _ordered_this_month(facts: TagFacts) -> bool:
@@ -584,7 +588,7 @@ def _ordered_this_month(facts: TagFacts) -> bool:
     if last is None or last > facts.at:
         return False
     local = last.astimezone(facts.tz).date()
-    _midnight(_month_start(local.year, local.month + 1), facts)
+    facts.note(_day_start(_month_start(local.year, local.month + 1), facts.tz))
     return (local.year, local.month) == (facts.today.year, facts.today.month)
 
 
@@ -599,8 +603,7 @@ def _points_expiring(facts: TagFacts, days: int) -> bool:
 
 
 def _reviewed_recently(facts: TagFacts) -> bool:
-    times = [review.at for review in facts.reviews if review.at is not None and review.at <= facts.at]
-    return facts.within(max(times), _REVIEWED_WITHIN) if times else False
+    return facts.within(facts.last_review_at, _REVIEWED_WITHIN)
 
 
 # --- evaluation ---------------------------------------------------------------------------------
@@ -618,13 +621,31 @@ class TagState:
 def _facts(context: MemberContext, playbook: ShopPlaybook, at: datetime) -> TagFacts:
     member = context.member
     tz = zone(member.timezone, playbook.timezone)
-    orders = list(context.orders.values())
+    today = at.astimezone(tz).date()
     paid = sorted(
-        (o for o in orders if o.counted and o.paid_at is not None and o.paid_at <= at),
+        (o for o in context.orders.values() if o.counted and o.paid_at is not None and o.paid_at <= at),
         key=lambda o: (o.paid_at, o.order_id),
     )
-    facts = TagFacts(member, playbook, at, tz, at.astimezone(tz).date(), playbook.reference_order_value, orders, paid)
-    for order in paid:
+    facts = TagFacts(member, playbook, at, tz, today, playbook.reference_order_value, paid)
+    if member.birthday:
+        facts.birthday = _parse_birthday(member.birthday)
+    if facts.birthday is not None:
+        facts.birthday_flags, instants = _birthday_calendar(facts.birthday, today, tz)
+        facts.note_all(instants)
+    if member.joined_at is not None:
+        facts.anniversary_flags, instants = _anniversary_calendar(member.joined_at.astimezone(tz).date(), today, tz)
+        facts.note_all(instants)
+    if member.birth_year is not None:
+        facts.age = today.year - member.birth_year
+        facts.note_all(_age_bands_end(member.birth_year, tz))
+    _gather_orders(facts, context.orders.values())
+    return facts
+
+
+def _gather_orders(facts: TagFacts, orders: Iterable[Order]) -> None:
+    """The order, refund, review and 365-day facts, in one pass."""
+    at, tz = facts.at, facts.tz
+    for order in facts.paid:
         assert order.paid_at is not None
         if not facts.within(order.paid_at, _YEAR_WINDOW.days):
             continue
@@ -636,16 +657,19 @@ def _facts(context: MemberContext, playbook: ShopPlaybook, at: datetime) -> TagF
             for name, (month, first, last) in _PROMOTIONS.items()
             if local.month == month and first <= local.day <= last
         )
+    seen = facts.orders_seen
     for order in orders:
-        facts.reviews.extend(review for review in order.reviews.values() if review.at is not None and review.at <= at)
-        facts.completed_refunds += sum(
-            1 for refund in order.refunds.values() if refund.completed_at is not None and refund.completed_at <= at
-        )
-    if member.birth_year is not None:  # an age band ends where a local year begins
-        for boundary in _AGE_BOUNDARIES:
-            if member.birth_year + boundary <= date.max.year:
-                _midnight(date(member.birth_year + boundary, 1, 1), facts)
-    return facts
+        seen.update(name for name, test in _ORDER_FACTS.items() if name not in seen and test(order))
+        for refund in order.refunds.values():
+            if refund.completed_at is not None and refund.completed_at <= at:
+                facts.completed_refunds += 1
+        for review in order.reviews.values():
+            if review.at is None or review.at > at:
+                continue
+            facts.reviews += 1
+            facts.reviews_seen.update(name for name, test in _REVIEW_FACTS.items() if test(review))
+            if facts.last_review_at is None or review.at > facts.last_review_at:
+                facts.last_review_at = review.at
 
 
 def evaluate(context: MemberContext, playbook: ShopPlaybook, at: datetime) -> TagState:
