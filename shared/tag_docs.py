@@ -37,13 +37,7 @@ answers them in the member status (`tags`, sorted), counts them per shop
 
 **{count} built-in tags** in five groups (below), plus these families:
 
-| family | true when |
-|---|---|
-| `lifecycle.tier_<tier>` | the member's tier code is `<tier>` (one at a time; the default ladder's are listed below) |
-| `engagement.score_<band>` | the engagement score is in band `<band>` (one at a time; the default bands are listed below) |
-| `purchase.category_<category>` | a counted paid order in the last 365 days had an item of that category (lower-case, every non-alphanumeric character as `_`) |
-| `external.<name>` | set or removed by another system with the `member.tags_changed` event ([events.md](events.md)); the latest change by business time wins |
-| `manual.<name>` | set by hand: `PUT /v1/shops/{{shop_id}}/members/{{member_id}}/tags/manual.<name>` (optional `expires_at`), removed with `DELETE`; counts until it expires |
+{families}
 
 **How they are kept current.** Built-in and external tags are evaluated from the
 member's state at its business clock (its latest event or scheduler run), in the
@@ -64,10 +58,35 @@ spaces and suffixes such as 省, 市, 自治区, "Province" ignored).
 """
 
 
+_FAMILIES = (
+    (
+        "lifecycle.tier_<tier>",
+        "the member's tier code is `<tier>` (one at a time; the default ladder's are listed below)",
+    ),
+    ("engagement.score_<band>", "the engagement score is in band `<band>` (one at a time; the default bands below)"),
+    (
+        "purchase.category_<category>",
+        "a counted paid order in the last 365 days had an item of that category "
+        "(lower-case, every non-alphanumeric character as `_`)",
+    ),
+    (
+        "external.<name>",
+        "set or removed by another system with the `member.tags_changed` event ([events.md](events.md)); "
+        "the latest change by business time wins",
+    ),
+    (
+        "manual.<name>",
+        "set by hand: `PUT /v1/shops/{shop_id}/members/{member_id}/tags/manual.<name>` (optional `expires_at`), "
+        "removed with `DELETE`; counts until it expires",
+    ),
+)
+
+
 def render() -> str:
     playbook = load_playbook().default
     definitions = tags.catalogue(playbook)
-    lines = [_INTRO.format(count=len(tags.built_in())).rstrip(), ""]
+    families = "\n".join(["| family | true when |", "|---|---|", *(f"| `{f}` | {text} |" for f, text in _FAMILIES)])
+    lines = [_INTRO.format(count=len(tags.built_in()), families=families).rstrip(), ""]
     for group in tags.GROUPS:
         lines += [f"## {group}", "", _GROUPS[group], "", "| tag | true when |", "|---|---|"]
         lines += [f"| `{d.id}` | {d.description} |" for d in definitions if d.group == group]
