@@ -31,12 +31,14 @@ from shared.domain.events import (
     OrderCancelled,
     OrderCompleted,
     OrderCreated,
+    OrderItem,
     OrderPaid,
     Payload,
     ProfileUpdated,
     RefundEvent,
     ReviewEvent,
     ShipmentEvent,
+    TagsChanged,
 )
 from shared.domain.model import Order, RefundRecord, ReviewRecord
 
@@ -105,31 +107,50 @@ def joined(
     member: str = MEMBER,
     shop: str = SHOP,
     event_id: str | None = None,
+    **attributes: Any,
 ) -> Event:
-    data = MemberJoined(channel, birthday, timezone, marketing_consent)
+    """A ``member.joined``; ``attributes`` give the other profile fields (``gender=``, ``city=`` ...)."""
+    data = MemberJoined(channel, birthday, timezone, marketing_consent, **attributes)
     return domain_event(data, at, member=member, shop=shop, event_id=event_id)
 
 
-def profile_updated(
-    at: datetime,
-    *,
-    birthday: str | None = None,
-    timezone: str | None = None,
-    channel: str | None = None,
-    member: str = MEMBER,
-    event_id: str | None = None,
-) -> Event:
-    return domain_event(ProfileUpdated(birthday, timezone, channel), at, member=member, event_id=event_id)
+def profile_updated(at: datetime, *, member: str = MEMBER, event_id: str | None = None, **profile: Any) -> Event:
+    """A ``member.profile_updated`` giving the profile fields named (``birthday=``, ``gender=``, ``city=`` ...)."""
+    return domain_event(ProfileUpdated(**profile), at, member=member, event_id=event_id)
 
 
 def consent_changed(at: datetime, consent: bool, *, member: str = MEMBER, event_id: str | None = None) -> Event:
     return domain_event(ConsentChanged(consent), at, member=member, event_id=event_id)
 
 
-def order_created(
-    order_id: str, amount: str, at: datetime, *, member: str = MEMBER, event_id: str | None = None
+def tags_changed(
+    at: datetime,
+    *,
+    add: tuple[str, ...] = (),
+    remove: tuple[str, ...] = (),
+    member: str = MEMBER,
+    event_id: str | None = None,
 ) -> Event:
-    return domain_event(OrderCreated(order_id, Decimal(amount), CURRENCY), at, member=member, event_id=event_id)
+    """A ``member.tags_changed``; give ``event_id`` to tell apart two changes at the same time."""
+    return domain_event(TagsChanged(add, remove), at, member=member, event_id=event_id)
+
+
+def item(sku: str = "SKU-1", category: str | None = None, *, quantity: int = 1, unit_price: str = "10.00") -> OrderItem:
+    """One line of an order's ``items``."""
+    return OrderItem(sku, quantity, Decimal(unit_price), category)
+
+
+def order_created(
+    order_id: str,
+    amount: str,
+    at: datetime,
+    *,
+    items: tuple[OrderItem, ...] | None = None,
+    member: str = MEMBER,
+    event_id: str | None = None,
+) -> Event:
+    data = OrderCreated(order_id, Decimal(amount), CURRENCY, items)
+    return domain_event(data, at, member=member, event_id=event_id)
 
 
 def order_paid(
@@ -137,11 +158,12 @@ def order_paid(
     amount: str,
     at: datetime,
     *,
+    items: tuple[OrderItem, ...] | None = None,
     member: str = MEMBER,
     shop: str = SHOP,
     event_id: str | None = None,
 ) -> Event:
-    data = OrderPaid(order_id, Decimal(amount), CURRENCY)
+    data = OrderPaid(order_id, Decimal(amount), CURRENCY, items=items)
     return domain_event(data, at, member=member, shop=shop, event_id=event_id)
 
 

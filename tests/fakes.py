@@ -21,6 +21,13 @@ from shared.domain.model import ActionDecision, LedgerEntry, Member, Order
 from shared.store.unit_of_work import Changes, EventKey, Key, LoadedMembers, ParkedEvent, UnitOfWork, UnitsOfWork
 
 
+class _Removed:
+    """A manual tag removed in this unit of work."""
+
+
+_REMOVED = _Removed()
+
+
 @dataclass(slots=True)
 class InMemoryStore:
     """The tables a unit of work reads and writes."""
@@ -34,6 +41,7 @@ class InMemoryStore:
     outbox: list[ActionDecision] = field(default_factory=list)
     quarantined: dict[Key, dict[str, Any]] = field(default_factory=dict)
     rfm_computed: dict[str, datetime] = field(default_factory=dict)
+    manual_tags: dict[Key, dict[str, datetime | None]] = field(default_factory=dict)  # tag -> expiry
     commits: int = 0
 
     def units(self) -> UnitsOfWork:
@@ -46,15 +54,16 @@ class InMemoryUnitOfWork(UnitOfWork):
         self.changes = Changes()
         self._claimed: set[EventKey] = set()
         self._created: dict[Key, Member] = {}
+        self._tagged: dict[tuple[Key, str], datetime | _Removed | None] = {}
 
     async def __aenter__(self) -> Self:
-        self.changes, self._claimed, self._created = Changes(), set(), {}
+        self.changes, self._claimed, self._created, self._tagged = Changes(), set(), {}, {}
         return self
 
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        self.changes, self._claimed, self._created = Changes(), set(), {}
+        self.changes, self._claimed, self._created, self._tagged = Changes(), set(), {}, {}
 
     async def claim_events(self, keys: Sequence[EventKey]) -> set[EventKey]:
         fresh = set(keys) - self.store.processed - self._claimed
@@ -132,6 +141,16 @@ class InMemoryUnitOfWork(UnitOfWork):
             self.store.members[key].next_due_at = datetime.now(UTC)  # due at once, as the SQL does
         return released
 
+    async def set_manual_tag(self, key: Key, tag: str, expires_at: datetime | None) -> datetime | None:
+        if key not in self.store.members:
+            return None
+        self._tagged[(key, tag)] = expires_at
+        return datetime.now(UTC)
+
+    async def remove_manual_tag(self, key: Key, tag: str) -> bool:
+        self._tagged[(key, tag)] = _REMOVED
+        return key in self.store.members
+
     async def commit(self) -> list[str]:
         store, changes = self.store, self.changes
         store.processed |= self._claimed
@@ -162,6 +181,13 @@ class InMemoryUnitOfWork(UnitOfWork):
                 store.actions[action_id] = decision
                 store.outbox.append(decision)
                 rules.append(decision.rule)
+        for (key, tag), expiry in self._tagged.items():
+            tags = store.manual_tags.setdefault(key, {})
+            if isinstance(expiry, _Removed):
+                tags.pop(tag, None)
+            else:
+                tags[tag] = expiry
+        self._tagged = {}
         store.commits += 1
         self.changes, self._claimed, self._created = Changes(), set(), {}
         return rules

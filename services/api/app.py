@@ -16,6 +16,7 @@ from services.api.middleware import EdgeMiddleware
 from services.api.readiness import KafkaProbe
 from services.api.routes import admin_router, members_router, operations
 from services.api.segment_routes import segments_router
+from services.api.tag_routes import tags_router
 from shared.db.engine import create_engine
 from shared.domain.playbook import Playbook
 from shared.settings import Settings
@@ -82,4 +83,5 @@ def create_app(settings: Settings, playbook: Playbook) -> FastAPI:
     app.include_router(members_router)
     app.include_router(admin_router)
     app.include_router(segments_router)
+    app.include_router(tags_router)
     return app

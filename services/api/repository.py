@@ -65,6 +65,7 @@ class MemberRecord:
     score_parts: dict[str, int]
     last_event_at: datetime | None
     scheduled_until: datetime | None
+    tags: list[str]  # built-in, external and unexpired manual tags, sorted
 
     @property
     def as_of(self) -> datetime | None:
@@ -245,6 +246,10 @@ SELECT m.shop_id, m.member_id, m.joined_at, m.tier, m.tier_since, m.net_spend, m
        m.last_order_at, m.updated_at, m.stage, m.stage_since, m.win_backs, m.qualifying_net_spend,
        m.qualifying_orders, m.points_balance, m.points_next_expiry_at, m.score, m.score_band, m.score_parts,
        m.last_event_at, m.scheduled_until,
+       m.tags || ARRAY(
+           SELECT t.tag FROM member_manual_tags t
+           WHERE t.shop_id = m.shop_id AND t.member_id = m.member_id AND (t.expires_at IS NULL OR t.expires_at > now())
+       ) AS tags,
        e.as_of AS rfm_as_of, e.recency_days, e.frequency, e.monetary,
        CASE WHEN EXISTS (
            SELECT FROM points_ledger c
@@ -270,7 +275,9 @@ async def get_member_status(
         row = await connection.fetchrow(_MEMBER_STATUS_SQL, shop_id, member_id, lead)
     if row is None:
         return None
-    member = MemberRecord(*(row[name] for name in _MEMBER_FIELDS))
+    values = {name: row[name] for name in _MEMBER_FIELDS}
+    values["tags"] = sorted(values["tags"])  # in code-point order, whatever the database's collation
+    member = MemberRecord(**values)
     edges = None
     if row["recency_days"]:  # None without edges; empty when the shop had no buyers when they were computed
         edges = RfmEdges(
@@ -451,3 +458,18 @@ class Listing(Generic[K]):
 ACTIONS = Listing(decode_action_cursor, list_actions, encode_action_cursor)
 NOTIFICATIONS = Listing(decode_notification_cursor, list_notifications, encode_notification_cursor)
 LEDGER = Listing(decode_ledger_cursor, list_ledger, encode_ledger_cursor)
+
+
+_SHOP_TAG_COUNTS = """
+SELECT tag, count(*) AS members FROM members m, unnest(m.tags) AS tag WHERE m.shop_id = $1 GROUP BY tag
+UNION ALL
+SELECT tag, count(*) FROM member_manual_tags
+WHERE shop_id = $1 AND (expires_at IS NULL OR expires_at > now()) GROUP BY tag
+"""
+
+
+async def count_shop_tags(reads: ReadPool, shop_id: str) -> dict[str, int]:
+    """How many of the shop's members carry each tag now (computed, external and unexpired manual tags)."""
+    async with reads.connection() as connection:
+        rows = await connection.fetch(_SHOP_TAG_COUNTS, shop_id)
+    return {row["tag"]: row["members"] for row in rows}

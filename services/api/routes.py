@@ -66,37 +66,37 @@ Cursor = Annotated[
 Responses = dict[int | str, dict[str, Any]]
 
 
-def _error(description: str) -> dict[str, Any]:
+def error_doc(description: str) -> dict[str, Any]:
     return {"model": ErrorResponse, "description": description}
 
 
 _UNAUTHORIZED: Responses = {
-    status.HTTP_401_UNAUTHORIZED: _error("`unauthorized`: the bearer token is missing or unknown.")
+    status.HTTP_401_UNAUTHORIZED: error_doc("`unauthorized`: the bearer token is missing or unknown.")
 }
 _FORBIDDEN: Responses = {
-    status.HTTP_403_FORBIDDEN: _error("`forbidden`: a read-only token (API_READ_TOKENS) on this route.")
+    status.HTTP_403_FORBIDDEN: error_doc("`forbidden`: a read-only token (API_READ_TOKENS) on this route.")
 }
 _TOO_LARGE: Responses = {
-    status.HTTP_413_CONTENT_TOO_LARGE: _error("`payload_too_large`: the request body exceeds API_MAX_BODY_BYTES.")
+    status.HTTP_413_CONTENT_TOO_LARGE: error_doc("`payload_too_large`: the request body exceeds API_MAX_BODY_BYTES.")
 }
 
 
-def _invalid(*codes: str) -> Responses:
+def invalid_doc(*codes: str) -> Responses:
     listed = ", ".join(f"`{code}`" for code in ("invalid_request", "invalid_text", *codes))
-    return {status.HTTP_422_UNPROCESSABLE_CONTENT: _error(f"The request is invalid: {listed}.")}
+    return {status.HTTP_422_UNPROCESSABLE_CONTENT: error_doc(f"The request is invalid: {listed}.")}
 
 
 def _not_found(description: str) -> Responses:
-    return {status.HTTP_404_NOT_FOUND: _error(description)}
+    return {status.HTTP_404_NOT_FOUND: error_doc(description)}
 
 
 _MEMBER_ERRORS: Responses = {
     **_UNAUTHORIZED,
     **_not_found("`member_not_found`: the shop has no such member."),
     **_TOO_LARGE,
-    **_invalid(),
+    **invalid_doc(),
 }
-_LIST_ERRORS: Responses = _invalid("invalid_cursor")
+_LIST_ERRORS: Responses = invalid_doc("invalid_cursor")
 
 operations = APIRouter(tags=["operations"], responses=_TOO_LARGE)
 members_router = APIRouter(
@@ -129,7 +129,7 @@ def _decode_cursor(
         raise _invalid_cursor() from None
 
 
-def _check_time(field: str, at: datetime, bounds: Iterable[BusinessTimeBounds]) -> None:
+def check_time(field: str, at: datetime, bounds: Iterable[BusinessTimeBounds]) -> None:
     """422 ``time_out_of_range`` unless ``at`` lies in every window; the message states the rule."""
     now = datetime.now(UTC)
     for window in bounds:
@@ -247,11 +247,11 @@ async def points_ledger_lines(
     dependencies=[FullAccess],
     responses={
         **_FORBIDDEN,
-        status.HTTP_409_CONFLICT: _error(
+        status.HTTP_409_CONFLICT: error_doc(
             "`insufficient_points`: the balance is short; "
             "`idempotency_key_reused`: the key was used for another number of points."
         ),
-        **_invalid("invalid_json", "time_out_of_range"),
+        **invalid_doc("invalid_json", "time_out_of_range"),
     },
 )
 async def redeem(
@@ -259,10 +259,12 @@ async def redeem(
 ) -> RedeemResponse:
     """Takes points off the balance once per idempotency key; a repeated key returns the first result."""
     if body.at is not None:
-        _check_time("body.at", body.at, [playbook.for_shop(shop_id).business_time])
+        check_time("body.at", body.at, [playbook.for_shop(shop_id).business_time])
     at = body.at or datetime.now(UTC)
     try:
-        done = await redeem_points(units, (shop_id, member_id), body.idempotency_key, body.points, at)
+        done = await redeem_points(
+            units, playbook.for_shop(shop_id), (shop_id, member_id), body.idempotency_key, body.points, at
+        )
     except RedemptionRefusedError as refused:
         code = status.HTTP_404_NOT_FOUND if refused.code == "member_not_found" else status.HTTP_409_CONFLICT
         raise ApiError(code, refused.code, str(refused)) from None
@@ -293,7 +295,7 @@ admin_router = APIRouter(
     response_model=SchedulerRunResponse,
     summary="Run the scheduler",
     dependencies=[FullAccess],
-    responses={**_FORBIDDEN, **_invalid("invalid_json", "time_out_of_range")},
+    responses={**_FORBIDDEN, **invalid_doc("invalid_json", "time_out_of_range")},
 )
 async def run_scheduler(
     body: SchedulerRunRequest, units: Units, playbook: Playbooks, state: State
@@ -303,7 +305,7 @@ async def run_scheduler(
     Idempotent: the same ``as_of`` again emits nothing, and concurrent runs share the work.
     ``as_of`` must lie inside the business-time window of the default playbook and of every shop's.
     """
-    _check_time("body.as_of", body.as_of, _every_window(playbook))
+    check_time("body.as_of", body.as_of, _every_window(playbook))
     report = await Scheduler(units, playbook, state.settings.scheduler_batch_size).run(body.as_of)
     return SchedulerRunResponse.model_validate(report.as_dict())
 
@@ -321,7 +323,7 @@ def _every_window(playbook: Playbook) -> list[BusinessTimeBounds]:
     "/quarantine",
     response_model=QuarantinePage,
     summary="Quarantined members",
-    responses=_invalid("invalid_cursor"),
+    responses=invalid_doc("invalid_cursor"),
 )
 async def quarantine(state: State, cursor: Cursor = None, limit: Limit = 50) -> Response:
     """Members whose stored state the event path could not process, oldest quarantine first.
@@ -339,7 +341,7 @@ async def quarantine(state: State, cursor: Cursor = None, limit: Limit = 50) -> 
     response_model=QuarantinedMember,
     summary="Release a quarantined member",
     dependencies=[FullAccess],
-    responses={**_FORBIDDEN, **_not_found("`not_quarantined`: the member is not in quarantine."), **_invalid()},
+    responses={**_FORBIDDEN, **_not_found("`not_quarantined`: the member is not in quarantine."), **invalid_doc()},
 )
 async def release(shop_id: ShopId, member_id: MemberId, units: Units) -> JSONResponse:
     """Takes the member out of quarantine and makes it due now, so the scheduler looks at it again.

@@ -118,6 +118,10 @@ class MemberStatus(BaseModel):
     points: PointsStatus
     score: ScoreStatus
     rfm: RfmStatus | None = Field(description="Null until the member has paid and the scheduler computed the edges.")
+    tags: list[str] = Field(
+        description="The member's tag ids, sorted: built-in, external and unexpired manual tags (docs/tags.md).",
+        examples=[["dynamic.ordered_last_30_days", "lifecycle.stage_active", "profile.female"]],
+    )
     as_of: datetime | None = Field(description="Business time the state reflects: latest event or scheduler run.")
     updated_at: datetime
 
@@ -287,3 +291,38 @@ class SegmentMemberPage(BaseModel):
 class SegmentPreview(BaseModel):
     size: int = Field(description="Members the definition selects now.")
     sample: list[str] = Field(description="The first member ids (up to 20), by member_id.")
+
+
+class TagDefinitionItem(BaseModel):
+    id: str = Field(examples=["purchase.repeat_buyer"])
+    group: str = Field(examples=["purchase"])
+    description: str = Field(examples=["paid_orders >= 2"])
+
+
+class TagCatalogue(BaseModel):
+    items: list[TagDefinitionItem]
+    next_cursor: None = Field(default=None, description="Always null: the catalogue is not paginated.")
+
+
+class ShopTagItem(TagDefinitionItem):
+    members: int = Field(description="How many of the shop's members carry the tag now.")
+
+
+class ShopTagList(BaseModel):
+    items: list[ShopTagItem]
+    next_cursor: None = Field(default=None, description="Always null: the list is not paginated.")
+
+
+class ManualTagRequest(BaseModel):
+    expires_at: RequestTime | None = Field(
+        default=None,
+        description="When the tag stops counting (RFC 3339 with an offset, in the future); never if omitted.",
+    )
+
+
+class ManualTag(BaseModel):
+    shop_id: str
+    member_id: str
+    tag: str = Field(examples=["manual.vip_event_2026"])
+    expires_at: datetime | None
+    set_at: datetime = Field(description="Wall-clock time the tag (or its latest expiry) was set.")

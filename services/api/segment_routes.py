@@ -36,9 +36,9 @@ from services.api.routes import (
     Limit,
     Responses,
     ShopId,
-    _error,
-    _invalid,
     _invalid_cursor,
+    error_doc,
+    invalid_doc,
 )
 from services.api.routing import ApiRoute
 from services.api.schemas import (
@@ -82,16 +82,16 @@ SegmentId = Annotated[
     ),
 ]
 
-_NOT_FOUND: Responses = {status.HTTP_404_NOT_FOUND: _error("`segment_not_found`: the shop has no such segment.")}
+_NOT_FOUND: Responses = {status.HTTP_404_NOT_FOUND: error_doc("`segment_not_found`: the shop has no such segment.")}
 _ARCHIVED: Responses = {
-    status.HTTP_409_CONFLICT: _error("`segment_archived`: the segment is archived and can no longer change.")
+    status.HTTP_409_CONFLICT: error_doc("`segment_archived`: the segment is archived and can no longer change.")
 }
 
 segments_router = APIRouter(
     prefix="/v1/shops/{shop_id}/segments",
     tags=["segments"],
     dependencies=[Authenticated],
-    responses={**_UNAUTHORIZED, **_TOO_LARGE, **_invalid()},
+    responses={**_UNAUTHORIZED, **_TOO_LARGE, **invalid_doc()},
     route_class=ApiRoute,
 )
 
@@ -176,7 +176,7 @@ def _checked_cursor(
     response_model=Segment,
     summary="Create a segment",
     dependencies=[FullAccess],
-    responses={**_FORBIDDEN, **_invalid("invalid_json", "invalid_definition")},
+    responses={**_FORBIDDEN, **invalid_doc("invalid_json", "invalid_definition")},
 )
 async def create(shop_id: ShopId, body: SegmentRequest, engine: Engine, playbook: Playbooks) -> Response:
     """Saves a definition as a new segment, version 1. The definition is validated against the shop's playbook."""
@@ -195,7 +195,7 @@ async def create(shop_id: ShopId, body: SegmentRequest, engine: Engine, playbook
 
 
 @segments_router.get(
-    "", response_model=SegmentPage, summary="The shop's segments", responses=_invalid("invalid_cursor")
+    "", response_model=SegmentPage, summary="The shop's segments", responses=invalid_doc("invalid_cursor")
 )
 async def segments(
     shop_id: ShopId,
@@ -223,7 +223,7 @@ async def segments(
     response_model=SegmentPreview,
     summary="Preview a definition",
     dependencies=[FullAccess],
-    responses={**_FORBIDDEN, **_invalid("invalid_json", "invalid_definition")},
+    responses={**_FORBIDDEN, **invalid_doc("invalid_json", "invalid_definition")},
 )
 async def preview(shop_id: ShopId, body: SegmentPreviewRequest, engine: Engine, playbook: Playbooks) -> Response:
     """The size of a definition now and its first member ids, without saving anything."""
@@ -242,7 +242,7 @@ async def preview(shop_id: ShopId, body: SegmentPreviewRequest, engine: Engine, 
     response_model=SegmentDetail,
     summary="A segment and its size",
     responses={
-        status.HTTP_404_NOT_FOUND: _error(
+        status.HTTP_404_NOT_FOUND: error_doc(
             "`segment_not_found`: the shop has no such segment; `segment_version_not_found`: it has no such version."
         ),
     },
@@ -278,7 +278,7 @@ async def segment(
     response_model=Segment,
     summary="Save a new version",
     dependencies=[FullAccess],
-    responses={**_FORBIDDEN, **_NOT_FOUND, **_ARCHIVED, **_invalid("invalid_json", "invalid_definition")},
+    responses={**_FORBIDDEN, **_NOT_FOUND, **_ARCHIVED, **invalid_doc("invalid_json", "invalid_definition")},
 )
 async def revise(
     shop_id: ShopId, segment_id: SegmentId, body: SegmentRequest, engine: Engine, playbook: Playbooks
@@ -322,7 +322,7 @@ async def archive(shop_id: ShopId, segment_id: SegmentId, engine: Engine) -> Res
     "/{segment_id}/members",
     response_model=SegmentMemberPage,
     summary="The segment's members",
-    responses={**_NOT_FOUND, **_invalid("invalid_cursor")},
+    responses={**_NOT_FOUND, **invalid_doc("invalid_cursor")},
 )
 async def segment_members(
     shop_id: ShopId,

@@ -81,6 +81,7 @@ def member_status(
         "points": _points(member, ledger, playbook),
         "score": {"value": member.score, "band": member.score_band, "parts": member.score_parts},
         "rfm": _rfm(member, edges, playbook),
+        "tags": member.tags,
         "as_of": member.as_of,
         "updated_at": member.updated_at,
     }

@@ -22,15 +22,25 @@ def _optional_tuple(values: list[Any] | None) -> tuple[Any, ...] | None:
     return tuple(values) if values is not None else None
 
 
+def _items(items: list[Any] | None) -> tuple[domain.OrderItem, ...] | None:
+    if items is None:
+        return None
+    return tuple(domain.OrderItem(item.sku, item.quantity, Decimal(item.unit_price), item.category) for item in items)
+
+
+def _profile(p: Any) -> dict[str, Any]:
+    """The profile fields of ``member.joined`` or ``member.profile_updated``, by their shared names."""
+    return {name: getattr(p, name) for name in domain.PROFILE_FIELDS}
+
+
 def _order_created(event_type: str, p: Any) -> domain.Payload:
-    items = (
-        tuple(domain.OrderItem(item.sku, item.quantity, Decimal(item.unit_price)) for item in p.items)
-        if p.items is not None
-        else None
-    )
     return domain.OrderCreated(
-        p.order_id, Decimal(p.amount), p.currency, items, _optional_tuple(p.coupon_codes), p.channel
+        p.order_id, Decimal(p.amount), p.currency, _items(p.items), _optional_tuple(p.coupon_codes), p.channel
     )
+
+
+def _order_paid(event_type: str, p: Any) -> domain.Payload:
+    return domain.OrderPaid(p.order_id, Decimal(p.amount), p.currency, _optional_tuple(p.coupon_codes), _items(p.items))
 
 
 def _review(event_type: str, p: Any) -> domain.Payload:
@@ -40,13 +50,12 @@ def _review(event_type: str, p: Any) -> domain.Payload:
 
 
 _CONVERTERS: dict[str, Callable[[str, Any], domain.Payload]] = {
-    "member.joined": lambda _, p: domain.MemberJoined(p.channel, p.birthday, p.timezone, p.marketing_consent),
-    "member.profile_updated": lambda _, p: domain.ProfileUpdated(p.birthday, p.timezone, p.channel),
+    "member.joined": lambda _, p: domain.MemberJoined(marketing_consent=p.marketing_consent, **_profile(p)),
+    "member.profile_updated": lambda _, p: domain.ProfileUpdated(**_profile(p)),
     "member.consent_changed": lambda _, p: domain.ConsentChanged(p.marketing_consent),
+    "member.tags_changed": lambda _, p: domain.TagsChanged(tuple(p.add or ()), tuple(p.remove or ())),
     "order.created": _order_created,
-    "order.paid": lambda _, p: domain.OrderPaid(
-        p.order_id, Decimal(p.amount), p.currency, _optional_tuple(p.coupon_codes)
-    ),
+    "order.paid": _order_paid,
     "order.cancelled": lambda _, p: domain.OrderCancelled(p.order_id),
     "order.completed": lambda _, p: domain.OrderCompleted(p.order_id),
     **{

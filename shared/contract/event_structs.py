@@ -19,7 +19,14 @@ import msgspec
 from msgspec import Meta, Struct
 
 from shared.contract.domain_payloads import to_domain
-from shared.contract.events import PAYLOAD_BY_TYPE, check_birthday, check_timezone
+from shared.contract.events import (
+    PAYLOAD_BY_TYPE,
+    check_birth_year,
+    check_birthday,
+    check_profile_update,
+    check_tag_changes,
+    check_timezone,
+)
 from shared.domain import events as domain
 
 Identifier = Annotated[str, Meta(min_length=1, max_length=200)]
@@ -29,6 +36,12 @@ MoneyInteger = Annotated[int, Meta(ge=0, le=999_999_999_999)]
 Money = MoneyText | MoneyInteger
 Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}\Z")]
 Count = Annotated[int, Meta(ge=0)]
+BirthYear = Annotated[int, Meta(ge=1900)]  # and not after the event's year, checked in ``decode_fast``
+Place = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[^\x00]*\Z")]
+StoreId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[^\x00]*\Z")]
+Category = Annotated[str, Meta(min_length=1, max_length=64)]
+ExternalTagId = Annotated[str, Meta(pattern=r"^external\.[a-z0-9_]{1,64}\Z")]
+TagIds = Annotated[list[ExternalTagId], Meta(max_length=100)]
 # RFC 3339 with an offset and at most microseconds, so ``datetime.fromisoformat`` reads the
 # instant pydantic does (pydantic truncates further digits; the pydantic path handles them).
 TimeText = Annotated[
@@ -56,7 +69,15 @@ def _check_profile(birthday: str | None, timezone: str | None) -> None:
         check_timezone(timezone)
 
 
-class MemberJoined(Payload, frozen=True):
+class ProfileAttributes(Payload, frozen=True, kw_only=True):
+    gender: domain.Gender | None = None
+    birth_year: BirthYear | None = None
+    province: Place | None = None
+    city: Place | None = None
+    store_id: StoreId | None = None
+
+
+class MemberJoined(ProfileAttributes, frozen=True):
     channel: Identifier
     birthday: str | None = None
     timezone: str | None = None
@@ -66,14 +87,13 @@ class MemberJoined(Payload, frozen=True):
         _check_profile(self.birthday, self.timezone)
 
 
-class MemberProfileUpdated(Payload, frozen=True):
+class MemberProfileUpdated(ProfileAttributes, frozen=True):
     birthday: str | None = None
     timezone: str | None = None
     channel: Identifier | None = None
 
     def __post_init__(self) -> None:
-        if self.birthday is None and self.timezone is None and self.channel is None:
-            raise ValueError("member.profile_updated needs at least one of birthday, timezone, channel")
+        check_profile_update(self)
         _check_profile(self.birthday, self.timezone)
 
 
@@ -81,10 +101,19 @@ class MemberConsentChanged(Payload, frozen=True):
     marketing_consent: bool
 
 
+class MemberTagsChanged(Payload, frozen=True):
+    add: TagIds | None = None
+    remove: TagIds | None = None
+
+    def __post_init__(self) -> None:
+        check_tag_changes(self.add, self.remove)
+
+
 class OrderItem(Struct, frozen=True):
     sku: Identifier
     quantity: Annotated[int, Meta(ge=1)]
     unit_price: Money
+    category: Category | None = None
 
 
 class OrderCreated(Payload, frozen=True):
@@ -100,6 +129,7 @@ class OrderPaid(Payload, frozen=True):
     order_id: Identifier
     amount: Money
     currency: Currency
+    items: list[OrderItem] | None = None
     coupon_codes: list[Identifier] | None = None
 
 
@@ -136,6 +166,7 @@ STRUCT_BY_PAYLOAD: dict[str, type[Payload]] = {
     "MemberJoined": MemberJoined,
     "MemberProfileUpdated": MemberProfileUpdated,
     "MemberConsentChanged": MemberConsentChanged,
+    "MemberTagsChanged": MemberTagsChanged,
     "OrderCreated": OrderCreated,
     "OrderPaid": OrderPaid,
     "OrderRef": OrderRef,
@@ -179,6 +210,8 @@ def decode_fast(value: bytes) -> domain.Event:
     try:
         parsed = DECODER.decode(value)
         time = datetime.fromisoformat(parsed.time)
+        if isinstance(parsed.data, ProfileAttributes):
+            check_birth_year(parsed.data.birth_year, time)  # the models word the rejection
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, ValueError) as error:
         raise NotOnTheFastPathError from error
     event_type = _TYPE_OF[type(parsed)]

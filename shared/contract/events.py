@@ -8,7 +8,8 @@ model becomes the domain's typed payload through ``domain_payloads.to_domain``.
 from __future__ import annotations
 
 import re
-from datetime import date
+from collections.abc import Sequence
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -21,15 +22,25 @@ from pydantic import (
     Field,
     StrictBool,
     TypeAdapter,
+    ValidationError,
     model_validator,
 )
+from pydantic_core import InitErrorDetails
 
 from shared.contract.domain_payloads import REFUND_STATUS, REVIEW_KIND, SHIPMENT_STATUS
+from shared.domain.events import PROFILE_FIELDS, Gender
 
 Identifier = Annotated[str, Field(min_length=1, max_length=200)]
 Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2, allow_inf_nan=False)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 Count = Annotated[int, Field(ge=0, strict=True)]
+BirthYear = Annotated[int, Field(ge=1900, strict=True)]  # and not after the event's year (``Envelope``)
+# Free text the database keeps and audiences match on: never empty, bounded, without NUL.
+Place = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00]*$")]
+StoreId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00]*$")]
+Category = Annotated[str, Field(min_length=1, max_length=64)]
+ExternalTagId = Annotated[str, Field(pattern=r"^external\.[a-z0-9_]{1,64}$")]
+TagIds = Annotated[list[ExternalTagId], Field(max_length=100)]
 
 _BIRTHDAY = re.compile(r"^(?:(\d{4})-)?(\d{2})-(\d{2})$")
 
@@ -52,6 +63,26 @@ def check_timezone(value: str) -> str:
     return value
 
 
+def check_birth_year(birth_year: int | None, time: datetime) -> None:
+    """A member is not born after the event that states the birth year (the year of ``time`` as given)."""
+    if birth_year is not None and birth_year > time.year:
+        raise ValueError("must not be after the year of the event's time")
+
+
+def check_profile_update(payload: object) -> None:
+    """A profile update changes something: at least one profile field is given."""
+    if all(getattr(payload, name) is None for name in PROFILE_FIELDS):
+        raise ValueError(f"member.profile_updated needs at least one of {', '.join(PROFILE_FIELDS)}")
+
+
+def check_tag_changes(add: Sequence[str] | None, remove: Sequence[str] | None) -> None:
+    """A tag change names a tag, and never sets and removes the same tag at once."""
+    if not add and not remove:
+        raise ValueError("member.tags_changed needs at least one tag id in add or remove")
+    if set(add or ()) & set(remove or ()):
+        raise ValueError("a tag id may not be in both add and remove")
+
+
 Birthday = Annotated[str, AfterValidator(check_birthday)]
 TimeZoneName = Annotated[str, AfterValidator(check_timezone)]
 
@@ -62,22 +93,31 @@ class Payload(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-class MemberJoined(Payload):
+class ProfileAttributes(Payload):
+    """The profile attributes ``member.joined`` and ``member.profile_updated`` may both carry."""
+
+    gender: Gender | None = None
+    birth_year: BirthYear | None = None
+    province: Place | None = None
+    city: Place | None = None
+    store_id: StoreId | None = None
+
+
+class MemberJoined(ProfileAttributes):
     channel: Identifier
     birthday: Birthday | None = None
     timezone: TimeZoneName | None = None
     marketing_consent: StrictBool = True
 
 
-class MemberProfileUpdated(Payload):
+class MemberProfileUpdated(ProfileAttributes):
     birthday: Birthday | None = None
     timezone: TimeZoneName | None = None
     channel: Identifier | None = None
 
     @model_validator(mode="after")
     def _at_least_one(self) -> MemberProfileUpdated:
-        if self.birthday is None and self.timezone is None and self.channel is None:
-            raise ValueError("member.profile_updated needs at least one of birthday, timezone, channel")
+        check_profile_update(self)
         return self
 
 
@@ -85,10 +125,21 @@ class MemberConsentChanged(Payload):
     marketing_consent: StrictBool
 
 
+class MemberTagsChanged(Payload):
+    add: TagIds | None = None
+    remove: TagIds | None = None
+
+    @model_validator(mode="after")
+    def _some_change(self) -> MemberTagsChanged:
+        check_tag_changes(self.add, self.remove)
+        return self
+
+
 class OrderItem(Payload):
     sku: Identifier
     quantity: Annotated[int, Field(ge=1, strict=True)]
     unit_price: Money
+    category: Category | None = None
 
 
 class OrderCreated(Payload):
@@ -104,6 +155,7 @@ class OrderPaid(Payload):
     order_id: Identifier
     amount: Money
     currency: Currency
+    items: list[OrderItem] | None = None
     coupon_codes: list[Identifier] | None = None
 
 
@@ -149,6 +201,23 @@ class Envelope(BaseModel):
     shopid: Identifier
     memberid: Identifier
 
+    @model_validator(mode="after")
+    def _born_by_the_event(self) -> Envelope:
+        """A birth year is checked against the event's time, which the payload alone does not know."""
+        data = getattr(self, "data", None)
+        if isinstance(data, ProfileAttributes):
+            try:
+                check_birth_year(data.birth_year, self.time)
+            except ValueError as error:
+                raise _payload_error("birth_year", data.birth_year, error) from None
+        return self
+
+
+def _payload_error(field: str, value: object, error: ValueError) -> ValidationError:
+    """The error of one payload field found by an envelope check, located at ``data.<field>`` like the others."""
+    detail = InitErrorDetails(type="value_error", loc=("data", field), input=value, ctx={"error": error})
+    return ValidationError.from_exception_data("Envelope", [detail])
+
 
 def _event(type_name: str, payload: type[Payload]) -> Any:
     """An envelope model whose ``type`` is fixed and whose ``data`` is ``payload``."""
@@ -163,6 +232,7 @@ PAYLOAD_BY_TYPE: dict[str, type[Payload]] = {
     "member.joined": MemberJoined,
     "member.profile_updated": MemberProfileUpdated,
     "member.consent_changed": MemberConsentChanged,
+    "member.tags_changed": MemberTagsChanged,
     "order.created": OrderCreated,
     "order.paid": OrderPaid,
     "order.cancelled": OrderRef,

@@ -74,6 +74,7 @@ members = Table(
     Column("store_id", Text),
     # Built-in and external tag ids, sorted; kept current by the event path and the scheduler.
     Column("tags", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("tags_until", TS),
     # The latest business-time change of each external tag: {"<id>": {"present": bool, "at": time}}.
     Column("external_tags", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("created_at", TS, nullable=False, server_default=text("now()")),

@@ -47,9 +47,14 @@ def local_due(day: date, send_at: time, tz: ZoneInfo) -> datetime:
     return local.astimezone(UTC)
 
 
-def _same_day_in(year: int, month: int, day: int) -> date:
+def same_day_in(year: int, month: int, day: int) -> date:
     """The date in ``year``; 29 February falls on 28 February in common years."""
-    return date(_LEAP_YEAR, month, day) + relativedelta(years=year - _LEAP_YEAR)
+    try:
+        return date(year, month, day)
+    except ValueError:
+        if (month, day) != (2, 29):
+            raise
+        return date(year, 2, 28)
 
 
 @lru_cache(maxsize=65536)
@@ -63,13 +68,13 @@ def next_anniversary(joined_at: datetime, after: datetime, tz: ZoneInfo, send_at
     joined = joined_at.astimezone(tz).date()
     years = max(1, after.astimezone(tz).year - joined.year - 1)
     while True:
-        due = local_due(_same_day_in(joined.year + years, joined.month, joined.day), send_at, tz)
+        due = local_due(same_day_in(joined.year + years, joined.month, joined.day), send_at, tz)
         if due > after:
             return years, due
         years += 1
 
 
-def _parse_birthday(text: str) -> tuple[int, int] | None:
+def parse_birthday(text: str) -> tuple[int, int] | None:
     match = _BIRTHDAY.fullmatch(text.strip())
     if match is None:
         return None
@@ -90,13 +95,13 @@ def next_birthday(birthday: str, after: datetime, tz: ZoneInfo, send_at: time) -
     so bad profile data skips the gift instead of failing. 29 February is celebrated on 28 February in
     common years.
     """
-    parsed = _parse_birthday(birthday)
+    parsed = parse_birthday(birthday)
     if parsed is None:
         return None
     month, day = parsed
     year = after.astimezone(tz).year - 1
     while True:
-        due = local_due(_same_day_in(year, month, day), send_at, tz)
+        due = local_due(same_day_in(year, month, day), send_at, tz)
         if due > after:
             return year, due
         year += 1

@@ -20,9 +20,11 @@ from shared.domain.decisions import Decider, MemberContext, money, set_expiries
 from shared.domain.membership import paid_times, refresh_standing, review_tier, tier_timeline
 from shared.domain.model import ActionDecision, Order, ShipmentRecord
 from shared.domain.playbook import ShopPlaybook
+from shared.domain.tags import refresh_tags
 from shared.domain.tiers import lapses_at
 
-MAX_ITEMS_PER_RUN = 10_000  # a guard against a rule that would never stop falling due
+MAX_ITEMS_PER_RUN = 10_000
+TAGS = "tags"  # the due item of a time-dependent tag change  # a guard against a rule that would never stop falling due
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +57,7 @@ def plan(context: MemberContext, playbook: ShopPlaybook) -> list[DueItem]:
 def _pending(context: MemberContext, playbook: ShopPlaybook) -> list[DueItem]:
     """The due items in no particular order: callers mostly need only the earliest."""
     items: list[DueItem] = []
-    for planner in (_member_gifts, _calendar_gifts, _lifecycle, _tier_review, _points):
+    for planner in (_member_gifts, _calendar_gifts, _lifecycle, _tier_review, _points, _tags):
         items.extend(planner(context, playbook))
     journey = _JourneyRules.of(playbook)
     if journey.any:
@@ -166,6 +168,12 @@ def _points(context: MemberContext, playbook: ShopPlaybook) -> list[DueItem]:
     return items
 
 
+def _tags(context: MemberContext, playbook: ShopPlaybook) -> list[DueItem]:
+    """When a tag may next change with time alone: the member's tags are evaluated again then."""
+    until = context.member.tags_until
+    return [DueItem(until, TAGS, "refresh")] if until is not None else []
+
+
 def _journey(order: Order, rules: _JourneyRules) -> list[DueItem]:
     """Care nodes that wait for something not to happen: payment, delivery, a review."""
     items = []
@@ -221,7 +229,8 @@ def run_due(context: MemberContext, playbook: ShopPlaybook, as_of: datetime) -> 
     if member.scheduled_until is None or as_of > member.scheduled_until:
         member.scheduled_until = as_of
     refresh_standing(context, playbook)  # reads the plan's inputs but changes none of them
-    member.next_due_at = _earliest(pending)
+    refresh_tags(context, playbook)  # evaluated once, as of the run, whatever tag changes fell due on the way
+    member.next_due_at = _earliest([item for item in pending if item.rule != TAGS] + _tags(context, playbook))
     return actions
 
 
@@ -304,6 +313,11 @@ def _expiry_reminder(decider: Decider, item: DueItem) -> None:
         )
 
 
+def _tags_due(decider: Decider, item: DueItem) -> None:
+    """Nothing to send: ``run_due`` evaluates the tags once, as of the run, when it is done."""
+    decider.member.tags_until = None
+
+
 def _unpaid(decider: Decider, item: DueItem) -> None:
     order = decider.context.orders[item.order_id or ""]
     order.care_done.append("unpaid_reminder")
@@ -348,4 +362,5 @@ _HANDLERS: dict[str, Callable[[Decider, DueItem], None]] = {
     "unpaid_reminder": _unpaid,
     "delivery_delay_care": _delivery_delay,
     "review_invitation": _invitation,
+    TAGS: _tags_due,
 }

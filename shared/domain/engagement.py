@@ -12,9 +12,11 @@ from datetime import datetime
 from typing import assert_never
 
 from shared.domain import points
+from shared.domain.categories import item_categories
 from shared.domain.decisions import Decider, MemberContext, action_id, money
 from shared.domain.due_rules import next_due
 from shared.domain.events import (
+    PROFILE_FIELDS,
     ConsentChanged,
     Event,
     MemberJoined,
@@ -27,11 +29,22 @@ from shared.domain.events import (
     RefundEvent,
     ReviewEvent,
     ShipmentEvent,
+    TagsChanged,
 )
 from shared.domain.membership import refresh_standing, refresh_tier
-from shared.domain.model import ZERO, ActionDecision, Member, Order, RefundRecord, ReviewRecord, ShipmentRecord
+from shared.domain.model import (
+    ZERO,
+    ActionDecision,
+    ExternalTag,
+    Member,
+    Order,
+    RefundRecord,
+    ReviewRecord,
+    ShipmentRecord,
+)
 from shared.domain.money import round_money
 from shared.domain.playbook import ShopPlaybook
+from shared.domain.tags import refresh_tags
 
 __all__ = ["MemberContext", "Outcome", "action_id", "apply_event", "settle"]
 
@@ -77,13 +90,14 @@ def _member_joined(decider: Decider, data: MemberJoined) -> None:
 
 
 def _set_profile(member: Member, data: MemberJoined | ProfileUpdated, at: datetime) -> None:
-    """Each profile field keeps its latest value by business time, whatever order events arrive in."""
-    if data.birthday is not None and _profile_is_latest(member, "birthday", at):
-        member.birthday = data.birthday
-    if data.timezone is not None and _profile_is_latest(member, "timezone", at):
-        member.timezone = data.timezone
-    if data.channel is not None and _profile_is_latest(member, "channel", at):
-        member.channel = data.channel
+    """Each profile field keeps its latest value by business time, whatever order events arrive in.
+
+    The fields share their names with the member's (``PROFILE_FIELDS``), so one rule applies them all.
+    """
+    for name in PROFILE_FIELDS:
+        value = getattr(data, name)
+        if value is not None and _profile_is_latest(member, name, at):
+            setattr(member, name, value)
 
 
 def _profile_is_latest(member: Member, name: str, at: datetime) -> bool:
@@ -105,12 +119,25 @@ def _set_consent(member: Member, consent: bool, at: datetime) -> None:
         member.marketing_consent, member.consent_at = consent, at
 
 
+def _change_tags(member: Member, data: TagsChanged, at: datetime) -> None:
+    """Each external tag keeps its latest change by business time, so replays and late arrivals agree.
+
+    A change at the same time as the one kept replaces it, as for profile fields.
+    """
+    changes = [(tag, True) for tag in data.add] + [(tag, False) for tag in data.remove]
+    for tag, present in changes:
+        known = member.external_tags.get(tag)
+        if _not_before(known.at if known is not None else None, at):
+            member.external_tags[tag] = ExternalTag(present=present, at=at)
+
+
 def _order_created(decider: Decider, order: Order, data: OrderCreated) -> None:
-    """The order's ``amount`` is the one it was created with, even when the payment was consumed first."""
+    """The order's ``amount`` and items are those it was created with, even when the payment was consumed first."""
     event = decider.event
     if order.created_at is None or event.time < order.created_at:
         order.created_at = event.time
         order.amount = data.amount
+        order.created_categories = item_categories(data.items or ())
 
 
 def _order_paid(decider: Decider, order: Order, data: OrderPaid) -> None:
@@ -119,6 +146,8 @@ def _order_paid(decider: Decider, order: Order, data: OrderPaid) -> None:
         return  # the order was already paid: a second payment event is not a second order
     amount = data.amount
     order.paid_amount, order.paid_at = amount, event.time
+    if data.items is not None:
+        order.paid_categories = item_categories(data.items)  # else the created items' stand
     if order.created_at is None:
         order.amount = amount  # until an order.created says otherwise
     if order.status == "created":
@@ -361,6 +390,8 @@ def _apply_now(context: MemberContext, event: Event, playbook: ShopPlaybook) -> 
         _set_profile(member, data, event.time)
     elif isinstance(data, ConsentChanged):
         _set_consent(member, data.marketing_consent, event.time)
+    elif isinstance(data, TagsChanged):
+        _change_tags(member, data, event.time)
     else:
         order_id = data.order_id
         order = context.orders.get(order_id)
@@ -406,6 +437,7 @@ def _release_parked(context: MemberContext, order_id: str, playbook: ShopPlayboo
 
 
 def settle(context: MemberContext, playbook: ShopPlaybook) -> None:
-    """After a member's events are applied: its standing and next due time, as of its clock."""
+    """After a member's events are applied: its standing, tags and next due time, as of its clock."""
     refresh_standing(context, playbook)
+    refresh_tags(context, playbook)
     context.member.next_due_at = next_due(context, playbook)

@@ -14,6 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar, Literal
 
+Gender = Literal["female", "male", "other", "unknown"]
 ShipmentStatus = Literal["shipped", "in_transit", "out_for_delivery", "delivered", "exception"]
 RefundStatus = Literal["requested", "approved", "rejected", "completed"]
 ReviewKind = Literal["posted", "appended"]
@@ -21,6 +22,22 @@ ReviewKind = Literal["posted", "appended"]
 SHIPMENT_STATUSES: tuple[ShipmentStatus, ...] = ("shipped", "in_transit", "out_for_delivery", "delivered", "exception")
 REFUND_STATUSES: tuple[RefundStatus, ...] = ("requested", "approved", "rejected", "completed")
 REVIEW_KINDS: tuple[ReviewKind, ...] = ("posted", "appended")
+
+PROFILE_FIELDS: tuple[str, ...] = (
+    "birthday",
+    "timezone",
+    "channel",
+    "gender",
+    "birth_year",
+    "province",
+    "city",
+    "store_id",
+)
+"""The member's profile fields, named alike on ``MemberJoined``, ``ProfileUpdated`` and ``Member``.
+
+Each keeps the value of the latest event by business time that gave it, so they are
+applied by name, one rule for all.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +49,11 @@ class MemberJoined:
     birthday: str | None = None  # "MM-DD" or "YYYY-MM-DD", a real date
     timezone: str | None = None  # a known IANA name
     marketing_consent: bool = True
+    gender: Gender | None = None
+    birth_year: int | None = None  # 1900 to the year of the event's time
+    province: str | None = None
+    city: str | None = None
+    store_id: str | None = None  # the offline store the member belongs to
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +66,11 @@ class ProfileUpdated:
     birthday: str | None = None
     timezone: str | None = None
     channel: str | None = None
+    gender: Gender | None = None
+    birth_year: int | None = None
+    province: str | None = None
+    city: str | None = None
+    store_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +82,22 @@ class ConsentChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class TagsChanged:
+    """External tags (``external.<name>``) set on or taken off the member; no id is in both."""
+
+    event_type: ClassVar[str] = "member.tags_changed"
+    order_id: ClassVar[None] = None
+
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class OrderItem:
     sku: str
     quantity: int
     unit_price: Decimal
+    category: str | None = None  # as the producer wrote it; the domain keeps its slug
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +120,7 @@ class OrderPaid:
     amount: Decimal  # what was actually paid
     currency: str
     coupon_codes: tuple[str, ...] | None = None
+    items: tuple[OrderItem, ...] | None = None  # what was paid for, when the producer says
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +184,7 @@ class ReviewEvent:
         return f"review.{self.kind}"
 
 
-MemberPayload = MemberJoined | ProfileUpdated | ConsentChanged
+MemberPayload = MemberJoined | ProfileUpdated | ConsentChanged | TagsChanged
 OrderPayload = OrderCreated | OrderPaid | OrderCancelled | OrderCompleted | ShipmentEvent | RefundEvent | ReviewEvent
 Payload = MemberPayload | OrderPayload
 

@@ -166,6 +166,7 @@ class Member:
     city: str | None = None
     store_id: str | None = None
     tags: list[str] = field(default_factory=list)  # built-in and external tag ids, sorted
+    tags_until: datetime | None = None  # when a tag may next change with time alone (the scheduler's due item)
     external_tags: dict[str, ExternalTag] = field(default_factory=dict)
 
     @property

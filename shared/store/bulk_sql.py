@@ -37,7 +37,8 @@ def _value(table: Table, name: str) -> str:
     if isinstance(kind, JSONB):
         return f"u.{name}::jsonb"
     if isinstance(kind, ARRAY):
-        return f"ARRAY(SELECT jsonb_array_elements_text(u.{name}::jsonb))"
+        # A NULL stays NULL: a nullable array column (``orders.paid_categories``) tells "none given" from "empty".
+        return f"CASE WHEN u.{name} IS NULL THEN NULL ELSE ARRAY(SELECT jsonb_array_elements_text(u.{name}::jsonb)) END"
     return f"u.{name}"
 
 
@@ -73,8 +74,12 @@ def column_arrays(table: Table, names: Sequence[str], rows: Sequence[Sequence[An
     params: dict[str, list[Any]] = {}
     for index, name in enumerate(names):
         values = [row[index] for row in rows]
-        if isinstance(table.c[name].type, (JSONB, ARRAY)):
-            # A str is taken to be JSON text already (e.g. a record's original bytes).
-            values = [value if isinstance(value, str) else dump_json(value) for value in values]
+        kind = table.c[name].type
+        if isinstance(kind, (JSONB, ARRAY)):
+            # A str is taken to be JSON text already (e.g. a record's original bytes); a missing array is NULL.
+            values = [
+                value if isinstance(value, str) or (value is None and isinstance(kind, ARRAY)) else dump_json(value)
+                for value in values
+            ]
         params[name] = values
     return params

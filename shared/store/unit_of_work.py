@@ -24,7 +24,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.domain.decisions import MemberContext
 from shared.domain.model import ActionDecision, LedgerEntry, Member, Order
-from shared.store import action_log, due_claims, event_log, member_rows, points_ledger, quarantine, rfm_edges
+from shared.store import (
+    action_log,
+    due_claims,
+    event_log,
+    manual_tags,
+    member_rows,
+    points_ledger,
+    quarantine,
+    rfm_edges,
+)
 from shared.store.bulk_sql import Key
 from shared.store.event_log import EventKey, ParkedEvent
 from shared.store.member_cache import CachedMember, MemberCache
@@ -114,6 +123,14 @@ class UnitOfWork(abc.ABC):
     @abc.abstractmethod
     async def release_quarantined(self, key: Key) -> dict[str, Any] | None:
         """Takes a member out of quarantine and makes it due now; the released row, or None."""
+
+    @abc.abstractmethod
+    async def set_manual_tag(self, key: Key, tag: str, expires_at: datetime | None) -> datetime | None:
+        """Sets a ``manual.`` tag (or its new expiry); when it was set, or None when the member is unknown."""
+
+    @abc.abstractmethod
+    async def remove_manual_tag(self, key: Key, tag: str) -> bool:
+        """Removes a ``manual.`` tag if carried; whether the member is known."""
 
     @abc.abstractmethod
     async def commit(self) -> list[str]:
@@ -265,6 +282,12 @@ class SqlUnitOfWork(UnitOfWork):
 
     async def release_quarantined(self, key: Key) -> dict[str, Any] | None:
         return await quarantine.release(self.connection, key)
+
+    async def set_manual_tag(self, key: Key, tag: str, expires_at: datetime | None) -> datetime | None:
+        return await manual_tags.set_manual_tag(self.connection, key, tag, expires_at)
+
+    async def remove_manual_tag(self, key: Key, tag: str) -> bool:
+        return await manual_tags.remove_manual_tag(self.connection, key, tag)
 
     async def commit(self) -> list[str]:
         connection, changes = self.connection, self.changes

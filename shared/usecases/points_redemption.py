@@ -5,13 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 
 from shared.domain import redemption
+from shared.domain.playbook import ShopPlaybook
 from shared.domain.redemption import Redemption, RedemptionRefusedError
+from shared.domain.tags import refresh_tags
 from shared.store.unit_of_work import Key, UnitsOfWork
 
 __all__ = ["Redemption", "RedemptionRefusedError", "redeem_points"]
 
 
-async def redeem_points(units: UnitsOfWork, key: Key, idempotency_key: str, wanted: int, at: datetime) -> Redemption:
+async def redeem_points(
+    units: UnitsOfWork, playbook: ShopPlaybook, key: Key, idempotency_key: str, wanted: int, at: datetime
+) -> Redemption:
     """Books a redemption once per idempotency key; a repeated key answers the first booking.
 
     Raises ``RedemptionRefusedError``: ``member_not_found``, ``idempotency_key_reused``, ``insufficient_points``.
@@ -25,6 +29,7 @@ async def redeem_points(units: UnitsOfWork, key: Key, idempotency_key: str, want
         if not done.replayed:
             context.member.points_balance = done.balance
             context.new_ledger.append(done.entry)
+            refresh_tags(context, playbook)  # the balance's tags
             uow.save([context])
             await uow.commit()
         return done

@@ -17,7 +17,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.api.app import create_app
-from shared.db.schema import actions, members, notifications, points_ledger, rfm_edges
+from shared.db.schema import actions, member_manual_tags, members, notifications, points_ledger, rfm_edges
 from shared.domain import points
 from shared.domain.model import LedgerEntry, LedgerKind
 from shared.domain.rfm import RfmEdges, rfm_scores, rfm_segment
@@ -159,7 +159,11 @@ async def test_status_bytes_are_the_documented_shape(client: httpx.AsyncClient, 
                 last_event_at=base + timedelta(days=250, minutes=3),
                 scheduled_until=AS_OF,
                 updated_at=datetime(2026, 1, 11, 1, 0, 2, 120000, tzinfo=UTC),
+                tags=["purchase.repeat_buyer", "lifecycle.stage_at_risk"],
             )
+        )
+        await connection.execute(
+            insert(member_manual_tags).values(shop_id=SHOP, member_id="m-1001", tag="manual.gala", expires_at=None)
         )
         lines = [
             ("earn:o-1", "earn", 230, base, base.replace(year=2027)),
@@ -193,7 +197,8 @@ async def test_status_bytes_are_the_documented_shape(client: httpx.AsyncClient, 
             '"lifecycle":{"stage":"at_risk","since":"2025-12-16T01:03:00Z","win_backs":1},'
             '"points":{"balance":250,"expiring_soon":20,"next_expiry_at":"2026-01-14T01:00:00Z"},'
             '"score":{"value":530,"band":"silver","parts":{"base":270,"purchase":230,"interaction":30}},'
-            '"rfm":null,"as_of":"2026-01-11T01:00:00Z","updated_at":"2026-01-11T01:00:02.120000Z"}'
+            '"rfm":null,"tags":["lifecycle.stage_at_risk","manual.gala","purchase.repeat_buyer"],'
+            '"as_of":"2026-01-11T01:00:00Z","updated_at":"2026-01-11T01:00:02.120000Z"}'
         ).encode()
     )
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.engagement.processor import BatchProcessor
 from shared.db.schema import members
+from shared.domain.playbook import ShopPlaybook
 from shared.store.member_cache import MemberCache
 from shared.store.unit_of_work import SqlUnitOfWork
 from shared.usecases.points_redemption import redeem_points
@@ -54,7 +55,7 @@ async def test_a_change_by_another_writer_is_seen_by_the_next_batch(engine: Asyn
     await processor.process(consumer_records(stream.events))
     balance = int(await stored(engine, "points_balance"))  # type: ignore[call-overload]
     assert balance > 10
-    await redeem_points(SqlUnitOfWork.factory(engine), KEY, "k-1", 10, datetime(2026, 3, 2, tzinfo=UTC))
+    await redeem_points(SqlUnitOfWork.factory(engine), ShopPlaybook(), KEY, "k-1", 10, datetime(2026, 3, 2, tzinfo=UTC))
     async with engine.begin() as connection:  # an operator's repair, outside the service
         await connection.execute(text("UPDATE members SET channel = 'sms' WHERE member_id = 'm-1'"))
 

@@ -58,6 +58,7 @@ def members(draw: st.DrawFn) -> MemberRecord:
         score_parts=draw(st.dictionaries(st.sampled_from(["purchase", "interaction", "base"]), counts)),
         last_event_at=draw(maybe_times),
         scheduled_until=draw(maybe_times),
+        tags=sorted(draw(st.sets(st.text(min_size=3, max_size=40), max_size=6))),
     )
 
 
@@ -115,6 +116,7 @@ def test_status_document_in_the_documented_order_and_formats() -> None:
         score_parts={"purchase": 230, "interaction": 30, "base": 270},
         last_event_at=base + timedelta(days=250, minutes=3),
         scheduled_until=datetime(2026, 1, 11, 1, 0, tzinfo=UTC),
+        tags=["lifecycle.stage_at_risk", "manual.vip_event_2026", "profile.female"],
     )
     expires = datetime(2026, 1, 14, 1, 0, tzinfo=UTC)
     ledger = [LedgerEntry("gift:1", "gift", 20, expires - timedelta(days=365), expires)]
@@ -130,7 +132,7 @@ def test_status_document_in_the_documented_order_and_formats() -> None:
         b'"lifecycle":{"stage":"at_risk","since":"2025-12-16T01:03:00Z","win_backs":1},'
         b'"points":{"balance":250,"expiring_soon":20,"next_expiry_at":"2026-01-14T01:00:00Z"},'
         b'"score":{"value":530,"band":"silver","parts":{"purchase":230,"interaction":30,"base":270}},'
-        b'"rfm":null,"as_of":"2026-01-11T01:00:00Z","updated_at":"2026-01-11T01:00:02.120000Z"}'
+        b'"rfm":null,"tags":["lifecycle.stage_at_risk","manual.vip_event_2026","profile.female"],"as_of":"2026-01-11T01:00:00Z","updated_at":"2026-01-11T01:00:02.120000Z"}'
     )
     assert orjson.loads(body)["tier"]["name"] == "高级会员 Advanced"
 

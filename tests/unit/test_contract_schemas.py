@@ -24,6 +24,10 @@ PLAYBOOK = load_playbook()
 ORDER = "o-20250301-0001"
 SHIPMENT = {"order_id": ORDER, "shipment_id": "s-1", "carrier": "SF Express", "tracking_no": "SF1234567890"}
 REFUND = {"order_id": ORDER, "refund_id": "r-1", "amount": 70, "currency": "CNY", "reason": "damaged cup"}
+ITEMS = [
+    {"sku": "TEA-001", "quantity": 2, "unit_price": "99.00", "category": "Tea"},
+    {"sku": "CUP-010", "quantity": 1, "unit_price": "70.00", "category": "Tea Ware"},
+]
 
 
 def example(event_id: str, family: str, event_type: str, time: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -40,10 +44,28 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         {"channel": "app", "birthday": "05-20", "timezone": "Asia/Shanghai", "marketing_consent": True},
     ),
     "member.profile_updated": example(
-        "evt-0010", "members", "member.profile_updated", "2025-03-04T08:00:00+08:00", {"birthday": "1990-05-20"}
+        "evt-0010",
+        "members",
+        "member.profile_updated",
+        "2025-03-04T08:00:00+08:00",
+        {
+            "birthday": "1990-05-20",
+            "gender": "female",
+            "birth_year": 1990,
+            "province": "Zhejiang",
+            "city": "Hangzhou",
+            "store_id": "store-hz-01",
+        },
     ),
     "member.consent_changed": example(
         "evt-0011", "members", "member.consent_changed", "2025-03-06T21:00:00+08:00", {"marketing_consent": False}
+    ),
+    "member.tags_changed": example(
+        "evt-0021",
+        "members",
+        "member.tags_changed",
+        "2025-03-07T09:00:00+08:00",
+        {"add": ["external.vip_club"], "remove": ["external.newsletter_bounced"]},
     ),
     "order.created": example(
         "evt-0002",
@@ -54,10 +76,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
             "order_id": ORDER,
             "amount": "268.00",
             "currency": "CNY",
-            "items": [
-                {"sku": "TEA-001", "quantity": 2, "unit_price": "99.00"},
-                {"sku": "CUP-010", "quantity": 1, "unit_price": "70.00"},
-            ],
+            "items": ITEMS,
             "coupon_codes": ["WELCOME10"],
             "channel": "app",
         },
@@ -67,7 +86,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "orders",
         "order.paid",
         "2025-03-01T10:21:07+08:00",
-        {"order_id": ORDER, "amount": "258.00", "currency": "CNY", "coupon_codes": ["WELCOME10"]},
+        {"order_id": ORDER, "amount": "258.00", "currency": "CNY", "items": ITEMS, "coupon_codes": ["WELCOME10"]},
     ),
     "order.cancelled": example(
         "evt-0012", "orders", "order.cancelled", "2025-03-01T11:00:00+08:00", {"order_id": "o-20250301-0002"}

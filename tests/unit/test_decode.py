@@ -11,7 +11,17 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from services.engagement.decode import Rejection, decode
-from shared.domain.events import Event, MemberJoined, OrderPaid, Payload, ReviewEvent
+from shared.domain.events import (
+    Event,
+    MemberJoined,
+    OrderCreated,
+    OrderItem,
+    OrderPaid,
+    Payload,
+    ProfileUpdated,
+    ReviewEvent,
+    TagsChanged,
+)
 from shared.playbook_file import parse_playbook
 from tests.builders import envelope
 
@@ -48,6 +58,11 @@ def without(record: dict[str, Any], key: str) -> dict[str, Any]:
 
 def review(rating: int) -> dict[str, Any]:
     return {"order_id": "o-1", "review_id": "rv-1", "rating": rating, "text_length": 10, "photo_count": 0}
+
+
+def line(**fields: Any) -> dict[str, Any]:
+    """An order item of 129.00; ``fields`` add or replace its fields."""
+    return {"sku": "TEA-001", "quantity": 1, "unit_price": "129.00", **fields}
 
 
 def test_a_valid_order_paid_becomes_an_event_with_decimal_money_and_aware_time() -> None:
@@ -246,9 +261,170 @@ SECRET = "buyer.name@example.com"
         envelope(data={"order_id": "o-1", "amount": SECRET, "currency": "CNY"}),
         envelope(data={"order_id": "o-1", "amount": "1.00", "currency": SECRET}),
         envelope("review.posted", data={**review(5), "rating": SECRET}),
+        envelope("member.profile_updated", data={"gender": SECRET}),
+        envelope("member.profile_updated", data={"province": SECRET * 3}),
+        envelope("member.joined", data={"channel": "online", "store_id": SECRET * 6}),
+        envelope("member.tags_changed", data={"add": [SECRET]}),
+        envelope("member.tags_changed", data={"add": ["external.buyer"], "remove": ["external.buyer"]}),
+        envelope(data={"order_id": "o-1", "amount": "1.00", "currency": "CNY", "items": [line(category=SECRET * 3)]}),
     ],
 )
 def test_a_rejection_names_the_field_and_rule_never_the_value(record: dict[str, Any]) -> None:
     rejection = reject(raw(record))
     assert SECRET not in rejection.error
     assert "buyer" not in rejection.error
+
+
+# --- input additions for audiences: profile attributes, item categories, external tags ---------------
+
+ATTRIBUTES: dict[str, Any] = {
+    "gender": "female",
+    "birth_year": 1990,
+    "province": "Zhejiang",
+    "city": "Hangzhou",
+    "store_id": "store-hz-01",
+}
+NEW_YEARS_EVE_IN_NEW_YORK = "2024-12-31T23:30:00-05:00"  # already 2025 in UTC
+NEW_YEARS_DAY_IN_SHANGHAI = "2025-01-01T00:30:00+08:00"  # still 2024 in UTC
+
+
+def paid_with(items: Any) -> dict[str, Any]:
+    return envelope(data={"order_id": "o-1", "amount": "129.00", "currency": "CNY", "items": items})
+
+
+def profile(at: str | None = None, **data: Any) -> dict[str, Any]:
+    return envelope("member.profile_updated", data, **({"at": at} if at else {}))
+
+
+def tags(**data: Any) -> dict[str, Any]:
+    return envelope("member.tags_changed", data)
+
+
+def external(count: int) -> list[str]:
+    return [f"external.tag_{number}" for number in range(count)]
+
+
+ITEM = OrderItem("TEA-001", 1, Decimal("129.00"))
+ACCEPTED_ADDITIONS = [
+    pytest.param(
+        envelope("member.joined", {"channel": "app", **ATTRIBUTES}), MemberJoined("app", **ATTRIBUTES), id="joined"
+    ),
+    pytest.param(profile(**ATTRIBUTES), ProfileUpdated(**ATTRIBUTES), id="profile_all"),
+    *(
+        pytest.param(profile(gender=g), ProfileUpdated(gender=g), id=f"gender_{g}")
+        for g in ("male", "other", "unknown")
+    ),
+    pytest.param(profile(birth_year=1900), ProfileUpdated(birth_year=1900), id="birth_year_1900"),
+    pytest.param(profile(birth_year=2024), ProfileUpdated(birth_year=2024), id="birth_year_of_the_event"),
+    pytest.param(
+        profile(NEW_YEARS_EVE_IN_NEW_YORK, birth_year=2024),
+        ProfileUpdated(birth_year=2024),
+        id="birth_year_of_the_events_own_offset",
+    ),
+    pytest.param(
+        profile(NEW_YEARS_DAY_IN_SHANGHAI, birth_year=2025),
+        ProfileUpdated(birth_year=2025),
+        id="birth_year_of_the_local_new_year",
+    ),
+    pytest.param(profile(province="浙" * 64), ProfileUpdated(province="浙" * 64), id="province_64"),
+    pytest.param(profile(city="杭州"), ProfileUpdated(city="杭州"), id="city"),
+    pytest.param(profile(store_id="s" * 128), ProfileUpdated(store_id="s" * 128), id="store_id_128"),
+    pytest.param(
+        paid_with([line(category="Tea & Cups"), line()]),
+        OrderPaid(
+            "o-1", Decimal("129.00"), "CNY", items=(OrderItem("TEA-001", 1, Decimal("129.00"), "Tea & Cups"), ITEM)
+        ),
+        id="paid_items",
+    ),
+    pytest.param(paid_with([]), OrderPaid("o-1", Decimal("129.00"), "CNY", items=()), id="paid_no_items"),
+    pytest.param(
+        paid_with([line(category="c" * 64)]),
+        OrderPaid("o-1", Decimal("129.00"), "CNY", items=(OrderItem("TEA-001", 1, Decimal("129.00"), "c" * 64),)),
+        id="category_64",
+    ),
+    pytest.param(
+        envelope(
+            "order.created", {"order_id": "o-1", "amount": "129.00", "currency": "CNY", "items": [line(category="Tea")]}
+        ),
+        OrderCreated("o-1", Decimal("129.00"), "CNY", (OrderItem("TEA-001", 1, Decimal("129.00"), "Tea"),)),
+        id="created_item_category",
+    ),
+    pytest.param(tags(add=["external.vip_club"]), TagsChanged(add=("external.vip_club",)), id="tags_add"),
+    pytest.param(tags(remove=["external.vip_club"]), TagsChanged(remove=("external.vip_club",)), id="tags_remove"),
+    pytest.param(
+        tags(add=[], remove=["external.0_9"], note="ignored"),
+        TagsChanged(remove=("external.0_9",)),
+        id="tags_one_empty",
+    ),
+    pytest.param(tags(add=external(100)), TagsChanged(add=tuple(external(100))), id="tags_100"),
+    pytest.param(
+        tags(add=["external.a", "external.a"]), TagsChanged(add=("external.a", "external.a")), id="tags_twice"
+    ),
+    pytest.param(tags(add=["external." + "z" * 64]), TagsChanged(add=("external." + "z" * 64,)), id="tag_name_64"),
+]
+
+REJECTED_ADDITIONS = [
+    pytest.param(profile(gender="Female"), "data.gender: Input should be", id="gender_case"),
+    pytest.param(profile(gender=1), "data.gender: Input should be", id="gender_number"),
+    pytest.param(profile(gender=None), "data: member.profile_updated needs at least one of", id="profile_only_null"),
+    pytest.param(profile(birth_year=1899), "data.birth_year: Input should be greater than", id="birth_year_1899"),
+    pytest.param(
+        profile(birth_year=2025), "data.birth_year: must not be after the year of the event's time", id="born_later"
+    ),
+    pytest.param(
+        envelope("member.joined", {"channel": "app", "birth_year": 2025}),
+        "data.birth_year: must not be after the year of the event's time",
+        id="joined_born_later",
+    ),
+    pytest.param(
+        profile(NEW_YEARS_EVE_IN_NEW_YORK, birth_year=2025),
+        "data.birth_year: must not be after",
+        id="born_in_the_utc_year_only",
+    ),
+    pytest.param(profile(birth_year=10**30), "data.birth_year: must not be after", id="birth_year_huge"),
+    pytest.param(profile(birth_year="1990"), "data.birth_year: Input should be a valid integer", id="birth_year_text"),
+    pytest.param(profile(birth_year=1990.0), "data.birth_year: Input should be a valid integer", id="birth_year_float"),
+    pytest.param(profile(birth_year=True), "data.birth_year: Input should be a valid integer", id="birth_year_bool"),
+    pytest.param(profile(province=""), "data.province: String should have at least 1 character", id="province_empty"),
+    pytest.param(profile(province="p" * 65), "data.province: String should have at most 64", id="province_65"),
+    pytest.param(profile(city="c" * 65), "data.city: String should have at most 64", id="city_65"),
+    pytest.param(profile(store_id="s" * 129), "data.store_id: String should have at most 128", id="store_id_129"),
+    pytest.param(profile(store_id=7), "data.store_id: Input should be a valid string", id="store_id_number"),
+    pytest.param(paid_with([line(category="")]), "data.items.0.category: String should have at least", id="cat_empty"),
+    pytest.param(
+        paid_with([line(category="c" * 65)]), "data.items.0.category: String should have at most", id="cat_65"
+    ),
+    pytest.param(paid_with([line(category=3)]), "data.items.0.category: Input should be a valid string", id="cat_int"),
+    pytest.param(paid_with([{"sku": "a"}]), "data.items.0.quantity: Field required", id="paid_item_incomplete"),
+    pytest.param(paid_with("Tea"), "data.items: Input should be a valid array", id="paid_items_text"),
+    pytest.param(tags(), "data: member.tags_changed needs at least one tag id", id="tags_none"),
+    pytest.param(tags(add=[], remove=[]), "data: member.tags_changed needs at least one tag id", id="tags_empty"),
+    pytest.param(tags(add=None, remove=None), "data: member.tags_changed needs at least one", id="tags_null"),
+    pytest.param(tags(add=["manual.vip"]), "data.add.0: String should match pattern", id="tag_manual"),
+    pytest.param(tags(add=["external."]), "data.add.0: String should match pattern", id="tag_no_name"),
+    pytest.param(tags(add=["external.VIP"]), "data.add.0: String should match pattern", id="tag_upper"),
+    pytest.param(tags(add=["external.a-b"]), "data.add.0: String should match pattern", id="tag_dash"),
+    pytest.param(tags(add=["external.a\n"]), "data.add.0: String should match pattern", id="tag_newline"),
+    pytest.param(tags(add=["external." + "z" * 65]), "data.add.0: String should match pattern", id="tag_name_65"),
+    pytest.param(tags(remove=["external.a", 1]), "data.remove.1: Input should be a valid string", id="tag_number"),
+    pytest.param(tags(add=external(101)), "data.add: List should have at most 100 items", id="tags_101"),
+    pytest.param(tags(add="external.a"), "data.add: Input should be a valid array", id="tags_not_a_list"),
+    pytest.param(
+        tags(add=["external.a", "external.b"], remove=["external.b"]),
+        "data: a tag id may not be in both add and remove",
+        id="tag_added_and_removed",
+    ),
+]
+
+
+@pytest.mark.parametrize(("record", "expected"), ACCEPTED_ADDITIONS)
+def test_audience_inputs_within_the_limits_are_accepted_as_given(record: dict[str, Any], expected: Payload) -> None:
+    assert accept(raw(record)).data == expected
+
+
+@pytest.mark.parametrize(("record", "detail"), REJECTED_ADDITIONS)
+def test_audience_inputs_outside_the_limits_are_invalid_payloads_naming_the_field(
+    record: dict[str, Any], detail: str
+) -> None:
+    rejection = reject(raw(record))
+    assert (rejection.reason, rejection.detail[: len(detail)]) == ("invalid_payload", detail)

@@ -21,6 +21,7 @@ from shared.contract.event_structs import NotOnTheFastPathError, decode_fast
 from shared.domain.events import Event
 from tests.builders import envelope
 from tests.unit.test_contract_schemas import EXAMPLES
+from tests.unit.test_decode import ACCEPTED_ADDITIONS, REJECTED_ADDITIONS
 from tests.workload import workload
 
 
@@ -107,6 +108,31 @@ def test_times_decode_to_the_same_instant_and_offset_or_the_same_rejection(time:
     assert_same_decision(json.dumps(envelope(time=time)).encode())
 
 
+@pytest.mark.parametrize(("record", "expected"), ACCEPTED_ADDITIONS)
+def test_valid_audience_inputs_take_the_fast_path_to_the_same_event(record: dict[str, Any], expected: Any) -> None:
+    value = json.dumps(record).encode()
+    assert outcome(decode_fast(value)) == outcome(validate_with_models(value))
+    assert decode_fast(value).data == expected
+
+
+@pytest.mark.parametrize(("record", "detail"), REJECTED_ADDITIONS)
+def test_invalid_audience_inputs_are_left_to_the_models_and_rejected_alike(record: dict[str, Any], detail: str) -> None:
+    value = json.dumps(record).encode()
+    with pytest.raises(NotOnTheFastPathError):
+        decode_fast(value)
+    assert_same_decision(value)
+
+
+@pytest.mark.parametrize("field", ["province", "city", "store_id"])
+def test_a_nul_in_a_profile_attribute_is_refused_by_both_paths(field: str) -> None:
+    """``decode`` refuses NUL in any text before either path; the models refuse it on their own too."""
+    value = json.dumps(envelope("member.profile_updated", {field: "a\u0000b"})).encode()
+    rejection = validate(value)
+    assert isinstance(rejection, Rejection)
+    assert (rejection.reason, rejection.detail.split(":")[0]) == ("invalid_payload", f"data.{field}")
+    assert_same_decision(value)
+
+
 # --- any record ---------------------------------------------------------------------------------
 
 _TEXT = st.text(alphabet=st.sampled_from("0123456789-:.+TZtz eE aé\t\u00a0\U0001f600"), max_size=32)
@@ -128,8 +154,22 @@ _WILD: st.SearchStrategy[Any] = st.one_of(
     _TIMES,
     st.text(max_size=210),
     st.sampled_from(["", "CNY", "USD", "cny", "CNY\n", "02-29", "2023-02-29", "Asia/Shanghai", "Mars/Base", "1.0"]),
+    st.sampled_from(["female", "Female", "unknown", "Hangzhou", "x" * 64, "x" * 65, "s" * 129, "a\u0000"]),
+    st.sampled_from([1899, 1900, 1990, 2024, 2025, 2031, 10**20]),
     st.lists(st.text(max_size=3), max_size=2),
-    st.dictionaries(st.sampled_from(["sku", "quantity", "unit_price"]), st.integers(0, 3) | st.text(max_size=3)),
+    st.lists(
+        st.sampled_from(["external.vip", "external.vip_2", "external.", "external.A", "manual.vip", 7]), max_size=3
+    ),
+    st.dictionaries(
+        st.sampled_from(["sku", "quantity", "unit_price", "category"]), st.integers(0, 3) | st.text(max_size=3)
+    ),
+    st.lists(
+        st.fixed_dictionaries(
+            {"sku": st.just("a"), "quantity": st.just(1), "unit_price": st.just("1.00")},
+            optional={"category": st.sampled_from(["Tea", "", "c" * 65, None, 3])},
+        ),
+        max_size=2,
+    ),
 )
 _KEYS = st.sampled_from(
     [
@@ -155,6 +195,13 @@ _KEYS = st.sampled_from(
         "data.video_count",
         "data.items",
         "data.coupon_codes",
+        "data.gender",
+        "data.birth_year",
+        "data.province",
+        "data.city",
+        "data.store_id",
+        "data.add",
+        "data.remove",
         "data.shipment_id",
         "data.refund_id",
         "data.review_id",

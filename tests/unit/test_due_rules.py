@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from shared.domain.due_rules import next_due, plan, run_due
+from shared.domain.due_rules import TAGS, next_due, plan, run_due
 from shared.domain.engagement import MemberContext, apply_event, settle
 from shared.domain.model import ActionDecision, Event, Member
 from shared.playbook_file import parse_playbook
@@ -419,14 +419,23 @@ def test_every_scheduled_action_happens_at_its_due_time_in_due_order() -> None:
     assert "review_invitation" not in {a.rule for a in actions if a.variables.get("order_id") == "o-1"}
 
 
+def _next_rule_due(context: MemberContext) -> datetime:
+    """The earliest due item other than a tag change."""
+    return min(item.due_at for item in plan(context, DEFAULT) if item.rule != TAGS)
+
+
 def test_next_due_at_is_the_earliest_pending_due_time() -> None:
     context = consume([joined(JAN31)])
-    assert context.member.next_due_at == JAN31 + 30 * DAY
+    assert _next_rule_due(context) == JAN31 + 30 * DAY
+    # "joined in the last 7 days" ends first: the tags are evaluated again then
+    assert context.member.next_due_at == context.member.tags_until == JAN31 + 7 * DAY
     run_due(context, DEFAULT, JAN31 + 30 * DAY)
-    assert context.member.next_due_at == JAN31 + 100 * DAY
+    assert _next_rule_due(context) == JAN31 + 100 * DAY
+    assert context.member.next_due_at == min(JAN31 + 100 * DAY, context.member.tags_until or JAN31 + 100 * DAY)
     run_due(context, DEFAULT, JAN31 + 100 * DAY)
     # the hundred-day points expire a year later with a reminder 14 days before; the anniversary comes first
-    assert context.member.next_due_at == local(2025, 1, 31)
+    assert _next_rule_due(context) == local(2025, 1, 31)
+    assert context.member.next_due_at == min(item.due_at for item in plan(context, DEFAULT))
 
 
 @pytest.mark.parametrize("as_of_days", [0, 1, 21, 45, 101, 370, 700])

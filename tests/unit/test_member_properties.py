@@ -55,9 +55,10 @@ def _order_specs(draw: st.DrawFn, order_id: str) -> list[Spec]:
     at = draw(st.integers(min_value=3600, max_value=TWO_YEARS))
     specs = []
     if draw(st.booleans()):
-        specs.append(Spec(order_id, "order.created", at, {"order_id": order_id, "amount": price, "currency": "CNY"}))
+        created = {"order_id": order_id, "amount": price, "currency": "CNY", "items": draw(_items())}
+        specs.append(Spec(order_id, "order.created", at, created))
         at += draw(st.integers(min_value=1, max_value=2 * 3600))
-    specs.append(Spec(order_id, "order.paid", at, {"order_id": order_id, **money}))
+    specs.append(Spec(order_id, "order.paid", at, {"order_id": order_id, **money, "items": draw(_items())}))
     paid_at = at
     if draw(st.integers(0, 5)) == 0:  # cancelled before or after the payment
         specs.append(
@@ -117,6 +118,18 @@ def _order_specs(draw: st.DrawFn, order_id: str) -> list[Spec]:
     return sorted(specs + extra, key=lambda spec: spec.seconds)
 
 
+def _items() -> st.SearchStrategy[list[dict[str, Any]] | None]:
+    """An order's items, now and then absent, each with a category or none."""
+    line = st.fixed_dictionaries(
+        {"sku": st.just("SKU-1"), "quantity": st.just(1), "unit_price": st.just("1.00")},
+        optional={"category": st.sampled_from(["Tea", "tea", "Tea Ware", "Cups"])},
+    )
+    return st.none() | st.lists(line, max_size=3)
+
+
+_TAGS = st.lists(st.sampled_from(["external.vip", "external.club"]), max_size=2, unique=True)
+
+
 def _member_specs(draw: st.DrawFn) -> list[Spec]:
     join = {
         "channel": "app",
@@ -133,10 +146,20 @@ def _member_specs(draw: st.DrawFn) -> list[Spec]:
                 "birthday": draw(st.sampled_from([None, "01-20", "01-25", "02-01", "07-07"])),
                 "timezone": draw(st.sampled_from([None, "Asia/Shanghai", "America/New_York", "Europe/Berlin"])),
                 "channel": draw(st.sampled_from([None, "web", "mini_program"])),
+                "gender": draw(st.sampled_from([None, "female", "male"])),
+                "city": draw(st.sampled_from([None, "Hangzhou", "Ningbo"])),
+                "store_id": draw(st.sampled_from([None, "st-1", "st-2"])),
             }
             if all(value is None for value in profile.values()):
                 profile["channel"] = "web"  # the contract wants at least one field
             specs.append(Spec(MEMBER_LEVEL, "member.profile_updated", at, profile))
+    for _ in range(draw(st.integers(0, 3))):
+        add = draw(_TAGS)
+        remove = [tag for tag in draw(_TAGS) if tag not in add]
+        if not add and not remove:
+            add = ["external.vip"]  # the contract wants at least one tag
+        at = draw(st.integers(min_value=60, max_value=TWO_YEARS))
+        specs.append(Spec(MEMBER_LEVEL, "member.tags_changed", at, {"add": add, "remove": remove}))
     return specs
 
 
@@ -156,7 +179,7 @@ def _to_events(specs: Sequence[Spec]) -> list[Event]:
 
 @st.composite
 def histories(draw: st.DrawFn) -> list[Event]:
-    """One member's history in business-time order: a join, 1-5 orders, optional consent/profile changes."""
+    """One member's history in business-time order: a join, 1-5 orders, optional consent/profile/tag changes."""
     specs = _member_specs(draw)
     for number in range(draw(st.integers(min_value=1, max_value=5))):
         specs += _order_specs(draw, f"o-{number}")
@@ -213,6 +236,13 @@ STATE_FIELDS = (
     "score_parts",
     "marketing_consent",
     "next_due_at",
+    "birthday",
+    "timezone",
+    "channel",
+    "gender",
+    "city",
+    "store_id",
+    "external_tags",
 )
 
 

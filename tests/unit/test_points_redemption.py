@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from shared.domain.model import LedgerEntry, Member
+from shared.domain.playbook import ShopPlaybook
 from shared.domain.redemption import RedemptionRefusedError, entry_id, redeem
 from shared.usecases.points_redemption import redeem_points
 from tests.fakes import InMemoryStore
@@ -49,21 +50,33 @@ def test_a_short_balance_is_refused(balance: int, wanted: int) -> None:
 
 async def test_the_use_case_books_once_and_keeps_the_ledger_and_the_balance_in_step() -> None:
     store = InMemoryStore()
-    store.members[KEY] = Member(shop_id=KEY[0], member_id=KEY[1], points_balance=500)
+    store.members[KEY] = Member(shop_id=KEY[0], member_id=KEY[1], points_balance=500, last_event_at=AT)
 
-    first = await redeem_points(store.units(), KEY, "k-1", 200, AT)
-    again = await redeem_points(store.units(), KEY, "k-1", 200, AT)
+    first = await redeem_points(store.units(), ShopPlaybook(), KEY, "k-1", 200, AT)
+    again = await redeem_points(store.units(), ShopPlaybook(), KEY, "k-1", 200, AT)
 
     assert (first.balance, first.replayed, again.balance, again.replayed) == (300, False, 300, True)
     assert store.members[KEY].points_balance == 300
     assert [line.points for line in store.ledgers[KEY]] == [-200]
+    assert "engagement.points_holder" in store.members[KEY].tags
+
+
+async def test_redeeming_the_whole_balance_moves_the_members_points_tags() -> None:
+    store = InMemoryStore()
+    store.members[KEY] = Member(shop_id=KEY[0], member_id=KEY[1], points_balance=1200, last_event_at=AT)
+
+    await redeem_points(store.units(), ShopPlaybook(), KEY, "k-1", 1200, AT)
+
+    tags = store.members[KEY].tags
+    assert "engagement.points_none" in tags
+    assert not {"engagement.points_holder", "engagement.points_1000_plus"} & set(tags)
 
 
 async def test_the_use_case_refuses_an_unknown_member_without_creating_it() -> None:
     store = InMemoryStore()
 
     with pytest.raises(RedemptionRefusedError) as refused:
-        await redeem_points(store.units(), KEY, "k-1", 1, AT)
+        await redeem_points(store.units(), ShopPlaybook(), KEY, "k-1", 1, AT)
 
     assert refused.value.code == "member_not_found"
     assert store.members == {}

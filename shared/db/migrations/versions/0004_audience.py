@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("city", sa.Text(), nullable=True),
         sa.Column("store_id", sa.Text(), nullable=True),
         sa.Column("tags", TEXTS, server_default=sa.text("'{}'"), nullable=False),
+        sa.Column("tags_until", TS, nullable=True),
         sa.Column(
             "external_tags",
             postgresql.JSONB(astext_type=sa.Text()),
@@ -81,5 +82,5 @@ def downgrade() -> None:
     op.drop_column("orders", "paid_categories")
     op.drop_column("orders", "created_categories")
     op.drop_index("ix_members_tags", table_name="members")
-    for name in ("external_tags", "tags", "store_id", "city", "province", "birth_year", "gender"):
+    for name in ("external_tags", "tags_until", "tags", "store_id", "city", "province", "birth_year", "gender"):
         op.drop_column("members", name)
