@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from itertools import pairwise
 from zoneinfo import ZoneInfo
@@ -473,10 +473,16 @@ def _aov(facts: TagFacts, low: Decimal | None, high: Decimal | None) -> bool:
 
 
 def _member_for(facts: TagFacts, years: int) -> bool:
+    """Whether the ``years``-th anniversary of joining has come, on the member's local calendar.
+
+    Counted from the join time in the member's zone, so the answer depends on the instant
+    only, not on the offset ``joined_at`` was written in (a join on 29 February local time
+    reaches its year on 28 February local time, stored as UTC or not).
+    """
     joined = facts.member.joined_at
     if joined is None:
         return False
-    since = add_months(joined, 12 * years)
+    since = add_months(joined.astimezone(facts.tz), 12 * years).astimezone(UTC)
     facts.note(since)
     return facts.at >= since
 
@@ -588,10 +594,14 @@ def _ordered_this_month(facts: TagFacts) -> bool:
 
 
 def _points_expiring(facts: TagFacts, days: int) -> bool:
-    expiries = facts.member.points_expiries
-    if not expiries:
+    """The first expiry after ``at`` is at most ``days`` away.
+
+    Expiries up to ``at`` stay listed until the scheduler books them; they are past, and
+    must not hide the next one.
+    """
+    expiry = next((moment for moment in facts.member.points_expiries if moment > facts.at), None)
+    if expiry is None:
         return False
-    expiry = expiries[0]
     facts.note(expiry - timedelta(days=days))
     facts.note(expiry)
     return expiry - timedelta(days=days) <= facts.at < expiry
