@@ -24,6 +24,7 @@ from shared.contract.actions import Action, EventTrigger, Message, NotificationO
 from shared.contract.domain_payloads import REFUND_STATUS, REVIEW_KIND, SHIPMENT_STATUS, to_domain
 from shared.contract.events import PAYLOAD_BY_TYPE
 from shared.db.schema import members, points_ledger, quarantined_members
+from shared.domain.decisions import MemberContext
 from shared.domain.events import (
     ConsentChanged,
     Event,
@@ -40,7 +41,7 @@ from shared.domain.events import (
     ShipmentEvent,
     TagsChanged,
 )
-from shared.domain.model import Order, RefundRecord, ReviewRecord
+from shared.domain.model import Member, Order, RefundRecord, ReviewRecord, ShipmentRecord
 
 SHOP = "shop-1"
 MEMBER = "m-1"
@@ -233,16 +234,54 @@ def paid_order(order_id: str, at: datetime, amount: str, *, member: str = MEMBER
     return replace(order, **changes)
 
 
+def counted_order(order_id: str, at: datetime, amount: str, *, member: str = MEMBER, **changes: Any) -> Order:
+    """An order paid at ``at`` that counts as one of the member's paid orders (not cancelled)."""
+    return paid_order(order_id, at, amount, member=member, **{"counted": True, **changes})
+
+
+def created_order(order_id: str, at: datetime, amount: str, *, member: str = MEMBER, **changes: Any) -> Order:
+    """An order created at ``at`` and not paid (yet); ``changes`` set any other field."""
+    order = Order(order_id=order_id, member_id=member, amount=Decimal(amount), created_at=at)
+    return replace(order, **changes)
+
+
+def shipment_record(shipped_at: datetime, delivered_at: datetime | None = None) -> ShipmentRecord:
+    """A shipment shipped at ``shipped_at`` and, when given, delivered at ``delivered_at``."""
+    status = "delivered" if delivered_at is not None else "shipped"
+    return ShipmentRecord(
+        status=status, status_at=delivered_at or shipped_at, shipped_at=shipped_at, delivered_at=delivered_at
+    )
+
+
+def member_state(member: str = MEMBER, *, shop: str = SHOP, **fields: Any) -> Member:
+    """A member as the domain keeps it; ``fields`` set any other field."""
+    return Member(shop_id=shop, member_id=member, **fields)
+
+
+def member_context(member: Member, *orders: Order) -> MemberContext:
+    """``member`` with its ``orders``, as the domain's rules read it."""
+    by_id = {order.order_id: order for order in orders}
+    return MemberContext(member=member, orders=by_id, shop_orders=dict(by_id))
+
+
 def completed_refund(amount: str, at: datetime) -> RefundRecord:
     """A refund of ``amount`` completed at ``at`` that took all it asked for."""
     return RefundRecord(status="completed", amount=Decimal(amount), completed_at=at, applied=Decimal(amount))
 
 
 def posted_review(
-    at: datetime, *, photos: int = 0, videos: int = 0, appended: tuple[datetime, ...] = ()
+    at: datetime,
+    *,
+    photos: int = 0,
+    videos: int = 0,
+    appended: tuple[datetime, ...] = (),
+    rating: int = 5,
+    text_length: int = 40,
 ) -> ReviewRecord:
-    """A review posted at ``at`` (rating 5, 40 characters), with the times of its appended reviews."""
-    return ReviewRecord(at=at, rating=5, text_length=40, photos=photos, videos=videos, appended=list(appended))
+    """A review posted at ``at`` (rating 5, 40 characters unless told), with the times of its appended reviews."""
+    return ReviewRecord(
+        at=at, rating=rating, text_length=text_length, photos=photos, videos=videos, appended=list(appended)
+    )
 
 
 # --- contract JSON events -----------------------------------------------------------------------

@@ -357,8 +357,10 @@ def _facts(context: MemberContext, playbook: ShopPlaybook, clock: _Clock) -> lis
         add(("tier_rank", "top"))
     joined = member.joined_at
     if joined is not None:
+        # Years on the member's local calendar, whatever offset joined_at was written in.
+        local_join = joined.astimezone(tz)
         for years in _MEMBER_YEARS:
-            since = _years_after(joined, years)
+            since = _years_after(local_join, years)
             if at >= since:
                 add(("member_years", years))
             else:
@@ -383,8 +385,9 @@ def _facts(context: MemberContext, playbook: ShopPlaybook, clock: _Clock) -> lis
         clock.note([_day_start(_month_start(local.year, local.month + 1), tz)])
         if (local.year, local.month) == (today.year, today.month):
             add(("ordered_this_month", True))
-    if member.points_expiries:
-        expiry = member.points_expiries[0]
+    # Expiries up to ``at`` stay listed until the scheduler books them: the next one counts.
+    expiry = next((moment for moment in member.points_expiries if moment > at), None)
+    if expiry is not None:
         for days in _POINTS_EXPIRING_WITHIN:
             starts = expiry - _days(days)
             clock.note((starts, expiry))
