@@ -271,21 +271,45 @@ def _days(count: int) -> timedelta:
     return timedelta(days=count)
 
 
-def _band(
-    value: Decimal, bands: Iterable[tuple[Decimal | int | None, Decimal | int | None, str]], unit: Decimal
-) -> str:
-    for low, high, name in bands:
-        if (low is None or value >= low * unit) and (high is None or value < high * unit):
+@dataclass(frozen=True, slots=True)
+class _Thresholds:
+    """A shop's money thresholds, in multiples of its reference order value R, worked out once per R."""
+
+    spend: tuple[tuple[Decimal, str], ...]  # (lower bound, band), highest first
+    aov: tuple[tuple[Decimal, str], ...]
+    big_order: Decimal
+    high_value: Decimal
+
+
+@lru_cache(maxsize=256)
+def _thresholds(r: Decimal) -> _Thresholds:
+    spend = tuple((low * r, name) for low, _, name in reversed(_SPEND_BANDS))
+    aov = tuple(((low or 0) * r, name) for low, _, name in reversed(_AOV_BANDS))
+    return _Thresholds(spend, aov, 3 * r, 5 * r)
+
+
+def _band(value: Decimal, bands: tuple[tuple[Decimal, str], ...]) -> str:
+    """The first band (highest first) whose lower bound ``value`` reaches."""
+    for low, name in bands:
+        if value >= low:
             return name
-    raise ValueError("bands leave a gap")  # they cover every value by construction
+    return bands[-1][1]
+
+
+@lru_cache(maxsize=65536)
+def _member_years(joined: datetime, tz: ZoneInfo) -> Instants:
+    """When each of ``_MEMBER_YEARS`` is reached, counted on the member's local calendar."""
+    local = joined.astimezone(tz)
+    return tuple(_years_after(local, years) for years in _MEMBER_YEARS)
 
 
 def _facts(context: MemberContext, playbook: ShopPlaybook, clock: _Clock) -> list[Fact]:
     """Every fact a built-in tag reads, as (fact, value) pairs; yes/no facts only when true."""
     member, at = context.member, clock.at
-    tz = zone(member.timezone, playbook.timezone)
+    tz = _zone(member.timezone, playbook.timezone)
     today = at.astimezone(tz).date()
     r = playbook.reference_order_value
+    limits = _thresholds(r)
     facts: list[Fact] = []
     add = facts.append
 
@@ -323,9 +347,9 @@ def _facts(context: MemberContext, playbook: ShopPlaybook, clock: _Clock) -> lis
     add(("orders_band", "none" if orders == 0 else "one" if orders == 1 else "more"))
     spend = member.net_spend
     if spend > 0:
-        add(("spend", _band(spend, _SPEND_BANDS, r)))
+        add(("spend", _band(spend, limits.spend)))
     if orders > 0:
-        add(("aov", _band(spend / orders, _AOV_BANDS, r)))
+        add(("aov", _band(spend / orders, limits.aov)))
     balance = member.points_balance
     stage = member.stage
     for fact, holds in (
@@ -342,7 +366,7 @@ def _facts(context: MemberContext, playbook: ShopPlaybook, clock: _Clock) -> lis
         ("tier_lowered", member.tier_lowered_at is not None),
         ("joined_by_purchase", not member.joined_by_event and member.joined_at is not None),
         ("win_back_target", stage in (lifecycle.DORMANT, lifecycle.CHURNED)),
-        ("at_risk_high_value", stage == lifecycle.AT_RISK and spend >= 5 * r),
+        ("at_risk_high_value", stage == lifecycle.AT_RISK and spend >= limits.high_value),
         ("returning", stage == lifecycle.ACTIVE and member.win_backs >= 1),
     ):
         if holds:
@@ -358,9 +382,7 @@ def _facts(context: MemberContext, playbook: ShopPlaybook, clock: _Clock) -> lis
     joined = member.joined_at
     if joined is not None:
         # Years on the member's local calendar, whatever offset joined_at was written in.
-        local_join = joined.astimezone(tz)
-        for years in _MEMBER_YEARS:
-            since = _years_after(local_join, years)
+        for years, since in zip(_MEMBER_YEARS, _member_years(joined, tz), strict=True):
             if at >= since:
                 add(("member_years", years))
             else:
@@ -394,7 +416,7 @@ def _facts(context: MemberContext, playbook: ShopPlaybook, clock: _Clock) -> lis
             if starts <= at < expiry:
                 add(("points_expiring", days))
 
-    _order_facts(context.orders.values(), tz, r, clock, facts)
+    _order_facts(context.orders.values(), tz, limits.big_order, clock, facts)
     return facts
 
 
@@ -403,7 +425,7 @@ _ANNIVERSARY_FLAGS = ("join_anniversary_this_week", "join_anniversary_this_month
 _NIGHT = frozenset((22, 23, 0, 1, 2, 3, 4, 5))
 
 
-def _order_facts(orders: Iterable[Order], tz: ZoneInfo, r: Decimal, clock: _Clock, facts: list[Fact]) -> None:
+def _order_facts(orders: Iterable[Order], tz: ZoneInfo, big: Decimal, clock: _Clock, facts: list[Fact]) -> None:
     """The facts of the orders, their refunds, shipments and reviews, and the 365-day windows, in one pass."""
     at = clock.at
     seen: set[Hashable] = set()
@@ -453,7 +475,7 @@ def _order_facts(orders: Iterable[Order], tz: ZoneInfo, r: Decimal, clock: _Cloc
         if not order.counted or paid_at is None or paid_at > at:
             continue
         paid_times.append(paid_at)
-        if order.paid_amount is not None and order.paid_amount >= 3 * r:
+        if order.paid_amount is not None and order.paid_amount >= big:
             seen.add("big_order")
         local = paid_at.astimezone(tz)
         weekend += local.weekday() >= 5
@@ -487,12 +509,13 @@ def _order_facts(orders: Iterable[Order], tz: ZoneInfo, r: Decimal, clock: _Cloc
     if clock.within(last_review, _REVIEWED_WITHIN):
         seen.add("reviewed_recently")
     facts.extend(item if isinstance(item, tuple) else (item, True) for item in seen)
-    facts.extend(("category", category) for category in categories)
+    facts.extend([("category", category) for category in categories])
 
 
 # --- the calendar, cached: members share dates and zones ----------------------------------------
 
 _parse_birthday = lru_cache(maxsize=4096)(parse_birthday)
+_zone = lru_cache(maxsize=1024)(zone)
 
 
 def _years_after(moment: datetime, years: int) -> datetime:
@@ -584,8 +607,8 @@ def evaluate(context: MemberContext, playbook: ShopPlaybook, at: datetime) -> Ta
     by_fact = _BY_FACT
     tags = [by_fact[fact] for fact in facts if fact in by_fact]
     member = context.member
-    tags.extend(CATEGORY_PREFIX + value for name, value in facts if name == "category" and isinstance(value, str))
-    if member.tier is not None and playbook.tier(member.tier) is not None:
+    tags += [CATEGORY_PREFIX + value for name, value in facts if name == "category" and isinstance(value, str)]
+    if playbook.tier_rank(member.tier) >= 0:
         tags.append(TIER_PREFIX + member.tier)
     if member.score_band is not None:
         tags.append(SCORE_PREFIX + member.score_band)
