@@ -608,7 +608,7 @@ def evaluate(context: MemberContext, playbook: ShopPlaybook, at: datetime) -> Ta
     tags = [by_fact[fact] for fact in facts if fact in by_fact]
     member = context.member
     tags += [CATEGORY_PREFIX + value for name, value in facts if name == "category" and isinstance(value, str)]
-    if playbook.tier_rank(member.tier) >= 0:
+    if member.tier is not None and playbook.tier_rank(member.tier) >= 0:
         tags.append(TIER_PREFIX + member.tier)
     if member.score_band is not None:
         tags.append(SCORE_PREFIX + member.score_band)
