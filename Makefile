@@ -16,10 +16,10 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 SCRIPTS := deploy/scripts
 
-.PHONY: help venv up down infra-up infra-down migrate lint test run bench bench-pair bench-scheduler bench-api chaos status clean
+.PHONY: help venv up down infra-up infra-down migrate lint test run bench bench-pair bench-scheduler bench-api bench-audience chaos status clean
 
 help:
-	@echo "targets: venv up down infra-up infra-down migrate lint test run bench bench-pair bench-scheduler bench-api chaos status clean"
+	@echo "targets: venv up down infra-up infra-down migrate lint test run bench bench-pair bench-scheduler bench-api bench-audience chaos status clean"
 
 $(STAMP): pyproject.toml
 	$(SCRIPTS)/venv.sh
@@ -83,6 +83,10 @@ bench-scheduler: infra-up
 bench-api: infra-up
 	command -v wrk >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -q; apt-get install -y -q wrk; }
 	$(BIN)/python -m tests.bench.api_bench
+
+# Segment counts, previews and a CSV export over BENCH_MEMBERS members (default 1,000,000) in BENCH_SHOPS shops (1).
+bench-audience: infra-up
+	$(BIN)/python -m tests.bench.audience_bench
 
 # The fault suite runs its own stack (.local/chaos, other ports), never the development one.
 chaos: venv

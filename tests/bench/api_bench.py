@@ -32,28 +32,32 @@ import asyncio
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.store import rfm_edges
 from tests.bench import results
-from tests.bench.harness import ADMIN_URL, admin_sql, busy_share, machine_ticks
-from tests.support import KAFKA, ROOT
+from tests.bench.harness import (
+    ADMIN_URL,
+    Api,
+    admin_sql,
+    busy_share,
+    create_database,
+    database_url_of,
+    machine_line,
+    machine_ticks,
+    scalar,
+)
+from tests.support import ROOT
 
 AS_OF = datetime(2026, 6, 1, 4, 0, tzinfo=UTC)
 TOKEN = "bench-api-token-" + uuid.uuid4().hex
@@ -257,11 +261,6 @@ FROM (
 """
 
 
-async def _scalar(engine: AsyncEngine, statement: str) -> Any:
-    async with engine.connect() as connection:
-        return await connection.scalar(text(statement))
-
-
 async def _database_exists(name: str) -> bool:
     engine = create_async_engine(ADMIN_URL)
     try:
@@ -338,12 +337,6 @@ class RouteResult:
     raw: str
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _cpu_seconds(pid: int) -> float:
     """User plus system CPU time of a process so far, from /proc."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
@@ -366,26 +359,6 @@ def _backend_cpu_seconds(database: str) -> dict[int, float]:
         except OSError:
             continue  # the process ended meanwhile
     return seconds
-
-
-def _get(url: str) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return int(response.status), bytes(response.read())
-
-
-def _wait_until_serving(base_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the API exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
-        try:
-            if _get(base_url + "/healthz")[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("the API did not answer /healthz within 60 s")
 
 
 def _wrk(script: Path, url: str, seconds: float, connections: int) -> tuple[str, dict[str, Any]]:
@@ -455,19 +428,14 @@ def _run_route(
     )
 
 
-def _check_routes(base_url: str, routes: list[str]) -> None:
+def _check_routes(api: Api, routes: list[str]) -> None:
     """One request per route on a loaded member, so a broken route fails before it is timed."""
     for name in routes:
         suffix = ROUTES[name]
         path = "/healthz" if suffix is None else f"/v1/shops/shop-001/members/m000000001{suffix}"
-        status, body = _get(base_url + path)
+        status, body = api.get(path)
         if status != 200 or not isinstance(json.loads(body), dict):
             raise SystemExit(f"{name}: {path} answered {status}")
-
-
-def _machine(server_version: str) -> str:
-    load = os.getloadavg()
-    return f"machine: {results.machine()}, {server_version} | load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
 
 
 def _source() -> Path:
@@ -483,28 +451,14 @@ def _serve_and_measure(
     warmup = float(os.environ.get("BENCH_API_WARMUP", "5"))
     duration = float(os.environ.get("BENCH_API_DURATION", "15"))
     connections = int(os.environ.get("BENCH_API_CONNECTIONS", "50"))
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "API_TOKENS": TOKEN,
-        "API_HOST": "127.0.0.1",
-        "API_PORT": str(port),
-        "KAFKA_BOOTSTRAP_SERVERS": os.environ.get("KAFKA_BOOTSTRAP_SERVERS", KAFKA),
-    }
-    base_url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="api-bench-") as directory:
         workdir = Path(directory)
-        log_path = workdir / "api.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "services.api"], cwd=source, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
+        api = Api(source, database_url, TOKEN, workdir / "api.log")
         try:
-            _wait_until_serving(base_url, process, log_path)
-            _check_routes(base_url, routes)
+            api.start()
+            _check_routes(api, routes)
             out.append(
-                f"api: python -m services.api from {source} (pid {process.pid}); wrk {THREADS} threads, "
+                f"api: python -m services.api from {source} (pid {api.pid}); wrk {THREADS} threads, "
                 f"{connections} connections, {warmup:g} s warm-up then {duration:g} s per route, a random member "
                 f"of {members:,} per request"
             )
@@ -512,7 +466,7 @@ def _serve_and_measure(
             measured = []
             for name in routes:
                 result = _run_route(
-                    name, base_url, process.pid, database, members, shops, workdir, warmup, duration, connections
+                    name, api.base_url, api.pid, database, members, shops, workdir, warmup, duration, connections
                 )
                 measured.append(result)
                 out.append(
@@ -523,12 +477,7 @@ def _serve_and_measure(
                 )
                 print(out[-1], flush=True)
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            api.stop()
     return measured
 
 
@@ -543,31 +492,27 @@ async def main() -> None:
         raise SystemExit(f"unknown routes in BENCH_API_ROUTES: {', '.join(unknown)} (known: {', '.join(ROUTES)})")
     kept = os.environ.get("BENCH_API_DATABASE")
     database = kept or f"api_bench_{uuid.uuid4().hex[:8]}"
-    database_url = ADMIN_URL.rsplit("/", 1)[0] + "/" + database
+    database_url = database_url_of(database)
     fresh = not (kept and await _database_exists(kept))
     if fresh:
-        await admin_sql(f'CREATE DATABASE "{database}"')
+        await create_database(database)
     engine = create_async_engine(database_url)
     out: list[str] = []
     try:
-        if fresh:
-            config = Config(str(ROOT / "alembic.ini"))
-            config.attributes["database_url"] = database_url
-            await asyncio.to_thread(command.upgrade, config, "head")
-        version = str(await _scalar(engine, "SELECT version()")).split(",")[0]
-        out.append(_machine(version))
+        version = str(await scalar(engine, "SELECT version()")).split(",")[0]
+        out.append(machine_line(version))
         print(out[-1], flush=True)
         started = time.perf_counter()
         if fresh:
             await _load(engine, database_url, members, shops)
-        elif int(await _scalar(engine, "SELECT count(*) FROM members")) != members:
+        elif int(await scalar(engine, "SELECT count(*) FROM members")) != members:
             raise SystemExit(f"database {database} does not hold {members:,} members: drop it or name another")
         load_seconds = time.perf_counter() - started
         counts = [
-            int(await _scalar(engine, f"SELECT count(*) FROM {table}"))
+            int(await scalar(engine, f"SELECT count(*) FROM {table}"))
             for table in ("members", "orders", "points_ledger", "actions", "notifications")
         ]
-        size = str(await _scalar(engine, "SELECT pg_size_pretty(pg_database_size(current_database()))"))
+        size = str(await scalar(engine, "SELECT pg_size_pretty(pg_database_size(current_database()))"))
         how = f"loaded in {load_seconds:.0f} s (not timed below)" if fresh else "reused"
         out.append(
             f"database {database}: {counts[0]:,} members in {shops} shops, {counts[1]:,} orders, "

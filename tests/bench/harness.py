@@ -1,9 +1,10 @@
-"""What the event-path bench runs on: topics, databases, engagement processes, producers, offsets and CPU time.
+"""What the benches run on: topics, databases, engagement and API processes, producers, offsets and CPU time.
 
 Everything here talks to the service only the way an operator would: environment
-variables, ``python -m services.engagement`` started from a checkout, Kafka offsets and
-SQL on the service's database. Nothing imports the service's write side, so the same
-bench can measure another version of it (``BENCH_SERVICE_ROOT``).
+variables, ``python -m services.engagement`` or ``python -m services.api`` started from a
+checkout, Kafka offsets, HTTP and SQL on the service's database. Nothing imports the
+service's write side, so the same bench can measure another version of it
+(``BENCH_SERVICE_ROOT``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +24,14 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from tests.support import KAFKA, TOPIC_OF_FAMILY, ServiceProcess, delete_topics, group_members, partitions_of
+from tests.bench.results import machine
+from tests.support import KAFKA, ROOT, TOPIC_OF_FAMILY, ServiceProcess, delete_topics, group_members, partitions_of
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:55432/postgres")
 PARTITIONS = 6  # every bench topic, inputs and outputs
@@ -96,7 +101,7 @@ class Stack:
         name = f"bench_{self.run_id}_{phase}"
         await admin_sql(f'CREATE DATABASE "{name}"')
         self._databases.append(name)
-        url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+        url = database_url_of(name)
         await asyncio.to_thread(migrate, url, root)
         return url
 
@@ -144,6 +149,40 @@ async def table_exists(url: str, table: str) -> bool:
     return bool(await query(url, "SELECT to_regclass(:name) IS NOT NULL", name=f"public.{table}"))
 
 
+async def scalar(engine: AsyncEngine, statement: str, params: dict[str, Any] | None = None) -> Any:
+    """The first value of the first row of ``statement`` on one of ``engine``'s connections."""
+    async with engine.connect() as connection:
+        return await connection.scalar(text(statement), params or {})
+
+
+def database_url_of(name: str) -> str:
+    """The URL of database ``name`` on the cluster of ``ADMIN_URL``."""
+    return ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+async def create_database(name: str) -> str:
+    """A new database ``name`` migrated to head by this checkout's Alembic scripts (in this process); its URL.
+
+    A migration that fails drops the database again.
+    """
+    await admin_sql(f'CREATE DATABASE "{name}"')
+    url = database_url_of(name)
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["database_url"] = url
+    try:
+        await asyncio.to_thread(command.upgrade, config, "head")
+    except BaseException:
+        await admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        raise
+    return url
+
+
+def machine_line(server_version: str) -> str:
+    """The machine, the PostgreSQL server and the load average now: the first line of a bench's output."""
+    load = os.getloadavg()
+    return f"machine: {machine()}, {server_version} | load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+
+
 class Engagement(ServiceProcess):
     """``python -m services.engagement`` started from ``root``: its cwd, PYTHONPATH and interpreter."""
 
@@ -168,6 +207,53 @@ class Engagement(ServiceProcess):
     def check_alive(self) -> None:
         if self.process is not None and self.process.poll() is not None:
             raise SystemExit(f"the engagement process exited ({self.process.returncode}):\n{self.log_tail()}")
+
+
+class Api(ServiceProcess):
+    """``python -m services.api`` started from ``root`` (its cwd) on a free port, with one full-access token."""
+
+    def __init__(self, root: Path, database_url: str, token: str, log_path: Path) -> None:
+        self.port = free_port()
+        env = {
+            "DATABASE_URL": database_url,
+            "API_TOKENS": token,
+            "API_HOST": "127.0.0.1",
+            "API_PORT": str(self.port),
+            "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
+        }
+        super().__init__("services.api", env, log_path)
+        self.root = root
+        self.token = token
+        self.base_url = f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, timeout_s: float = 60.0) -> Api:
+        """Starts the process and returns once ``/healthz`` answers 200; raises if it exits or never does."""
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", self.module], cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"the API exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if self.get("/healthz")[0] == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise SystemExit(f"the API did not answer /healthz within {timeout_s:.0f} s")
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        """GET ``path`` with the token: (status, body)."""
+        request = urllib.request.Request(self.base_url + path, headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status), bytes(response.read())
 
 
 def engagement_env(topics: dict[str, str], database_url: str, group: str) -> dict[str, str]:

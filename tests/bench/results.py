@@ -15,6 +15,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -64,3 +65,30 @@ def record(bench: str, text: str, *, service_root: Path | None = None) -> Path:
     with path.open("a", encoding="utf-8") as log:
         log.write("\n".join(lines) + "\n" + text.rstrip("\n") + "\n\n")
     return path
+
+
+class Transcript:
+    """A bench run's output: each line printed as it comes, the whole appended by ``record`` at the end.
+
+    Used as a context manager around the run, so a failed run is recorded too, with the error
+    as its last line.
+    """
+
+    def __init__(self, bench: str) -> None:
+        self.bench = bench
+        self.lines: list[str] = []
+
+    def say(self, line: str) -> None:
+        print(line, flush=True)
+        self.lines.append(line)
+
+    def __enter__(self) -> Transcript:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if error is not None:
+            self.say(f"FAILED: {type(error).__name__}: {error}")
+        path = record(self.bench, "\n".join(self.lines))
+        print(f"(appended to {path.relative_to(ROOT)})")

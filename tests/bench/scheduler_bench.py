@@ -29,11 +29,8 @@ import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import structlog
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -47,9 +44,8 @@ from shared.process_heap import settle_heap
 from shared.store import due_claims, rfm_edges
 from shared.store.unit_of_work import Key, SqlUnitOfWork
 from shared.usecases.scheduler_run import Scheduler, SchedulerReport
-from tests.bench.harness import ADMIN_URL, admin_sql
-from tests.bench.results import machine, record
-from tests.support import ROOT
+from tests.bench.harness import admin_sql, create_database, machine_line, scalar
+from tests.bench.results import Transcript
 
 AS_OF = datetime(2026, 6, 1, 4, 0, tzinfo=UTC)  # on the hour: 12:00 in the shops' Asia/Shanghai
 LATER = AS_OF + timedelta(hours=1)
@@ -234,11 +230,6 @@ SELECT shop_id, member_id, entry_id, kind, pts, at, expires_at FROM (
 """
 
 
-async def _scalar(engine: AsyncEngine, statement: str, params: dict[str, Any] | None = None) -> Any:
-    async with engine.connect() as connection:
-        return await connection.scalar(text(statement), params or {})
-
-
 async def _load(
     engine: AsyncEngine, url: str, members: int, shops: int, due_fraction: float, second_fraction: float
 ) -> None:
@@ -340,29 +331,13 @@ def _describe(name: str, as_of: datetime, due: int, report: SchedulerReport, sec
     )
 
 
-def _machine(server_version: str) -> str:
-    load = os.getloadavg()
-    return f"machine: {machine()}, {server_version} | load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
-
-
-_OUTPUT: list[str] = []
-
-
-def _say(line: str) -> None:
-    """Prints a line of the run's output and keeps it for the results file."""
-    print(line, flush=True)
-    _OUTPUT.append(line)
+_TRANSCRIPT = Transcript("scheduler")
+_say = _TRANSCRIPT.say
 
 
 async def main() -> None:
-    try:
+    with _TRANSCRIPT:
         await _main()
-    except BaseException as error:
-        _say(f"FAILED: {type(error).__name__}: {error}")
-        raise
-    finally:
-        path = record("scheduler", "\n".join(_OUTPUT))
-        print(f"(appended to {path.relative_to(ROOT)})")
 
 
 async def _main() -> None:
@@ -374,24 +349,20 @@ async def _main() -> None:
     playbook = load_playbook()
 
     database = f"scheduler_bench_{uuid.uuid4().hex[:8]}"
-    await admin_sql(f'CREATE DATABASE "{database}"')
-    database_url = ADMIN_URL.rsplit("/", 1)[0] + "/" + database
+    database_url = await create_database(database)
     engine = create_async_engine(database_url)
     try:
-        config = Config(str(ROOT / "alembic.ini"))
-        config.attributes["database_url"] = database_url
-        await asyncio.to_thread(command.upgrade, config, "head")
-        version = str(await _scalar(engine, "SELECT version()")).split(",")[0]
-        _say(_machine(version))
+        version = str(await scalar(engine, "SELECT version()")).split(",")[0]
+        _say(machine_line(version))
 
         started = time.perf_counter()
         await _load(engine, database_url, members, shops, due_fraction, second_fraction)
         load_seconds = time.perf_counter() - started
         counts = [
-            int(await _scalar(engine, f"SELECT count(*) FROM {table}"))
+            int(await scalar(engine, f"SELECT count(*) FROM {table}"))
             for table in ("members", "orders", "points_ledger")
         ]
-        size = str(await _scalar(engine, "SELECT pg_size_pretty(pg_database_size(current_database()))"))
+        size = str(await scalar(engine, "SELECT pg_size_pretty(pg_database_size(current_database()))"))
 
         due_keys = await _keys(engine, "next_due_at <= :as_of", SAMPLE // 2)
         sample = due_keys + await _keys(engine, "next_due_at > :as_of AND next_due_at <= :later", SAMPLE // 6)
@@ -431,9 +402,9 @@ async def _main() -> None:
             due, report, seconds = await _pass(engine, playbook, as_of)
             results.append((due, report, seconds))
             _say(_describe(name, as_of, due, report, seconds))
-        left = int(await _scalar(engine, "SELECT count(*) FROM members WHERE next_due_at <= :at", {"at": LATER}))
-        logged = int(await _scalar(engine, "SELECT count(*) FROM actions"))
-        queued = int(await _scalar(engine, "SELECT count(*) FROM outbox"))
+        left = int(await scalar(engine, "SELECT count(*) FROM members WHERE next_due_at <= :at", {"at": LATER}))
+        logged = int(await scalar(engine, "SELECT count(*) FROM actions"))
+        queued = int(await scalar(engine, "SELECT count(*) FROM outbox"))
         if left or logged != queued or logged != sum(report.actions for _, report, _ in results):
             raise SystemExit(f"unexpected end state: {left} still due, {logged} actions logged, {queued} queued")
     finally:
