@@ -9,22 +9,22 @@ at a time, so its memory does not grow with the segment.
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import AsyncIterator, Callable, Sequence
+import re
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 import orjson
+from asyncpg import Record
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette import status
 
 from services.api import repository
 from services.api.auth import Authenticated, FullAccess
-from services.api.dependencies import Engine, Playbooks
+from services.api.database import ReadPool
+from services.api.dependencies import Engine, Playbooks, State
 from services.api.errors import ApiError, unprocessable
 from services.api.responses import json_response
 from services.api.routes import (
@@ -69,7 +69,15 @@ K = TypeVar("K")
 
 # Preview: how many member ids the sample holds (the first by member_id).
 PREVIEW_SAMPLE = 20
+
+
 # Export: rows per chunk read from the server-side cursor and sent.
+class Columns(Protocol):
+    """A row's columns by name: an ORM row's ``_mapping`` or an asyncpg record."""
+
+    def __getitem__(self, name: str, /) -> Any: ...
+
+
 EXPORT_CHUNK_ROWS = 1000
 
 SegmentId = Annotated[
@@ -128,19 +136,20 @@ def _stored_definition(saved: SavedSegment) -> Node:
     return parse_definition(saved.definition)
 
 
-def _member(row: Row[Any]) -> dict[str, Any]:
+def _member(row: Columns) -> dict[str, Any]:
+    """A member item from a row's columns (an ORM row's ``_mapping`` or an asyncpg record)."""
     return {
-        "member_id": row.member_id,
-        "tier": row.tier,
-        "stage": row.stage,
-        "net_spend": money(row.net_spend),
-        "paid_orders": row.paid_orders,
-        "points_balance": row.points_balance,
-        "score": row.score,
-        "marketing_consent": row.marketing_consent,
-        "joined_at": row.joined_at,
-        "last_order_at": row.last_order_at,
-        "tags": list(row.tags),
+        "member_id": row["member_id"],
+        "tier": row["tier"],
+        "stage": row["stage"],
+        "net_spend": money(row["net_spend"]),
+        "paid_orders": row["paid_orders"],
+        "points_balance": row["points_balance"],
+        "score": row["score"],
+        "marketing_consent": row["marketing_consent"],
+        "joined_at": row["joined_at"],
+        "last_order_at": row["last_order_at"],
+        "tags": list(row["tags"]),
     }
 
 
@@ -345,7 +354,7 @@ async def segment_members(
     if len(rows) > limit:
         key = repository.SegmentMemberKey(segment_id, page[-1].member_id)
         next_cursor = repository.encode_segment_member_cursor(key)
-    return json_response({"items": [_member(row) for row in page], "next_cursor": next_cursor})
+    return json_response({"items": [_member(row._mapping) for row in page], "next_cursor": next_cursor})
 
 
 _EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
@@ -372,13 +381,15 @@ async def export(
     segment_id: SegmentId,
     engine: Engine,
     playbook: Playbooks,
+    state: State,
     format: Annotated[Literal["csv", "jsonl"], Query(description="csv (with a header row) or jsonl.")] = "csv",
 ) -> StreamingResponse:
     """Streams every member of the segment now, read from a server-side cursor in chunks."""
     async with engine.connect() as connection:
         saved = await _current(connection, shop_id, segment_id)
         audience = await _audience(connection, _stored_definition(saved), shop_id, playbook)
-    chunks = _csv(engine, audience) if format == "csv" else _jsonl(engine, audience)
+    reads = state.read_pool()
+    chunks = _csv(reads, audience) if format == "csv" else _jsonl(reads, audience)
     return StreamingResponse(
         chunks,
         media_type=_EXPORT_TYPES[format],
@@ -386,10 +397,14 @@ async def export(
     )
 
 
-async def _rows(engine: AsyncEngine, audience: Audience) -> AsyncIterator[Sequence[Row[Any]]]:
-    async with engine.connect() as connection, connection.begin():
-        async for rows in segment_query.stream_members(connection, audience, EXPORT_CHUNK_ROWS):
-            yield rows
+async def _records(reads: ReadPool, audience: Audience) -> AsyncIterator[list[Record]]:
+    """The audience's members in chunks from a server-side cursor on the read pool (asyncpg records,
+    without an ORM row per member): memory stays at one chunk whatever the size."""
+    sql, args = segment_query.export_sql(audience)
+    async with reads.connection() as connection, connection.transaction():
+        cursor = await connection.cursor(sql, *args)
+        while chunk := await cursor.fetch(EXPORT_CHUNK_ROWS):
+            yield chunk
 
 
 def _time_text(at: datetime | None) -> str:
@@ -397,35 +412,39 @@ def _time_text(at: datetime | None) -> str:
     return "" if at is None else orjson.dumps(at, option=orjson.OPT_UTC_Z).decode()[1:-1]
 
 
-def _csv_row(row: Row[Any]) -> list[str | int]:
-    return [
-        row.member_id,
-        row.tier or "",
-        row.stage or "",
-        money(row.net_spend),
-        row.paid_orders,
-        row.points_balance,
-        row.score,
-        "true" if row.marketing_consent else "false",
-        _time_text(row.joined_at),
-        _time_text(row.last_order_at),
-        " ".join(row.tags),
-    ]
+_NEEDS_QUOTES = re.compile(r'[",\r\n]')
 
 
-async def _csv(engine: AsyncEngine, audience: Audience) -> AsyncIterator[bytes]:
+def _csv_field(text: str) -> str:
+    """RFC 4180: quoted (quotes doubled) when it holds a comma, a quote or a line break."""
+    return '"' + text.replace('"', '""') + '"' if _NEEDS_QUOTES.search(text) else text
+
+
+def _csv_line(member: Columns) -> str:
+    return ",".join(
+        (
+            _csv_field(member["member_id"]),
+            _csv_field(member["tier"] or ""),
+            _csv_field(member["stage"] or ""),
+            money(member["net_spend"]),
+            str(member["paid_orders"]),
+            str(member["points_balance"]),
+            str(member["score"]),
+            "true" if member["marketing_consent"] else "false",
+            _time_text(member["joined_at"]),
+            _time_text(member["last_order_at"]),
+            _csv_field(" ".join(member["tags"])),
+        )
+    )
+
+
+async def _csv(reads: ReadPool, audience: Audience) -> AsyncIterator[bytes]:
     """RFC 4180: a header row, CRLF line ends, fields with commas, quotes or line breaks quoted."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(MEMBER_FIELDS)
-    yield buffer.getvalue().encode()
-    async for rows in _rows(engine, audience):
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerows(_csv_row(row) for row in rows)
-        yield buffer.getvalue().encode()
+    yield (",".join(MEMBER_FIELDS) + "\r\n").encode()
+    async for records in _records(reads, audience):
+        yield ("\r\n".join(_csv_line(record) for record in records) + "\r\n").encode()
 
 
-async def _jsonl(engine: AsyncEngine, audience: Audience) -> AsyncIterator[bytes]:
-    async for rows in _rows(engine, audience):
-        yield b"".join(orjson.dumps(_member(row), option=orjson.OPT_UTC_Z) + b"\n" for row in rows)
+async def _jsonl(reads: ReadPool, audience: Audience) -> AsyncIterator[bytes]:
+    async for records in _records(reads, audience):
+        yield b"".join(orjson.dumps(_member(record), option=orjson.OPT_UTC_Z) + b"\n" for record in records)

@@ -62,6 +62,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import TypeEngine
 
@@ -504,6 +505,19 @@ def page_statement(audience: Audience, after: str | None, limit: int) -> Select[
 
 def export_statement(audience: Audience) -> Select[Any]:
     return audience.members().order_by(members.c.member_id)
+
+
+_ASYNCPG = asyncpg_dialect()  # type: ignore[no-untyped-call]
+
+
+def export_sql(audience: Audience) -> tuple[str, list[Any]]:
+    """``export_statement`` as asyncpg takes it: the SQL with ``$n`` placeholders and its bound values in order.
+
+    For a server-side cursor read straight from the driver, a row costing no ORM object.
+    """
+    compiled = export_statement(audience).compile(dialect=_ASYNCPG)
+    params = compiled.construct_params()
+    return compiled.string, [params[name] for name in compiled.positiontup or ()]
 
 
 async def count_members(connection: AsyncConnection, audience: Audience) -> int:
