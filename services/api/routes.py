@@ -116,7 +116,7 @@ def _invalid_cursor() -> ApiError:
     return unprocessable("invalid_cursor", "The cursor is malformed or belongs to another list")
 
 
-def _decode_cursor(
+def decode_cursor(
     decode: Callable[[str, BusinessTimeBounds], K], cursor: str | None, bounds: BusinessTimeBounds
 ) -> K | None:
     if cursor is None:
@@ -192,7 +192,7 @@ async def _page(
     limit: int,
 ) -> Response:
     """One page of a member's list: the cursor checked, 404 for a member with no trace at all."""
-    after = _decode_cursor(listing.decode, cursor, state.playbook.for_shop(shop_id).business_time)
+    after = decode_cursor(listing.decode, cursor, state.playbook.for_shop(shop_id).business_time)
     try:
         page = await listing.fetch(state.read_pool(), shop_id, member_id, limit=limit, after=after)
     except repository.MemberNotFoundError:
@@ -330,7 +330,7 @@ async def quarantine(state: State, cursor: Cursor = None, limit: Limit = 50) -> 
 
     Their events are dead-lettered (``member_quarantined``) until the member is released.
     """
-    after = _decode_cursor(repository.decode_quarantine_cursor, cursor, state.playbook.default.business_time)
+    after = decode_cursor(repository.decode_quarantine_cursor, cursor, state.playbook.default.business_time)
     page = await repository.list_quarantine(state.read_pool(), limit=limit, after=after)
     next_cursor = repository.encode_quarantine_cursor(page.next_key) if page.next_key else None
     return json_response({"items": page.items, "next_cursor": next_cursor})

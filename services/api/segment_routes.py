@@ -10,7 +10,7 @@ at a time, so its memory does not grow with the segment.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Protocol, TypeVar
 
@@ -31,12 +31,12 @@ from services.api.routes import (
     _FORBIDDEN,
     _TOO_LARGE,
     _UNAUTHORIZED,
-    CURSOR_MAX_LENGTH,
     Cursor,
     Limit,
     Responses,
     ShopId,
     _invalid_cursor,
+    decode_cursor,
     error_doc,
     invalid_doc,
 )
@@ -53,7 +53,6 @@ from services.api.schemas import (
 from shared.audience import segment_query
 from shared.audience.segment_query import MEMBER_FIELDS, Audience
 from shared.audience.segment_reads import SegmentVersionNotFoundError, get_segment, list_segments
-from shared.domain.business_time import BusinessTimeBounds
 from shared.domain.money import money
 from shared.domain.playbook import Playbook
 from shared.domain.segments import (
@@ -165,20 +164,6 @@ async def _current(connection: AsyncConnection, shop_id: str, segment_id: str) -
     return saved
 
 
-def _checked_cursor(
-    cursor: str | None, decode: Callable[[str, BusinessTimeBounds], K], playbook: Playbook, shop_id: str
-) -> K | None:
-    """The cursor's key; 422 ``invalid_cursor`` for one this API did not issue for the list."""
-    if cursor is None:
-        return None
-    if len(cursor) > CURSOR_MAX_LENGTH:
-        raise _invalid_cursor()
-    try:
-        return decode(cursor, playbook.for_shop(shop_id).business_time)
-    except repository.InvalidCursorError:
-        raise _invalid_cursor() from None
-
-
 @segments_router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -215,7 +200,7 @@ async def segments(
     include_archived: Annotated[bool, Query(description="List archived segments too.")] = False,
 ) -> Response:
     """The shop's segments at their current versions, oldest first; archived ones only on request."""
-    after = _checked_cursor(cursor, repository.decode_segment_cursor, playbook, shop_id)
+    after = decode_cursor(repository.decode_segment_cursor, cursor, playbook.for_shop(shop_id).business_time)
     key = None if after is None else (after.created_at, after.segment_id)
     async with engine.connect() as connection:
         found = await list_segments(connection, shop_id, include_archived=include_archived, after=key, limit=limit + 1)
@@ -342,7 +327,7 @@ async def segment_members(
     limit: Limit = 50,
 ) -> Response:
     """The members the current version selects now, by member_id, a page at a time."""
-    after = _checked_cursor(cursor, repository.decode_segment_member_cursor, playbook, shop_id)
+    after = decode_cursor(repository.decode_segment_member_cursor, cursor, playbook.for_shop(shop_id).business_time)
     if after is not None and after.segment_id != segment_id:
         raise _invalid_cursor()
     async with engine.connect() as connection:
