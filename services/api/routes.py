@@ -70,13 +70,13 @@ def error_doc(description: str) -> dict[str, Any]:
     return {"model": ErrorResponse, "description": description}
 
 
-_UNAUTHORIZED: Responses = {
+UNAUTHORIZED: Responses = {
     status.HTTP_401_UNAUTHORIZED: error_doc("`unauthorized`: the bearer token is missing or unknown.")
 }
-_FORBIDDEN: Responses = {
+FORBIDDEN: Responses = {
     status.HTTP_403_FORBIDDEN: error_doc("`forbidden`: a read-only token (API_READ_TOKENS) on this route.")
 }
-_TOO_LARGE: Responses = {
+TOO_LARGE: Responses = {
     status.HTTP_413_CONTENT_TOO_LARGE: error_doc("`payload_too_large`: the request body exceeds API_MAX_BODY_BYTES.")
 }
 
@@ -91,14 +91,14 @@ def _not_found(description: str) -> Responses:
 
 
 _MEMBER_ERRORS: Responses = {
-    **_UNAUTHORIZED,
+    **UNAUTHORIZED,
     **_not_found("`member_not_found`: the shop has no such member."),
-    **_TOO_LARGE,
+    **TOO_LARGE,
     **invalid_doc(),
 }
 _LIST_ERRORS: Responses = invalid_doc("invalid_cursor")
 
-operations = APIRouter(tags=["operations"], responses=_TOO_LARGE)
+operations = APIRouter(tags=["operations"], responses=TOO_LARGE)
 members_router = APIRouter(
     prefix="/v1/shops/{shop_id}/members/{member_id}",
     tags=["members"],
@@ -112,7 +112,7 @@ def _member_not_found(shop_id: str, member_id: str) -> ApiError:
     return ApiError(status.HTTP_404_NOT_FOUND, "member_not_found", f"No member {member_id!r} in shop {shop_id!r}")
 
 
-def _invalid_cursor() -> ApiError:
+def invalid_cursor() -> ApiError:
     return unprocessable("invalid_cursor", "The cursor is malformed or belongs to another list")
 
 
@@ -122,11 +122,11 @@ def decode_cursor(
     if cursor is None:
         return None
     if len(cursor) > CURSOR_MAX_LENGTH:
-        raise _invalid_cursor()
+        raise invalid_cursor()
     try:
         return decode(cursor, bounds)
     except repository.InvalidCursorError:
-        raise _invalid_cursor() from None
+        raise invalid_cursor() from None
 
 
 def check_time(field: str, at: datetime, bounds: Iterable[BusinessTimeBounds]) -> None:
@@ -246,7 +246,7 @@ async def points_ledger_lines(
     summary="Redeem points",
     dependencies=[FullAccess],
     responses={
-        **_FORBIDDEN,
+        **FORBIDDEN,
         status.HTTP_409_CONFLICT: error_doc(
             "`insufficient_points`: the balance is short; "
             "`idempotency_key_reused`: the key was used for another number of points."
@@ -285,7 +285,7 @@ admin_router = APIRouter(
     prefix="/v1/admin",
     tags=["admin"],
     dependencies=[Authenticated],
-    responses={**_UNAUTHORIZED, **_TOO_LARGE},
+    responses={**UNAUTHORIZED, **TOO_LARGE},
     route_class=ApiRoute,
 )
 
@@ -295,7 +295,7 @@ admin_router = APIRouter(
     response_model=SchedulerRunResponse,
     summary="Run the scheduler",
     dependencies=[FullAccess],
-    responses={**_FORBIDDEN, **invalid_doc("invalid_json", "time_out_of_range")},
+    responses={**FORBIDDEN, **invalid_doc("invalid_json", "time_out_of_range")},
 )
 async def run_scheduler(
     body: SchedulerRunRequest, units: Units, playbook: Playbooks, state: State
@@ -341,7 +341,7 @@ async def quarantine(state: State, cursor: Cursor = None, limit: Limit = 50) -> 
     response_model=QuarantinedMember,
     summary="Release a quarantined member",
     dependencies=[FullAccess],
-    responses={**_FORBIDDEN, **_not_found("`not_quarantined`: the member is not in quarantine."), **invalid_doc()},
+    responses={**FORBIDDEN, **_not_found("`not_quarantined`: the member is not in quarantine."), **invalid_doc()},
 )
 async def release(shop_id: ShopId, member_id: MemberId, units: Units) -> JSONResponse:
     """Takes the member out of quarantine and makes it due now, so the scheduler looks at it again.

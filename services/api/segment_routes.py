@@ -28,16 +28,16 @@ from services.api.dependencies import Engine, Playbooks, State
 from services.api.errors import ApiError, unprocessable
 from services.api.responses import json_response
 from services.api.routes import (
-    _FORBIDDEN,
-    _TOO_LARGE,
-    _UNAUTHORIZED,
+    FORBIDDEN,
+    TOO_LARGE,
+    UNAUTHORIZED,
     Cursor,
     Limit,
     Responses,
     ShopId,
-    _invalid_cursor,
     decode_cursor,
     error_doc,
+    invalid_cursor,
     invalid_doc,
 )
 from services.api.routing import ApiRoute
@@ -98,7 +98,7 @@ segments_router = APIRouter(
     prefix="/v1/shops/{shop_id}/segments",
     tags=["segments"],
     dependencies=[Authenticated],
-    responses={**_UNAUTHORIZED, **_TOO_LARGE, **invalid_doc()},
+    responses={**UNAUTHORIZED, **TOO_LARGE, **invalid_doc()},
     route_class=ApiRoute,
 )
 
@@ -170,7 +170,7 @@ async def _current(connection: AsyncConnection, shop_id: str, segment_id: str) -
     response_model=Segment,
     summary="Create a segment",
     dependencies=[FullAccess],
-    responses={**_FORBIDDEN, **invalid_doc("invalid_json", "invalid_definition")},
+    responses={**FORBIDDEN, **invalid_doc("invalid_json", "invalid_definition")},
 )
 async def create(shop_id: ShopId, body: SegmentRequest, engine: Engine, playbook: Playbooks) -> Response:
     """Saves a definition as a new segment, version 1. The definition is validated against the shop's playbook."""
@@ -217,7 +217,7 @@ async def segments(
     response_model=SegmentPreview,
     summary="Preview a definition",
     dependencies=[FullAccess],
-    responses={**_FORBIDDEN, **invalid_doc("invalid_json", "invalid_definition")},
+    responses={**FORBIDDEN, **invalid_doc("invalid_json", "invalid_definition")},
 )
 async def preview(shop_id: ShopId, body: SegmentPreviewRequest, engine: Engine, playbook: Playbooks) -> Response:
     """The size of a definition now and its first member ids, without saving anything."""
@@ -272,7 +272,7 @@ async def segment(
     response_model=Segment,
     summary="Save a new version",
     dependencies=[FullAccess],
-    responses={**_FORBIDDEN, **_NOT_FOUND, **_ARCHIVED, **invalid_doc("invalid_json", "invalid_definition")},
+    responses={**FORBIDDEN, **_NOT_FOUND, **_ARCHIVED, **invalid_doc("invalid_json", "invalid_definition")},
 )
 async def revise(
     shop_id: ShopId, segment_id: SegmentId, body: SegmentRequest, engine: Engine, playbook: Playbooks
@@ -301,7 +301,7 @@ async def revise(
     response_class=Response,
     summary="Archive a segment",
     dependencies=[FullAccess],
-    responses={**_FORBIDDEN, **_NOT_FOUND},
+    responses={**FORBIDDEN, **_NOT_FOUND},
 )
 async def archive(shop_id: ShopId, segment_id: SegmentId, engine: Engine) -> Response:
     """Archives the segment: it stays readable, leaves the list and can no longer change. Again: 204."""
@@ -329,7 +329,7 @@ async def segment_members(
     """The members the current version selects now, by member_id, a page at a time."""
     after = decode_cursor(repository.decode_segment_member_cursor, cursor, playbook.for_shop(shop_id).business_time)
     if after is not None and after.segment_id != segment_id:
-        raise _invalid_cursor()
+        raise invalid_cursor()
     async with engine.connect() as connection:
         saved = await _current(connection, shop_id, segment_id)
         audience = await _audience(connection, _stored_definition(saved), shop_id, playbook)

@@ -17,7 +17,7 @@ from services.api.auth import Authenticated, FullAccess
 from services.api.dependencies import Playbooks, State, Units
 from services.api.errors import ApiError, unprocessable
 from services.api.responses import json_response
-from services.api.routes import MemberId, ShopId, error_doc, invalid_doc
+from services.api.routes import FORBIDDEN, TOO_LARGE, UNAUTHORIZED, MemberId, ShopId, error_doc, invalid_doc
 from services.api.routing import ApiRoute
 from services.api.schemas import ManualTag, ManualTagRequest, ShopTagList, TagCatalogue
 from shared.domain import tags
@@ -31,13 +31,7 @@ TagId = Annotated[
 tags_router = APIRouter(
     tags=["tags"],
     dependencies=[Authenticated],
-    responses={
-        status.HTTP_401_UNAUTHORIZED: error_doc("`unauthorized`: the bearer token is missing or unknown."),
-        status.HTTP_413_CONTENT_TOO_LARGE: error_doc(
-            "`payload_too_large`: the request body exceeds API_MAX_BODY_BYTES."
-        ),
-        **invalid_doc(),
-    },
+    responses={**UNAUTHORIZED, **TOO_LARGE, **invalid_doc()},
     route_class=ApiRoute,
 )
 
@@ -70,7 +64,7 @@ async def shop_tags(shop_id: ShopId, state: State) -> Response:
 
 
 _MANUAL_ERRORS = {
-    status.HTTP_403_FORBIDDEN: error_doc("`forbidden`: a read-only token (API_READ_TOKENS) on this route."),
+    **FORBIDDEN,
     status.HTTP_404_NOT_FOUND: error_doc("`member_not_found`: the shop has no such member."),
     **invalid_doc("invalid_json", "invalid_tag", "time_out_of_range"),
 }

@@ -43,13 +43,15 @@ NEW_FIRST_TIER_CITIES = frozenset(
 _REGION_OF = {name: region for region, names in _REGIONS.items() for name in names}
 # Administrative suffixes, longest first, so "广西壮族自治区" folds to "广西".
 _SUFFIXES = re.compile(
-    r"(壮族自治区|回族自治区|维吾尔自治区|特别行政区|自治区|省|市|\s+(province|city|shi|sheng|sar|municipality))$"
+    r"(壮族自治区|回族自治区|维吾尔自治区|特别行政区|自治区|省|市"
+    r"|(\s+(zhuang|hui|uygur|uyghur))?\s+autonomous region"
+    r"|\s+(province|city|shi|sheng|sar|municipality))$"
 )
 
 
 def fold_place(name: str) -> str:
     """A place name reduced to the form the tables above use."""
-    folded = " ".join(name.strip().lower().split())
+    folded = " ".join(name.strip().lower().replace("\u2019", "'").split())  # a typographic apostrophe too
     return _SUFFIXES.sub("", folded).strip()
 
 

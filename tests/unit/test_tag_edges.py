@@ -151,6 +151,8 @@ REGION_NAMES = (
     ("central_china", "Henan Sheng", "海南省"),
     ("south_china", "广西壮族自治区", "广西壮族"),
     ("south_china", "Guangdong Province", "Guangzhou"),
+    ("south_china", "Guangxi Zhuang Autonomous Region", "Zhuang Autonomous Region"),
+    ("northwest", "Xinjiang Uygur Autonomous Region", "Uygur"),
     ("southwest", "西藏自治区", "Tibet Plateau"),
     ("southwest", "Chongqing Municipality", "Hunan"),
     ("northwest", "新疆维吾尔自治区", "新疆维吾尔"),
@@ -205,6 +207,7 @@ PROFILE = [
     by_fields("profile.first_tier_city", {"city": " Beijing City "}, {"city": "Chengdu"}, label="pinyin"),
     by_fields("profile.new_first_tier_city", {"city": "杭州市"}, {"city": "深圳市"}),
     by_fields("profile.new_first_tier_city", {"city": "Xi'an"}, {"city": "Lhasa"}, label="pinyin"),
+    by_fields("profile.new_first_tier_city", {"city": "Xi\u2019an"}, {"city": "Xi an"}, label="typographic apostrophe"),
     by_fields("profile.own_timezone", {"timezone": NEW_YORK}, {}),
     by_fields("profile.complete", COMPLETE, {**COMPLETE, "gender": "unknown"}),
     by_fields(
