@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.contract.actions import Action, Incentive, Message
 from shared.db.schema import actions
 from shared.domain.model import ActionDecision
-from shared.store.bulk_sql import column_arrays, unnest_insert
+from shared.store.bulk_sql import insert_rows, json_rows
 
 
 def action_row(decision: ActionDecision, created_at: datetime) -> tuple[Any, ...]:
@@ -50,7 +50,7 @@ def action_row(decision: ActionDecision, created_at: datetime) -> tuple[Any, ...
 
 _COLUMNS = ["action_id", "shop_id", "member_id", "rule", "category", "occurred_at", "created_at", "payload"]
 _INSERT = text(
-    f"WITH new AS ({unnest_insert(actions, _COLUMNS)} ON CONFLICT (action_id) DO NOTHING "
+    f"WITH new AS ({insert_rows(actions, _COLUMNS)} ON CONFLICT (action_id) DO NOTHING "
     "RETURNING shop_id, member_id, rule, payload, occurred_at), "
     "queued AS (INSERT INTO outbox (stream, key, payload, event_time) "
     "SELECT 'actions', shop_id || ':' || member_id, payload::text, occurred_at FROM new) "
@@ -65,5 +65,5 @@ async def insert_actions(connection: AsyncConnection, rows: Sequence[Sequence[An
     """
     if not rows:
         return []
-    result = await connection.execute(_INSERT, column_arrays(actions, _COLUMNS, rows))
+    result = await connection.execute(_INSERT, json_rows(rows))
     return [row[0] for row in result]

@@ -1,11 +1,11 @@
-"""Set-based statements: one statement and one array parameter per column, whatever the batch size."""
+"""Set-based statements: one statement and one JSON parameter holding every row, whatever the batch size."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Column, Table
+from sqlalchemy import Table, Text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
@@ -23,63 +23,50 @@ def key_arrays(keys: Sequence[Key]) -> dict[str, list[str]]:
     return {"a": [k[0] for k in ordered], "b": [k[1] for k in ordered]}
 
 
-def _array_type(column: Column[Any]) -> str:
-    """The PostgreSQL array type a column's values travel in; JSON and arrays go as text."""
-    kind = column.type
-    if isinstance(kind, (JSONB, ARRAY)):
-        return "text[]"
-    return f"{kind.compile(dialect=postgresql.dialect())}[]"  # type: ignore[no-untyped-call]
-
-
-def _value(table: Table, name: str) -> str:
-    """Column ``name`` of the unnested row ``u``, back in its column's type."""
+def _value(table: Table, name: str, index: int) -> str:
+    """Column ``name`` of the JSON row ``u.r`` (an array holding it at ``index``), back in its column's type."""
     kind = table.c[name].type
     if isinstance(kind, JSONB):
-        return f"u.{name}::jsonb"
-    if isinstance(kind, ARRAY):
-        # A NULL stays NULL: a nullable array column (``orders.paid_categories``) tells "none given" from "empty".
-        return f"CASE WHEN u.{name} IS NULL THEN NULL ELSE ARRAY(SELECT jsonb_array_elements_text(u.{name}::jsonb)) END"
-    return f"u.{name}"
+        return f"u.r->{index}"
+    if isinstance(kind, ARRAY):  # a JSON null stays NULL, not an empty array
+        elements = f"ARRAY(SELECT jsonb_array_elements_text(u.r->{index}))"
+        return f"CASE WHEN jsonb_typeof(u.r->{index}) = 'array' THEN {elements} END"
+    if isinstance(kind, Text):
+        return f"u.r->>{index}"
+    return f"CAST(u.r->>{index} AS {kind.compile(dialect=postgresql.dialect())})"  # type: ignore[no-untyped-call]
 
 
-def _unnest(table: Table, names: Sequence[str]) -> str:
-    arrays = ", ".join(f"CAST(:{name} AS {_array_type(table.c[name])})" for name in names)
-    return f"unnest({arrays}) AS u({', '.join(names)})"
+_ROWS = "jsonb_array_elements(CAST(:rows AS jsonb)) AS u(r)"
 
 
-def unnest_insert(table: Table, names: Sequence[str]) -> str:
-    """``INSERT ... SELECT FROM unnest(arrays)``."""
-    values = ", ".join(_value(table, name) for name in names)
-    return f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {values} FROM {_unnest(table, names)}"
+def insert_rows(table: Table, names: Sequence[str]) -> str:
+    """``INSERT ... SELECT`` from the rows of ``json_rows``."""
+    values = ", ".join(_value(table, name, index) for index, name in enumerate(names))
+    return f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {values} FROM {_ROWS}"
 
 
-def unnest_update(table: Table, names: Sequence[str], keys: Sequence[str]) -> str:
-    """``UPDATE ... FROM unnest(arrays)`` of rows known to exist, matched on ``keys``; stamps ``updated_at``.
+def update_rows(table: Table, names: Sequence[str], keys: Sequence[str]) -> str:
+    """``UPDATE ... FROM`` the rows of ``json_rows``, rows known to exist, matched on ``keys``; stamps ``updated_at``.
 
     Cheaper than an upsert: no speculative insertion into the primary key's index first.
     """
-    sets = ", ".join(f"{name} = {_value(table, name)}" for name in names if name not in keys)
-    match = " AND ".join(f"t.{key} = u.{key}" for key in keys)
-    return f"UPDATE {table.name} t SET {sets}, updated_at = now() FROM {_unnest(table, names)} WHERE {match}"
+    sets = ", ".join(f"{name} = {_value(table, name, i)}" for i, name in enumerate(names) if name not in keys)
+    match = " AND ".join(f"t.{key} = {_value(table, key, names.index(key))}" for key in keys)
+    return f"UPDATE {table.name} t SET {sets}, updated_at = now() FROM {_ROWS} WHERE {match}"
 
 
 def upsert(table: Table, names: Sequence[str], keys: Sequence[str]) -> str:
-    """``unnest_insert`` that overwrites the rows already there and stamps ``updated_at``."""
+    """``insert_rows`` that overwrites the rows already there and stamps ``updated_at``."""
     updates = ", ".join(f"{name} = excluded.{name}" for name in names if name not in keys)
-    return f"{unnest_insert(table, names)} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}, updated_at = now()"
+    return f"{insert_rows(table, names)} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}, updated_at = now()"
 
 
-def column_arrays(table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> dict[str, list[Any]]:
-    """Rows (values in ``names`` order) turned into one array per column."""
-    params: dict[str, list[Any]] = {}
-    for index, name in enumerate(names):
-        values = [row[index] for row in rows]
-        kind = table.c[name].type
-        if isinstance(kind, (JSONB, ARRAY)):
-            # A str is taken to be JSON text already (e.g. a record's original bytes); a missing array is NULL.
-            values = [
-                value if isinstance(value, str) or (value is None and isinstance(kind, ARRAY)) else dump_json(value)
-                for value in values
-            ]
-        params[name] = values
-    return params
+def json_rows(rows: Sequence[Sequence[Any]]) -> dict[str, str]:
+    """The ``:rows`` parameter of the statements above: the batch as one JSON array of row arrays.
+
+    One string for the driver to send, whatever the batch: an array per column would have
+    it inspect every element on its own, which cost more than the rest of writing a member.
+    JSON documents travel nested (a JSON text as ``orjson.Fragment``), amounts as decimal
+    strings, times as RFC 3339.
+    """
+    return {"rows": dump_json(rows)}

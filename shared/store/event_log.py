@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.schema import pending_events
-from shared.store.bulk_sql import UNNEST_KEYS, Key, column_arrays, key_arrays, unnest_insert
+from shared.store.bulk_sql import UNNEST_KEYS, Key, insert_rows, json_rows, key_arrays
 
 EventKey = tuple[str, str]  # (source, event id)
 
@@ -80,13 +81,15 @@ async def load_parked(connection: AsyncConnection, orders: Sequence[Key]) -> lis
     return [((row[0], row[1]), row[2]) for row in rows]
 
 
-_PARK = f"{unnest_insert(pending_events, ParkedEvent._fields)} ON CONFLICT DO NOTHING"
+_PARK = f"{insert_rows(pending_events, ParkedEvent._fields)} ON CONFLICT DO NOTHING"
 
 
 async def park_events(connection: AsyncConnection, rows: Sequence[ParkedEvent]) -> None:
     """Keeps events until their order arrives."""
     if rows:
-        await connection.execute(text(_PARK), column_arrays(pending_events, ParkedEvent._fields, rows))
+        # The record's own text goes into the document as it is (a JSON text, not a string of one).
+        values = [[*row[:-1], orjson.Fragment(row.event)] for row in rows]
+        await connection.execute(text(_PARK), json_rows(values))
 
 
 async def release_events(connection: AsyncConnection, keys: Sequence[EventKey]) -> None:

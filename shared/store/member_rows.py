@@ -12,12 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.db.schema import members, orders
 from shared.domain.model import ExternalTag, Member, Order, RefundRecord, ReviewRecord, ShipmentRecord
 from shared.store import member_documents as documents
-from shared.store.bulk_sql import UNNEST_KEYS, Key, column_arrays, key_arrays, unnest_update, upsert
+from shared.store.bulk_sql import UNNEST_KEYS, Key, json_rows, key_arrays, update_rows, upsert
 
 MEMBER_FIELDS = [f.name for f in fields(Member)]
 _ORDER_FIELDS = [f.name for f in fields(Order)]
 _ORDER_COLUMNS = ["shop_id", *_ORDER_FIELDS]
-_MEMBER_UPDATE = text(unnest_update(members, MEMBER_FIELDS, ["shop_id", "member_id"]))
+_MEMBER_UPDATE = text(update_rows(members, MEMBER_FIELDS, ["shop_id", "member_id"]))
 _ORDER_UPSERT = text(upsert(orders, _ORDER_COLUMNS, ["shop_id", "order_id"]))
 # The fields kept as JSON documents: how each is written (the domain's records and times as JSON).
 _MEMBER_DOCUMENTS: dict[str, Callable[[Any], Any]] = {
@@ -172,11 +172,11 @@ async def save_members(connection: AsyncConnection, rows: Iterable[Member]) -> N
     """Writes back members whose rows this transaction holds (locked, so they exist)."""
     values = [member_to_row(member) for member in rows]
     if values:
-        await connection.execute(_MEMBER_UPDATE, column_arrays(members, MEMBER_FIELDS, values))
+        await connection.execute(_MEMBER_UPDATE, json_rows(values))
 
 
 async def save_orders(connection: AsyncConnection, rows: Iterable[tuple[str, Order]]) -> None:
     """Orders as (shop, order)."""
     values = [[shop, *order_to_row(order)] for shop, order in rows]
     if values:
-        await connection.execute(_ORDER_UPSERT, column_arrays(orders, _ORDER_COLUMNS, values))
+        await connection.execute(_ORDER_UPSERT, json_rows(values))

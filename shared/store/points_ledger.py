@@ -9,10 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.schema import points_ledger
 from shared.domain.model import LedgerEntry
-from shared.store.bulk_sql import UNNEST_KEYS, Key, column_arrays, key_arrays, unnest_insert
+from shared.store.bulk_sql import UNNEST_KEYS, Key, insert_rows, json_rows, key_arrays
 
 _COLUMNS = ["shop_id", "member_id", "entry_id", "kind", "points", "shortfall", "at", "expires_at"]
-_INSERT = text(unnest_insert(points_ledger, _COLUMNS))
+_INSERT = text(insert_rows(points_ledger, _COLUMNS))
 _ENTRY = "l.entry_id, l.kind, l.points, l.at, l.expires_at, l.shortfall"
 
 
@@ -20,7 +20,7 @@ async def append_ledger(connection: AsyncConnection, rows: Sequence[tuple[Key, L
     """Appends ledger lines; a line booked twice fails the transaction rather than drift from the balance."""
     values = [[key[0], key[1], e.entry_id, e.kind, e.points, e.shortfall, e.at, e.expires_at] for key, e in rows]
     if values:
-        await connection.execute(_INSERT, column_arrays(points_ledger, _COLUMNS, values))
+        await connection.execute(_INSERT, json_rows(values))
 
 
 async def load_ledgers(connection: AsyncConnection, keys: Sequence[Key]) -> dict[Key, list[LedgerEntry]]:
