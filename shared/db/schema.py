@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Float,
     Identity,
@@ -77,6 +78,8 @@ members = Table(
     Column("tags_until", TS),
     # The latest business-time change of each external tag: {"<id>": {"present": bool, "at": time}}.
     Column("external_tags", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    # The member's open coupons (issued, neither redeemed nor expired): what the scheduler plans from.
+    Column("wallet", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("created_at", TS, nullable=False, server_default=text("now()")),
     Column("updated_at", TS, nullable=False, server_default=text("now()")),
     PrimaryKeyConstraint("shop_id", "member_id"),
@@ -214,6 +217,91 @@ rfm_edges = Table(
 )
 
 # Every action ever decided, for the API; new ones also get an outbox row.
+coupons = Table(
+    "coupons",
+    metadata,
+    Column("shop_id", Text, nullable=False),
+    Column("code", Text, nullable=False),
+    Column("member_id", Text, nullable=False),
+    Column("rule", Text, nullable=False),
+    Column("campaign_id", Text),
+    Column("action_id", Text, nullable=False),
+    Column("value", MONEY, nullable=False),
+    Column("min_spend", MONEY),
+    Column("issued_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Column("status", Text, nullable=False),  # issued, redeemed, expired
+    Column("order_id", Text),
+    Column("redeemed_at", TS),
+    Column("playbook_version", Integer, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("shop_id", "code"),
+    Index("ix_coupons_member", "shop_id", "member_id", text("issued_at DESC"), "code"),
+    Index("ix_coupons_rule", "shop_id", "rule", "issued_at"),
+)
+
+# A paid order that named another member's code: counted as shared, never redeemed.
+coupon_shares = Table(
+    "coupon_shares",
+    metadata,
+    Column("shop_id", Text, nullable=False),
+    Column("code", Text, nullable=False),
+    Column("order_id", Text, nullable=False),
+    Column("member_id", Text, nullable=False),
+    Column("at", TS, nullable=False),
+    PrimaryKeyConstraint("shop_id", "code", "order_id"),
+)
+
+# Every incentive decision: emitted, holdout, budget_exhausted, late_skipped ...
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("decision_id", Text, nullable=False),
+    Column("shop_id", Text, nullable=False),
+    Column("member_id", Text, nullable=False),
+    Column("rule", Text, nullable=False),
+    Column("campaign_id", Text),
+    Column("outcome", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", TS, nullable=False),
+    Column("action_id", Text),
+    Column("order_id", Text),  # the order that triggered the decision, if one did
+    Column("kind", Text),
+    Column("value", MONEY, nullable=False, server_default="0"),
+    Column("points", Integer, nullable=False, server_default="0"),
+    Column("playbook_version", Integer, nullable=False, server_default="0"),
+    Column("detail", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("decided_at", TS, nullable=False),
+    PrimaryKeyConstraint("decision_id"),
+    Index("ix_decisions_member", "shop_id", "member_id", text("at DESC"), text("decision_id DESC")),
+    Index("ix_decisions_rule", "shop_id", "rule", "at"),
+)
+
+# Value issued per budget scope (a rule, or campaign:<id>) and calendar period of business time.
+budget_spend = Table(
+    "budget_spend",
+    metadata,
+    Column("shop_id", Text, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("period_start", Date, nullable=False),
+    Column("spent", MONEY, nullable=False, server_default="0"),
+    Column("issued", Integer, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("shop_id", "scope", "period_start"),
+)
+
+# Each shop's playbook overrides, one row per version; the newest is in force.
+playbook_versions = Table(
+    "playbook_versions",
+    metadata,
+    Column("seq", BigInteger, Identity(), nullable=False),
+    Column("shop_id", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("overrides", JSONB, nullable=False),
+    Column("created_at", TS, nullable=False, server_default=text("now()")),
+    Column("created_by", Text, nullable=False),
+    PrimaryKeyConstraint("shop_id", "version"),
+    UniqueConstraint("seq", name="uq_playbook_versions_seq"),
+)
+
 actions = Table(
     "actions",
     metadata,

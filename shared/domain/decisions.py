@@ -15,8 +15,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.domain import points
+from shared.domain.budgets import BudgetBook
 from shared.domain.calendar import add_months
-from shared.domain.model import ActionDecision, Category, Event, LedgerEntry, LedgerKind, Member, Order
+from shared.domain.model import (
+    ActionDecision,
+    Category,
+    Coupon,
+    CouponShare,
+    Decision,
+    Event,
+    LedgerEntry,
+    LedgerKind,
+    Member,
+    Order,
+)
 from shared.domain.money import money
 from shared.domain.playbook import IncentiveSpec, ShopPlaybook
 from shared.domain.tiers import QualificationPoint
@@ -45,6 +57,14 @@ class MemberContext:
     new_ledger: list[LedgerEntry] = field(default_factory=list)
     late: list[str] = field(default_factory=list)  # rules whose due item came too late to send
     timeline: list[QualificationPoint] | None = None  # the tier timeline, until the orders' money changes
+    decisions: list[Decision] = field(default_factory=list)  # incentive decisions taken meanwhile
+    new_coupons: list[Coupon] = field(default_factory=list)  # coupons issued meanwhile
+    coupon_updates: list[Coupon] = field(default_factory=list)  # coupons redeemed or expired meanwhile
+    shares: list[CouponShare] = field(default_factory=list)  # other members' codes this member paid with
+    # Coupons of the shop the batch's payments name that are not in the paying member's open wallet,
+    # by code (shared by the batch's contexts of one shop, like ``shop_orders``).
+    shop_coupons: dict[str, Coupon] = field(default_factory=dict)
+    budgets: BudgetBook | None = None  # the batch's budget spend, when a shop in it has budgeted rules
 
 
 def action_id(*parts: str) -> str:

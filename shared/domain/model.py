@@ -14,6 +14,10 @@ __all__ = [
     "ZERO",
     "ActionDecision",
     "Category",
+    "Coupon",
+    "CouponShare",
+    "CouponStatus",
+    "Decision",
     "Event",
     "ExternalTag",
     "LedgerEntry",
@@ -23,6 +27,7 @@ __all__ = [
     "RefundRecord",
     "ReviewRecord",
     "ShipmentRecord",
+    "WalletCoupon",
 ]
 
 ZERO = Decimal("0.00")
@@ -82,6 +87,19 @@ class ExternalTag:
 
     present: bool = False
     at: datetime | None = None
+
+
+@dataclass(slots=True)
+class WalletCoupon:
+    """An open coupon of the member's wallet (issued, neither redeemed nor expired): enough to plan
+    its reminder and expiry and to redeem it; the full record is the ``Coupon`` in the wallet table."""
+
+    rule: str
+    value: Decimal
+    issued_at: datetime
+    expires_at: datetime
+    campaign_id: str | None = None
+    reminded: bool = False
 
 
 @dataclass(slots=True)
@@ -168,6 +186,7 @@ class Member:
     tags: list[str] = field(default_factory=list)  # built-in and external tag ids, sorted
     tags_until: datetime | None = None  # when a tag may next change with time alone (the scheduler's due item)
     external_tags: dict[str, ExternalTag] = field(default_factory=dict)
+    wallet: dict[str, WalletCoupon] = field(default_factory=dict)  # open coupons by code
 
     @property
     def as_of(self) -> datetime | None:
@@ -190,6 +209,71 @@ class ActionDecision:
     template: str
     variables: Mapping[str, Any]
     incentive: Mapping[str, Any] | None = None
+    playbook_version: int = 0
+    campaign: Mapping[str, Any] | None = None
+
+
+CouponStatus = Literal["issued", "redeemed", "expired"]
+
+
+@dataclass(slots=True)
+class Coupon:
+    """One coupon of a member's wallet as the wallet table keeps it.
+
+    A coupon the service has not written yet carries everything; one read back to redeem or expire
+    it needs only the fields those change (``status``, ``order_id``, ``redeemed_at``).
+    """
+
+    shop_id: str
+    code: str
+    member_id: str
+    rule: str
+    action_id: str
+    value: Decimal
+    issued_at: datetime
+    expires_at: datetime
+    min_spend: Decimal | None = None
+    campaign_id: str | None = None
+    status: CouponStatus = "issued"
+    order_id: str | None = None
+    redeemed_at: datetime | None = None
+    playbook_version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CouponShare:
+    """A paid order that named a code of another member's wallet: counted as shared, not redeemed."""
+
+    code: str
+    order_id: str
+    member_id: str  # who paid with it
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Why a member got, or did not get, one incentive: the record kept for every incentive decision.
+
+    ``decision_id`` is the id the action has (or would have had), so a replay decides the same
+    record once. ``value`` is what the incentive is worth to the budget (coupon face value,
+    points at ``value_per_point``); ``order_id`` names the order that triggered it, if one did.
+    """
+
+    decision_id: str
+    shop_id: str
+    member_id: str
+    rule: str
+    outcome: str
+    reason: str
+    at: datetime
+    action_id: str | None = None
+    order_id: str | None = None
+    kind: str | None = None
+    value: Decimal = ZERO
+    points: int = 0
+    playbook_version: int = 0
+    campaign_id: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
 
 
 LedgerKind = Literal["earn", "reverse", "review_reward", "gift", "redeem", "expire"]

@@ -32,17 +32,45 @@ class IncentiveSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class Budget:
+    """Money an incentive rule may give per calendar ``period`` of business time (P1D, P1W from Monday, P1M)."""
+
+    amount: Decimal
+    period: str = "P1M"
+
+    def __post_init__(self) -> None:
+        if self.amount <= 0:
+            raise ValueError("budget.amount must be more than 0")
+        if self.period not in BUDGET_PERIODS:
+            raise ValueError(f"budget.period must be one of {', '.join(BUDGET_PERIODS)}")
+
+
+BUDGET_PERIODS = ("P1D", "P1W", "P1M")
+MAX_HOLDOUT_PERCENT = 50
+DEFAULT_ATTRIBUTION_WINDOW = timedelta(days=14)
+
+
+@dataclass(frozen=True, slots=True)
 class RuleConfig:
     """A rule's switch and parameters; each rule reads only the fields it needs."""
 
     enabled: bool = True
     incentive: IncentiveSpec | None = None
+    holdout_percent: int = 0  # incentive rules: members held out for comparison, 0 to 50
+    budget: Budget | None = None  # incentive rules: value issued per calendar period
+    attribution_window: timedelta = DEFAULT_ATTRIBUTION_WINDOW  # the incentives report's conversion window
     per_tier: dict[str, IncentiveSpec] = field(default_factory=dict)
     delay: timedelta | None = None  # scheduled rules: how long after their reference time they fall due
-    lead: timedelta | None = None  # points_expiry_reminder: how long before the expiry
+    lead: timedelta | None = None  # points_expiry_reminder, coupon_expiry_reminder: how long before the expiry
     send_at: time = time(10, 0)  # calendar gifts: local time of day they fall due
     min_photos: int = 1  # review_reward
     min_text_length: int = 30  # review_reward
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.holdout_percent <= MAX_HOLDOUT_PERCENT:
+            raise ValueError(f"holdout_percent must be 0 to {MAX_HOLDOUT_PERCENT}")
+        if self.attribution_window <= timedelta(0):
+            raise ValueError("attribution_window must be more than 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +95,7 @@ class TierPolicy:
 class PointsPolicy:
     per_currency_unit: Decimal = Decimal(1)  # points per 1.00 paid, rounded down
     expire_after_months: int = 12
+    value_per_point: Decimal = Decimal("0.01")  # what a point given costs the shop, for budgets and reports
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +173,7 @@ class ContactPolicy:
 
 @dataclass(frozen=True, slots=True)
 class ShopPlaybook:
+    version: int = 0  # the stored version in force (0: the playbook file alone)
     currency: str = "CNY"
     timezone: str = "Asia/Shanghai"
     reference_order_value: Decimal = Decimal("100")
