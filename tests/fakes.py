@@ -12,12 +12,13 @@ import copy
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from types import TracebackType
 from typing import Any, Self
 
+from shared.domain.budgets import BudgetBook, BudgetKey, SpendRow
 from shared.domain.decisions import MemberContext
-from shared.domain.model import ActionDecision, LedgerEntry, Member, Order
+from shared.domain.model import ActionDecision, Coupon, CouponShare, Decision, LedgerEntry, Member, Order
 from shared.store.unit_of_work import Changes, EventKey, Key, LoadedMembers, ParkedEvent, UnitOfWork, UnitsOfWork
 
 
@@ -42,6 +43,10 @@ class InMemoryStore:
     quarantined: dict[Key, dict[str, Any]] = field(default_factory=dict)
     rfm_computed: dict[str, datetime] = field(default_factory=dict)
     manual_tags: dict[Key, dict[str, datetime | None]] = field(default_factory=dict)  # tag -> expiry
+    coupons: dict[Key, Coupon] = field(default_factory=dict)  # by (shop, code)
+    shares: dict[tuple[str, str, str], CouponShare] = field(default_factory=dict)  # by (shop, code, order)
+    decisions: dict[str, Decision] = field(default_factory=dict)
+    budget_spend: dict[BudgetKey, SpendRow] = field(default_factory=dict)
     commits: int = 0
 
     def units(self) -> UnitsOfWork:
@@ -124,6 +129,17 @@ class InMemoryUnitOfWork(UnitOfWork):
     async def count_due(self, as_of: datetime) -> int:
         return sum(1 for m in self.store.members.values() if m.next_due_at is not None and m.next_due_at <= as_of)
 
+    async def lock_budgets(self, scopes: Sequence[Key], since: date) -> BudgetBook:
+        book = BudgetBook(since=dict.fromkeys(scopes, since))
+        for (shop, scope, start), row in self.store.budget_spend.items():
+            if (shop, scope) in book.since and start >= since:
+                book.spend[(shop, scope, start)] = copy.deepcopy(row)
+        self.changes.budgets = book
+        return book
+
+    async def find_coupons(self, keys: Sequence[Key]) -> dict[Key, Coupon]:
+        return {key: copy.deepcopy(self.store.coupons[key]) for key in keys if key in self.store.coupons}
+
     async def ledger_entry(self, key: Key, entry_id: str) -> LedgerEntry | None:
         return next((e for e in self.store.ledgers.get(key, []) if e.entry_id == entry_id), None)
 
@@ -163,6 +179,18 @@ class InMemoryUnitOfWork(UnitOfWork):
             if any(line.entry_id == entry.entry_id for line in book):
                 raise ValueError(f"ledger line {entry.entry_id!r} booked twice")
             book.append(entry)
+        for coupon in changes.coupons():
+            store.coupons.setdefault((coupon.shop_id, coupon.code), copy.deepcopy(coupon))
+        for shop, change in changes.coupon_changes():
+            stored = store.coupons[(shop, change.code)]
+            stored.status, stored.order_id, stored.redeemed_at = change.status, change.order_id, change.redeemed_at
+        for shop, share in changes.shares():
+            store.shares.setdefault((shop, share.code, share.order_id), share)
+        for decision in changes.decisions():
+            store.decisions.setdefault(decision.decision_id, decision)
+        if changes.budgets is not None:
+            for budget_key in changes.budgets.changed:
+                store.budget_spend[budget_key] = copy.deepcopy(changes.budgets.spend[budget_key])
         known = {(row.source, row.event_id) for row in store.parked}
         store.parked += [row for row in changes.parked if (row.source, row.event_id) not in known]
         released = set(changes.released)
@@ -176,11 +204,11 @@ class InMemoryUnitOfWork(UnitOfWork):
             if key in store.members:
                 store.members[key].next_due_at = None
         rules = []
-        for action_id, decision in changes.actions.items():
+        for action_id, action in changes.actions.items():
             if action_id not in store.actions:
-                store.actions[action_id] = decision
-                store.outbox.append(decision)
-                rules.append(decision.rule)
+                store.actions[action_id] = action
+                store.outbox.append(action)
+                rules.append(action.rule)
         for (key, tag), expiry in self._tagged.items():
             tags = store.manual_tags.setdefault(key, {})
             if isinstance(expiry, _Removed):

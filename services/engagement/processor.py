@@ -19,7 +19,7 @@ import functools
 import traceback
 import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -29,9 +29,11 @@ from aiokafka.structs import ConsumerRecord
 from services.engagement.decode import Rejection, decode
 from shared.db.error_triage import describe
 from shared.domain.engagement import MemberContext, apply_event, settle
+from shared.domain.events import OrderPaid
 from shared.domain.model import ActionDecision, Event
-from shared.domain.playbook import Playbook
+from shared.domain.playbook import Playbook, ShopPlaybook
 from shared.store.unit_of_work import ParkedEvent, UnitOfWork, UnitsOfWork
+from shared.usecases.incentive_inputs import attach_incentive_inputs
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +47,9 @@ class BatchResult:
     dead_letters: list[tuple[ConsumerRecord[bytes, bytes], Rejection]] = field(default_factory=list)
     types: list[tuple[str, str]] = field(default_factory=list)
     quarantined: int = 0  # members newly quarantined
+    decisions: Counter[str] = field(default_factory=Counter)  # incentive decisions by outcome
+    coupons_redeemed: int = 0
+    coupons_shared: int = 0
 
     def merge(self, other: BatchResult) -> BatchResult:
         """This result followed by ``other``'s (for a batch processed in parts)."""
@@ -55,6 +60,9 @@ class BatchResult:
         self.dead_letters += other.dead_letters
         self.types += other.types
         self.quarantined += other.quarantined
+        self.decisions += other.decisions
+        self.coupons_redeemed += other.coupons_redeemed
+        self.coupons_shared += other.coupons_shared
         return self
 
 
@@ -93,6 +101,7 @@ class _Batch:
 
     contexts: dict[tuple[str, str], MemberContext]
     previously_parked: set[EventKey]
+    playbooks: Callable[[str], ShopPlaybook]  # each shop's playbook, as in force when the batch began
     released: set[EventKey] = field(default_factory=set)
     quarantined: set[MemberKey] = field(default_factory=set)
 
@@ -187,12 +196,27 @@ class BatchProcessor:
                 return
             batch = await self._load(uow, events, sorted(failed))
             events = self._set_aside_quarantined(uow, batch, events, by_key, result)
+            await self._attach_incentive_inputs(uow, batch, events)
             aside = {key: batch.contexts.pop(key) for key in failed if key in batch.contexts}
             decisions = self._apply(batch, events, by_key, result)
-            quarantined = self._quarantine_unsettleable(uow, aside, result)
+            quarantined = self._quarantine_unsettleable(uow, batch, aside, result)
             self._dead_letter_failed(by_key, failed, quarantined, result)
             self._stage(uow, batch, decisions, by_key)
+            _count_incentives(batch, result)
             result.new_actions = await uow.commit()
+
+    async def _attach_incentive_inputs(self, uow: UnitOfWork, batch: _Batch, events: Sequence[Event]) -> None:
+        """Budgets and other members' coupons, for the times and codes of the events (and parked ones) to apply."""
+        pending = [event for context in batch.contexts.values() for event in context.pending]
+        applied = [*events, *pending]
+        codes = [
+            (_member_of(event), code)
+            for event in applied
+            if isinstance(event.data, OrderPaid)
+            for code in event.data.coupon_codes or ()
+        ]
+        earliest = min((event.time for event in applied), default=None)
+        await attach_incentive_inputs(uow, batch.contexts, batch.playbooks, earliest, codes)
 
     def _dead_letter_failed(
         self,
@@ -235,7 +259,7 @@ class BatchProcessor:
         return [event for event in events if _member_of(event) not in batch.quarantined]
 
     def _quarantine_unsettleable(
-        self, uow: UnitOfWork, aside: dict[MemberKey, MemberContext], result: BatchResult
+        self, uow: UnitOfWork, batch: _Batch, aside: dict[MemberKey, MemberContext], result: BatchResult
     ) -> set[MemberKey]:
         """Settles each failed member's stored state alone: if even that fails, the state is at fault.
 
@@ -245,7 +269,7 @@ class BatchProcessor:
         rows = []
         for key, context in sorted(aside.items()):
             try:
-                settle(context, self._playbook.for_shop(key[0]))
+                settle(context, batch.playbooks(key[0]))
             except Exception as error:
                 detail = f"{describe(error)} while settling the member's stored state"
                 log.error("engagement.member_quarantined", shop_id=key[0], error_type=type(error).__name__)
@@ -266,7 +290,12 @@ class BatchProcessor:
             if event is not None:  # another member's events about these orders stay parked
                 loaded.contexts[key].pending.append(event)
                 previously_parked.add(event.key)
-        return _Batch(contexts=loaded.contexts, previously_parked=previously_parked, quarantined=loaded.quarantined)
+        return _Batch(
+            contexts=loaded.contexts,
+            previously_parked=previously_parked,
+            playbooks=functools.cache(self._playbook.for_shop),
+            quarantined=loaded.quarantined,
+        )
 
     def _apply(
         self, batch: _Batch, events: Sequence[Event], by_key: dict[EventKey, _Decoded], result: BatchResult
@@ -282,7 +311,7 @@ class BatchProcessor:
             if key in failures:
                 continue
             try:
-                outcome = apply_event(batch.contexts[key], event, self._playbook.for_shop(event.shop_id))
+                outcome = apply_event(batch.contexts[key], event, batch.playbooks(event.shop_id))
             except Exception as error:  # contained to this member, never the batch
                 failures[key] = (f"{describe(error)} while applying {event.type}", event.key)
                 _log_failure("engagement.apply_failed", key, error)
@@ -299,7 +328,7 @@ class BatchProcessor:
             if key in failures:
                 continue
             try:
-                settle(context, self._playbook.for_shop(key[0]))
+                settle(context, batch.playbooks(key[0]))
             except Exception as error:
                 failures[key] = (f"{describe(error)} while settling the member", None)
                 _log_failure("engagement.settle_failed", key, error)
@@ -337,6 +366,13 @@ class BatchProcessor:
             uow.quarantine([(key, "processing_error", detail)])
             await uow.commit()
         return 1
+
+
+def _count_incentives(batch: _Batch, result: BatchResult) -> None:
+    for context in batch.contexts.values():
+        result.decisions.update(decision.outcome for decision in context.decisions)
+        result.coupons_redeemed += sum(1 for change in context.coupon_changes if change.status == "redeemed")
+        result.coupons_shared += len(context.shares)
 
 
 def _member_of(event: Event) -> MemberKey:

@@ -40,6 +40,14 @@ class Incentive(BaseModel):
     expires_at: datetime | None = None
 
 
+class CampaignRef(BaseModel):
+    """The campaign wave and strategy an action was sent under (contract section 11)."""
+
+    campaign_id: str
+    wave: int
+    strategy: str
+
+
 class Action(BaseModel):
     """A care or incentive action decided for one member (contract section 4)."""
 
@@ -55,6 +63,10 @@ class Action(BaseModel):
     created_at: datetime
     message: Message
     incentive: Incentive | None = None
+    playbook_version: int | None = Field(
+        default=None, description="The shop's playbook version the action was decided under (0: the file alone)."
+    )
+    campaign: CampaignRef | None = None
 
 
 class NotificationOutcome(BaseModel):

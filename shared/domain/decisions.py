@@ -13,14 +13,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from shared.domain import points
+from shared.domain import incentives, points
 from shared.domain.budgets import BudgetBook
-from shared.domain.calendar import add_months
+from shared.domain.calendar import add_months, zone
 from shared.domain.model import (
+    ZERO,
     ActionDecision,
     Category,
     Coupon,
+    CouponChange,
     CouponShare,
     Decision,
     Event,
@@ -28,8 +31,9 @@ from shared.domain.model import (
     LedgerKind,
     Member,
     Order,
+    WalletCoupon,
 )
-from shared.domain.money import money
+from shared.domain.money import money, round_money
 from shared.domain.playbook import IncentiveSpec, ShopPlaybook
 from shared.domain.tiers import QualificationPoint
 
@@ -59,7 +63,7 @@ class MemberContext:
     timeline: list[QualificationPoint] | None = None  # the tier timeline, until the orders' money changes
     decisions: list[Decision] = field(default_factory=list)  # incentive decisions taken meanwhile
     new_coupons: list[Coupon] = field(default_factory=list)  # coupons issued meanwhile
-    coupon_updates: list[Coupon] = field(default_factory=list)  # coupons redeemed or expired meanwhile
+    coupon_changes: list[CouponChange] = field(default_factory=list)  # coupons redeemed or expired meanwhile
     shares: list[CouponShare] = field(default_factory=list)  # other members' codes this member paid with
     # Coupons of the shop the batch's payments name that are not in the paying member's open wallet,
     # by code (shared by the batch's contexts of one shop, like ``shop_orders``).
@@ -133,17 +137,27 @@ class Decider:
         incentive: IncentiveSpec | None = None,
         ledger_kind: LedgerKind = "gift",
     ) -> None:
-        """Adds the action; an incentive of points is booked on the ledger under the same fact."""
+        """Adds the action; an incentive is first decided (late, holdout, budget) and its decision kept.
+
+        An incentive of points is booked on the ledger under the same fact; a coupon goes
+        into the member's wallet under its code.
+        """
+        member = self.member
+        ident = action_id(member.shop_id, member.member_id, rule, key)
+        if incentive is not None and not self._decide(rule, ident, variables, incentive):
+            if self.silent:
+                self.context.late.append(rule)
+            return
         if self.silent:
             self.context.late.append(rule)
             return
-        member = self.member
-        ident = action_id(member.shop_id, member.member_id, rule, key)
         body = incentive_body(incentive, ident, self.at) if incentive is not None else None
         if incentive is not None and incentive.kind == "points" and incentive.points:
             entry = self.credit(f"{rule}:{key}", ledger_kind, incentive.points)
             if body is not None:
                 body["expires_at"] = entry.expires_at.isoformat() if entry.expires_at else None
+        if incentive is not None and incentive.kind == "coupon" and body is not None:
+            self._issue_coupon(rule, ident, incentive, body)
         self.actions.append(
             ActionDecision(
                 action_id=ident,
@@ -156,6 +170,73 @@ class Decider:
                 template=rule,
                 variables=dict(variables),
                 incentive=body,
+                playbook_version=self.playbook.version,
+            )
+        )
+
+    def _decide(self, rule: str, ident: str, variables: Mapping[str, Any], incentive: IncentiveSpec) -> bool:
+        """Whether the incentive is given; its decision is recorded whatever the outcome."""
+        member, playbook = self.member, self.playbook
+        config = playbook.rules.get(rule)
+        value = incentives.incentive_value(incentive, playbook)
+        outcome, reason = incentives.EMITTED, "given"
+        if self.silent:
+            lateness = playbook.schedule.max_lateness
+            outcome = incentives.LATE_SKIPPED
+            reason = f"its due item was handled more than {lateness} after it fell due (schedule.max_lateness)"
+        elif config is not None and incentives.held_out(member.shop_id, member.member_id, rule, config.holdout_percent):
+            outcome = incentives.HOLDOUT
+            reason = f"the member is in the rule's {config.holdout_percent} % holdout"
+        elif config is not None and config.budget is not None:
+            budget = config.budget
+            book = self.context.budgets
+            if book is None:
+                raise RuntimeError(f"the budget of {rule} was not loaded")
+            if not book.spend_within(member.shop_id, rule, budget, self.at, self._zone(), value):
+                outcome = incentives.BUDGET_EXHAUSTED
+                spent = book.spent(member.shop_id, rule, budget, self.at, self._zone())
+                reason = f"{spent} of the {budget.period} budget of {budget.amount} spent; this incentive is {value}"
+        order_id = variables.get("order_id")
+        self.context.decisions.append(
+            Decision(
+                decision_id=ident,
+                shop_id=member.shop_id,
+                member_id=member.member_id,
+                rule=rule,
+                outcome=outcome,
+                reason=reason,
+                at=self.at,
+                action_id=ident if outcome == incentives.EMITTED else None,
+                order_id=order_id if isinstance(order_id, str) else None,
+                kind=incentive.kind,
+                value=value,
+                points=(incentive.points or 0) if incentive.kind == "points" else 0,
+                playbook_version=playbook.version,
+            )
+        )
+        return outcome == incentives.EMITTED
+
+    def _zone(self) -> ZoneInfo:
+        return zone(None, self.playbook.timezone)
+
+    def _issue_coupon(self, rule: str, ident: str, incentive: IncentiveSpec, body: Mapping[str, Any]) -> None:
+        member = self.member
+        code = str(body["code"])
+        expires_at = self.at + timedelta(days=incentive.valid_days)
+        value = round_money(incentive.value) if incentive.value is not None else ZERO
+        member.wallet[code] = WalletCoupon(rule=rule, value=value, issued_at=self.at, expires_at=expires_at)
+        self.context.new_coupons.append(
+            Coupon(
+                shop_id=member.shop_id,
+                code=code,
+                member_id=member.member_id,
+                rule=rule,
+                action_id=ident,
+                value=value,
+                issued_at=self.at,
+                expires_at=expires_at,
+                min_spend=round_money(incentive.min_spend) if incentive.min_spend is not None else None,
+                playbook_version=self.playbook.version,
             )
         )
 

@@ -7,6 +7,7 @@ and applied, in business-time order, as soon as the order can take them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import assert_never
@@ -35,6 +36,8 @@ from shared.domain.membership import refresh_standing, refresh_tier
 from shared.domain.model import (
     ZERO,
     ActionDecision,
+    CouponChange,
+    CouponShare,
     ExternalTag,
     Member,
     Order,
@@ -161,6 +164,8 @@ def _order_paid(decider: Decider, order: Order, data: OrderPaid) -> None:
     if member.last_order_at is None or event.time > member.last_order_at:
         member.last_order_at = event.time
     _set_joined_at(member, event.time)
+    if data.coupon_codes:
+        _redeem_coupons(decider, order, data.coupon_codes)
     decider.care(
         "payment_confirmation",
         order.order_id,
@@ -177,6 +182,31 @@ def _order_paid(decider: Decider, order: Order, data: OrderPaid) -> None:
         member.repurchase_rewarded = True
         _incentive(decider, "repurchase_gift", "once", {"order_id": order.order_id})
     refresh_tier(decider)
+
+
+def _redeem_coupons(decider: Decider, order: Order, codes: Iterable[str]) -> None:
+    """Redeems the member's own codes valid at the payment's time; another member's code counts as shared.
+
+    A code valid at the payment redeems even when the scheduler already expired it: the payment
+    came first in business time, only its event arrived late. Codes no wallet holds (the shop's
+    own promotion codes, say) are not this service's to judge and are left alone.
+    """
+    context, member, at = decider.context, decider.member, decider.event.time
+    for code in dict.fromkeys(codes):
+        own = member.wallet.get(code)
+        if own is not None:
+            if own.issued_at <= at < own.expires_at:
+                del member.wallet[code]
+                context.coupon_changes.append(CouponChange(code, "redeemed", order.order_id, at))
+            continue
+        known = context.shop_coupons.get(code)
+        if known is None:
+            continue
+        if known.member_id != member.member_id:
+            context.shares.append(CouponShare(code, order.order_id, member.member_id, at))
+        elif known.status == "expired" and known.issued_at <= at < known.expires_at:
+            known.status, known.order_id, known.redeemed_at = "redeemed", order.order_id, at
+            context.coupon_changes.append(CouponChange(code, "redeemed", order.order_id, at))
 
 
 def _incentive(decider: Decider, rule: str, key: str, variables: dict[str, object]) -> None:

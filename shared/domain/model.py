@@ -15,6 +15,7 @@ __all__ = [
     "ActionDecision",
     "Category",
     "Coupon",
+    "CouponChange",
     "CouponShare",
     "CouponStatus",
     "Decision",
@@ -218,11 +219,7 @@ CouponStatus = Literal["issued", "redeemed", "expired"]
 
 @dataclass(slots=True)
 class Coupon:
-    """One coupon of a member's wallet as the wallet table keeps it.
-
-    A coupon the service has not written yet carries everything; one read back to redeem or expire
-    it needs only the fields those change (``status``, ``order_id``, ``redeemed_at``).
-    """
+    """One coupon of a member's wallet as the wallet table keeps it."""
 
     shop_id: str
     code: str
@@ -238,6 +235,16 @@ class Coupon:
     order_id: str | None = None
     redeemed_at: datetime | None = None
     playbook_version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CouponChange:
+    """A coupon redeemed (by ``order_id`` at ``redeemed_at``) or expired: what its wallet row takes."""
+
+    code: str
+    status: CouponStatus
+    order_id: str | None = None
+    redeemed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.contract.actions import Action, Incentive, Message
+from shared.contract.actions import Action, CampaignRef, Incentive, Message
 from shared.db.schema import actions
 from shared.domain.model import ActionDecision
 from shared.store.bulk_sql import insert_rows, json_rows
@@ -32,7 +32,10 @@ def action_row(decision: ActionDecision, created_at: datetime) -> tuple[Any, ...
         "occurred_at": decision.occurred_at,
         "created_at": created_at,
         "message": Message(template=decision.template, variables=dict(decision.variables)),
+        "playbook_version": decision.playbook_version,
     }
+    if decision.campaign is not None:
+        fields["campaign"] = CampaignRef(**decision.campaign)
     if decision.incentive is not None:
         fields["incentive"] = Incentive(**decision.incentive)
     payload = Action(**fields).model_dump(exclude_unset=True)

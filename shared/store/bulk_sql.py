@@ -56,9 +56,10 @@ def update_rows(table: Table, names: Sequence[str], keys: Sequence[str]) -> str:
 
 
 def upsert(table: Table, names: Sequence[str], keys: Sequence[str]) -> str:
-    """``insert_rows`` that overwrites the rows already there and stamps ``updated_at``."""
+    """``insert_rows`` that overwrites the rows already there and stamps ``updated_at`` (when the table has one)."""
     updates = ", ".join(f"{name} = excluded.{name}" for name in names if name not in keys)
-    return f"{insert_rows(table, names)} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}, updated_at = now()"
+    stamp = ", updated_at = now()" if "updated_at" in table.c else ""
+    return f"{insert_rows(table, names)} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}{stamp}"
 
 
 def json_rows(rows: Sequence[Sequence[Any]]) -> dict[str, str]:

@@ -16,16 +16,19 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from types import TracebackType
 from typing import Any, Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from shared.domain.budgets import BudgetBook
 from shared.domain.decisions import MemberContext
-from shared.domain.model import ActionDecision, LedgerEntry, Member, Order
+from shared.domain.model import ActionDecision, Coupon, CouponChange, CouponShare, Decision, LedgerEntry, Member, Order
 from shared.store import (
     action_log,
+    budget_spend,
+    decision_log,
     due_claims,
     event_log,
     manual_tags,
@@ -33,6 +36,7 @@ from shared.store import (
     points_ledger,
     quarantine,
     rfm_edges,
+    wallet,
 )
 from shared.store.bulk_sql import Key
 from shared.store.event_log import EventKey, ParkedEvent
@@ -61,6 +65,7 @@ class Changes:
     unclaimed: list[EventKey] = field(default_factory=list)
     quarantined: list[tuple[Key, str, str]] = field(default_factory=list)
     quarantined_events: Counter[Key] = field(default_factory=Counter)
+    budgets: BudgetBook | None = None
 
     def orders(self) -> list[tuple[str, Order]]:
         return [
@@ -71,6 +76,18 @@ class Changes:
 
     def ledger(self) -> list[tuple[Key, LedgerEntry]]:
         return [(key, entry) for key, context in self.members.items() for entry in context.new_ledger]
+
+    def decisions(self) -> list[Decision]:
+        return [decision for context in self.members.values() for decision in context.decisions]
+
+    def coupons(self) -> list[Coupon]:
+        return [coupon for context in self.members.values() for coupon in context.new_coupons]
+
+    def coupon_changes(self) -> list[tuple[str, CouponChange]]:
+        return [(key[0], change) for key, context in self.members.items() for change in context.coupon_changes]
+
+    def shares(self) -> list[tuple[str, CouponShare]]:
+        return [(key[0], share) for key, context in self.members.items() for share in context.shares]
 
 
 class UnitOfWork(abc.ABC):
@@ -107,6 +124,14 @@ class UnitOfWork(abc.ABC):
     @abc.abstractmethod
     async def count_due(self, as_of: datetime) -> int:
         """Members with something due by ``as_of``, held by others or not."""
+
+    @abc.abstractmethod
+    async def lock_budgets(self, scopes: Sequence[Key], since: date) -> BudgetBook:
+        """Locks these (shop, scope) budgets until commit and loads their spend from ``since``; written at commit."""
+
+    @abc.abstractmethod
+    async def find_coupons(self, keys: Sequence[Key]) -> dict[Key, Coupon]:
+        """Coupons by (shop, code), whoever's wallet holds them."""
 
     @abc.abstractmethod
     async def ledger_entry(self, key: Key, entry_id: str) -> LedgerEntry | None:
@@ -274,6 +299,14 @@ class SqlUnitOfWork(UnitOfWork):
     async def ledger_entry(self, key: Key, entry_id: str) -> LedgerEntry | None:
         return await points_ledger.ledger_entry(self.connection, key, entry_id)
 
+    async def lock_budgets(self, scopes: Sequence[Key], since: date) -> BudgetBook:
+        book = await budget_spend.lock_budgets(self.connection, scopes, since)
+        self.changes.budgets = book
+        return book
+
+    async def find_coupons(self, keys: Sequence[Key]) -> dict[Key, Coupon]:
+        return await wallet.find_coupons(self.connection, keys)
+
     async def rfm_shops(self) -> dict[str, datetime | None]:
         return await rfm_edges.shops_with_members(self.connection)
 
@@ -295,6 +328,11 @@ class SqlUnitOfWork(UnitOfWork):
         stamp = await member_rows.current_stamp(connection) if self._cache is not None and changes.members else 0
         await member_rows.save_orders(connection, changes.orders())
         await points_ledger.append_ledger(connection, changes.ledger())
+        await wallet.insert_coupons(connection, changes.coupons())
+        await wallet.change_coupons(connection, changes.coupon_changes())
+        await wallet.insert_shares(connection, changes.shares())
+        if changes.budgets is not None:
+            await budget_spend.save_budgets(connection, changes.budgets)
         await event_log.park_events(connection, changes.parked)
         await event_log.release_events(connection, sorted(set(changes.released)))
         await event_log.unclaim_events(connection, sorted(set(changes.unclaimed)))
@@ -302,6 +340,7 @@ class SqlUnitOfWork(UnitOfWork):
         # After the members are written: quarantine takes its members off the schedule.
         await quarantine.quarantine(connection, changes.quarantined)
         now = datetime.now(UTC)
+        await decision_log.insert_decisions(connection, changes.decisions(), now)
         rules = await action_log.insert_actions(
             connection, [action_log.action_row(decision, now) for decision in changes.actions.values()]
         )

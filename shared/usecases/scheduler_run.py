@@ -11,6 +11,7 @@ lines, actions and outbox rows in the batch's transaction. A run touches only wh
 from __future__ import annotations
 
 import asyncio
+import functools
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,8 +23,9 @@ from shared.db.error_triage import describe
 from shared.domain.decisions import MemberContext
 from shared.domain.due_rules import run_due
 from shared.domain.model import ActionDecision
-from shared.domain.playbook import Playbook
+from shared.domain.playbook import Playbook, ShopPlaybook
 from shared.store.unit_of_work import Key, UnitsOfWork
+from shared.usecases.incentive_inputs import attach_incentive_inputs
 
 log = structlog.get_logger(__name__)
 
@@ -102,10 +104,13 @@ class Scheduler:
             contexts = await uow.claim_due_members(as_of, self._batch_size)
             if not contexts:
                 return False
+            playbooks = functools.cache(self._playbook.for_shop)  # as in force when the batch began
+            earliest = min((c.member.next_due_at for c in contexts.values() if c.member.next_due_at), default=None)
+            await attach_incentive_inputs(uow, contexts, playbooks, earliest)
             decisions: list[ActionDecision] = []
             failed: list[tuple[Key, str, str]] = []
             for key in sorted(contexts):
-                outcome = self._run_member(contexts[key], as_of, report)
+                outcome = self._run_member(contexts[key], playbooks(key[0]), as_of, report)
                 if isinstance(outcome, str):
                     failed.append((key, "processing_error", outcome))
                     del contexts[key]
@@ -122,12 +127,12 @@ class Scheduler:
         return True
 
     def _run_member(
-        self, context: MemberContext, as_of: datetime, report: SchedulerReport
+        self, context: MemberContext, playbook: ShopPlaybook, as_of: datetime, report: SchedulerReport
     ) -> list[ActionDecision] | str:
         """The member's due items, or why they failed: the member is then left as it was and quarantined."""
         member = context.member
         try:
-            actions = run_due(context, self._playbook.for_shop(member.shop_id), as_of)
+            actions = run_due(context, playbook, as_of)
         except Exception as error:
             log.error(
                 "scheduler.member_failed",

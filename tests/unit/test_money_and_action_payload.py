@@ -85,6 +85,7 @@ def test_an_action_payload_keeps_the_contracts_text_for_times_and_amounts() -> N
             "code": "CCAFEBE7A372F",
             "expires_at": "2025-03-31T10:21:07+08:00",
         },
+        "playbook_version": 0,
     }
 
 

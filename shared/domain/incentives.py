@@ -1,0 +1,57 @@
+"""Whether an incentive is given: the holdout, the budget, lateness; and what it is worth.
+
+Every incentive decision ends in one outcome, kept as a ``Decision``: ``emitted`` (the
+action leaves), ``holdout`` (the member is in the rule's comparison group), ``budget_exhausted``
+(the period's budget cannot cover it) or ``late_skipped`` (its due item was handled too late
+to send anything). Nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+
+from shared.domain.model import ZERO
+from shared.domain.money import round_money
+from shared.domain.playbook import IncentiveSpec, ShopPlaybook
+
+__all__ = [
+    "BUDGET_EXHAUSTED",
+    "EMITTED",
+    "HOLDOUT",
+    "LATE_SKIPPED",
+    "bucket",
+    "budgeted_rules",
+    "held_out",
+    "incentive_value",
+]
+
+EMITTED = "emitted"
+HOLDOUT = "holdout"
+BUDGET_EXHAUSTED = "budget_exhausted"
+LATE_SKIPPED = "late_skipped"
+
+BUCKETS = 10_000  # holdout shares are resolved to a hundredth of a percent
+
+
+def bucket(*parts: str) -> int:
+    """A stable bucket in [0, 10 000) of the parts: the same everywhere, in every process and replay."""
+    digest = hashlib.sha256("|".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") % BUCKETS
+
+
+def held_out(shop_id: str, member_id: str, rule: str, percent: int) -> bool:
+    """Whether the member is in the rule's holdout: a deterministic function of (shop, member, rule)."""
+    return percent > 0 and bucket("holdout", shop_id, member_id, rule) < percent * (BUCKETS // 100)
+
+
+def incentive_value(spec: IncentiveSpec, playbook: ShopPlaybook) -> Decimal:
+    """What the incentive costs the budget: a coupon's (or sample's) face value, points at ``value_per_point``."""
+    if spec.kind == "points":
+        return round_money(Decimal(spec.points or 0) * playbook.points.value_per_point)
+    return round_money(spec.value) if spec.value is not None else ZERO
+
+
+def budgeted_rules(playbook: ShopPlaybook) -> list[str]:
+    """The shop's switched-on rules that have a budget: the budgets a batch of the shop must lock."""
+    return sorted(name for name, config in playbook.rules.items() if config.enabled and config.budget is not None)
