@@ -163,8 +163,9 @@ def order_paid(
     member: str = MEMBER,
     shop: str = SHOP,
     event_id: str | None = None,
+    coupon_codes: tuple[str, ...] | None = None,
 ) -> Event:
-    data = OrderPaid(order_id, Decimal(amount), CURRENCY, items=items)
+    data = OrderPaid(order_id, Decimal(amount), CURRENCY, coupon_codes=coupon_codes, items=items)
     return domain_event(data, at, member=member, shop=shop, event_id=event_id)
 
 

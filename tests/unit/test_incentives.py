@@ -1,0 +1,353 @@
+"""The pure incentive decisions: holdout, budgets, the coupon wallet (issue, redemption, sharing, expiry)."""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from shared.domain.budgets import BudgetBook, period_start
+from shared.domain.decisions import MemberContext
+from shared.domain.due_rules import run_due
+from shared.domain.engagement import apply_event, settle
+from shared.domain.incentives import held_out, incentive_value
+from shared.domain.model import Coupon, Event, Member
+from shared.domain.playbook import Budget, IncentiveSpec, ShopPlaybook
+from shared.playbook_file import parse_playbook
+from tests.builders import SHANGHAI, SHOP, joined, order_paid
+
+DAY = timedelta(days=1)
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=SHANGHAI)  # a Monday
+FIRST_PURCHASE_CODE_LEN = 13
+
+
+def shop_playbook(rules: dict[str, Any] | None = None, **defaults: Any) -> ShopPlaybook:
+    document: dict[str, Any] = {"schedule": {"max_lateness": None}, **defaults}
+    if rules:
+        document["rules"] = rules
+    return parse_playbook({"defaults": document}).default
+
+
+def consume(
+    events: list[Event], playbook: ShopPlaybook, *, member: str = "m-1", book: BudgetBook | None = None
+) -> MemberContext:
+    context = MemberContext(member=Member(shop_id=SHOP, member_id=member), budgets=book)
+    for item in events:
+        apply_event(context, item, playbook)
+    settle(context, playbook)
+    context.ledger = list(context.new_ledger)
+    return context
+
+
+def book_for(*rules: str, since: date = date(2026, 1, 1)) -> BudgetBook:
+    return BudgetBook(since={(SHOP, rule): since for rule in rules})
+
+
+# --- holdout --------------------------------------------------------------------------------------
+
+
+def test_holdout_membership_is_a_function_of_shop_member_and_rule() -> None:
+    first = [held_out(SHOP, f"m-{i}", "first_purchase_gift", 30) for i in range(2_000)]
+    again = [held_out(SHOP, f"m-{i}", "first_purchase_gift", 30) for i in range(2_000)]
+    assert first == again
+    other_rule = [held_out(SHOP, f"m-{i}", "repurchase_gift", 30) for i in range(2_000)]
+    other_shop = [held_out("shop-2", f"m-{i}", "first_purchase_gift", 30) for i in range(2_000)]
+    assert first != other_rule
+    assert first != other_shop
+
+
+@pytest.mark.parametrize("percent", [1, 10, 25, 50])
+def test_the_holdout_share_is_within_binomial_bounds(percent: int) -> None:
+    n = 20_000
+    held = sum(held_out(SHOP, f"member-{i}", "one_month_gift", percent) for i in range(n))
+    p = percent / 100
+    sigma = math.sqrt(n * p * (1 - p))
+    assert abs(held - n * p) < 4 * sigma  # four standard deviations: fails about once in 16 000 runs at most
+
+
+def test_no_holdout_holds_nobody_out() -> None:
+    assert not any(held_out(SHOP, f"m-{i}", "r", 0) for i in range(1_000))
+
+
+def test_a_held_out_member_gets_no_action_no_coupon_and_a_holdout_decision() -> None:
+    playbook = shop_playbook({"first_purchase_gift": {"holdout_percent": 50}})
+    members = [f"m-{i}" for i in range(40)]
+    outcomes = {}
+    for member in members:
+        context = consume([order_paid("o-1", "120.00", T0, member=member)], playbook, member=member)
+        (decision,) = [d for d in context.decisions if d.rule == "first_purchase_gift"]
+        outcomes[member] = decision.outcome
+        gifts = [c for c in context.new_coupons if c.rule == "first_purchase_gift"]
+        if decision.outcome == "holdout":
+            assert gifts == []
+            assert decision.action_id is None
+            assert context.member.first_purchase_rewarded  # decided once: a later order does not give it
+            assert "50 % holdout" in decision.reason
+        else:
+            assert decision.outcome == "emitted"
+            assert decision.action_id is not None
+            assert [c.action_id for c in gifts] == [decision.action_id]
+        assert held_out(SHOP, member, "first_purchase_gift", 50) == (decision.outcome == "holdout")
+    assert set(outcomes.values()) == {"holdout", "emitted"}
+
+
+# --- budgets --------------------------------------------------------------------------------------
+
+
+def test_period_starts_are_calendar_periods_of_the_shops_local_time() -> None:
+    late_sunday = datetime(2026, 3, 8, 23, 30, tzinfo=SHANGHAI)  # 15:30 UTC, still Sunday in Shanghai
+    assert period_start("P1D", late_sunday, SHANGHAI) == date(2026, 3, 8)
+    assert period_start("P1W", late_sunday, SHANGHAI) == date(2026, 3, 2)  # from Monday
+    assert period_start("P1W", late_sunday + timedelta(minutes=30), SHANGHAI) == date(2026, 3, 9)
+    assert period_start("P1M", datetime(2026, 2, 28, 23, 59, tzinfo=SHANGHAI), SHANGHAI) == date(2026, 2, 1)
+    # 16:30 UTC on 28 February is already 1 March in Shanghai
+    utc_evening = datetime(2026, 2, 28, 16, 30, tzinfo=ZoneInfo("UTC"))
+    assert period_start("P1M", utc_evening, SHANGHAI) == date(2026, 3, 1)
+    assert period_start("P1M", utc_evening, ZoneInfo("UTC")) == date(2026, 2, 1)
+
+
+def test_a_budget_issues_while_the_periods_spend_plus_the_incentive_stays_within_the_amount() -> None:
+    book = book_for("r")
+    budget = Budget(Decimal("30.00"), "P1D")
+    spend = [
+        book.spend_within(SHOP, "r", budget, T0 + i * timedelta(minutes=1), SHANGHAI, Decimal("10.00"))
+        for i in range(4)
+    ]
+    assert spend == [True, True, True, False]  # 30.00 exactly fits; 40.00 does not
+    assert book.spent(SHOP, "r", budget, T0, SHANGHAI) == Decimal("30.00")
+    # a smaller incentive still fits what is left only if it fits: nothing is left
+    assert not book.spend_within(SHOP, "r", budget, T0, SHANGHAI, Decimal("0.01"))
+    # the next local day is a new period
+    assert book.spend_within(SHOP, "r", budget, datetime(2026, 3, 3, 0, 0, tzinfo=SHANGHAI), SHANGHAI, Decimal("10.00"))
+
+
+def test_a_budget_period_that_was_not_loaded_is_an_error_not_a_fresh_budget() -> None:
+    book = book_for("r", since=date(2026, 3, 1))
+    with pytest.raises(RuntimeError, match="not loaded"):
+        book.spend_within(
+            SHOP, "r", Budget(Decimal("1"), "P1M"), datetime(2026, 2, 27, tzinfo=SHANGHAI), SHANGHAI, Decimal("1")
+        )
+
+
+def test_the_budget_runs_out_and_later_members_get_a_budget_exhausted_decision() -> None:
+    playbook = shop_playbook({"first_purchase_gift": {"budget": {"amount": "25.00", "period": "P1M"}}})
+    book = book_for("first_purchase_gift")
+    outcomes = []
+    for i in range(4):
+        member = f"m-{i}"
+        context = consume(
+            [order_paid("o-1", "120.00", T0 + i * DAY, member=member)], playbook, member=member, book=book
+        )
+        (decision,) = [d for d in context.decisions if d.rule == "first_purchase_gift"]
+        outcomes.append(decision.outcome)
+        if decision.outcome == "budget_exhausted":
+            assert not [c for c in context.new_coupons if c.rule == "first_purchase_gift"]
+            assert decision.reason == "20.00 of the P1M budget of 25.00 spent; this incentive is 10.00"
+    assert outcomes == ["emitted", "emitted", "budget_exhausted", "budget_exhausted"]
+    # April is a new period
+    context = consume(
+        [order_paid("o-1", "120.00", datetime(2026, 4, 1, 0, 0, tzinfo=SHANGHAI), member="m-9")],
+        playbook,
+        member="m-9",
+        book=book,
+    )
+    assert [d.outcome for d in context.decisions] == ["emitted"]
+
+
+def test_points_cost_the_budget_at_the_value_per_point() -> None:
+    playbook = shop_playbook(
+        {"review_reward": {"budget": {"amount": "1.00", "period": "P1D"}}}, points={"value_per_point": "0.02"}
+    )
+    assert incentive_value(IncentiveSpec(kind="points", points=20), playbook) == Decimal("0.40")
+    assert incentive_value(IncentiveSpec(kind="coupon", value=Decimal("15")), playbook) == Decimal("15.00")
+    assert incentive_value(IncentiveSpec(kind="sample"), playbook) == Decimal("0.00")
+
+
+def test_a_holdout_is_decided_before_the_budget_and_spends_nothing() -> None:
+    rules = {"first_purchase_gift": {"holdout_percent": 50, "budget": {"amount": "10.00", "period": "P1M"}}}
+    playbook = shop_playbook(rules)
+    held = next(f"m-{i}" for i in range(100) if held_out(SHOP, f"m-{i}", "first_purchase_gift", 50))
+    given = next(f"m-{i}" for i in range(100) if not held_out(SHOP, f"m-{i}", "first_purchase_gift", 50))
+    book = book_for("first_purchase_gift")
+    first = consume([order_paid("o-1", "120.00", T0, member=held)], playbook, member=held, book=book)
+    second = consume([order_paid("o-1", "120.00", T0, member=given)], playbook, member=given, book=book)
+    assert [d.outcome for d in first.decisions] == ["holdout"]
+    assert [d.outcome for d in second.decisions] == ["emitted"]
+
+
+def test_every_decision_records_the_playbook_version_and_the_triggering_order() -> None:
+    playbook = shop_playbook()
+    versioned = ShopPlaybook(**{**{f: getattr(playbook, f) for f in playbook.__dataclass_fields__}, "version": 7})
+    context = consume([order_paid("o-1", "120.00", T0)], versioned)
+    (decision,) = context.decisions
+    assert (decision.playbook_version, decision.order_id, decision.kind, decision.value) == (
+        7,
+        "o-1",
+        "coupon",
+        Decimal("10.00"),
+    )
+    assert [
+        a.playbook_version for a in apply_event(context, order_paid("o-2", "50.00", T0 + DAY), versioned).actions
+    ] == [7, 7]
+
+
+# --- the wallet -----------------------------------------------------------------------------------
+
+
+def first_coupon(context: MemberContext) -> Coupon:
+    (coupon,) = [c for c in context.new_coupons if c.rule == "first_purchase_gift"]
+    return coupon
+
+
+# Only the first-purchase coupon: the other gifts would put coupons of their own in the wallet.
+ONE_COUPON = {rule: {"enabled": False} for rule in ("repurchase_gift", "one_month_gift", "hundred_day_gift")}
+
+
+def test_a_coupon_incentive_is_a_wallet_entry_bound_to_its_member_under_its_actions_code() -> None:
+    playbook = shop_playbook(ONE_COUPON)
+    context = MemberContext(member=Member(shop_id=SHOP, member_id="m-1"))
+    actions = apply_event(context, joined(T0 - DAY), playbook).actions
+    actions += apply_event(context, order_paid("o-1", "120.00", T0), playbook).actions
+    coupon = first_coupon(context)
+    (action,) = [a for a in actions if a.rule == "first_purchase_gift"]
+    assert action.incentive is not None
+    assert action.incentive["code"] == coupon.code
+    assert coupon.action_id == action.action_id
+    assert coupon.member_id == "m-1"
+    assert coupon.status == "issued"
+    assert (coupon.value, coupon.min_spend) == (Decimal("10.00"), Decimal("99.00"))
+    assert coupon.expires_at == T0 + 30 * DAY
+    assert context.member.wallet[coupon.code].expires_at == coupon.expires_at
+    assert len(coupon.code) == FIRST_PURCHASE_CODE_LEN
+
+
+def redeem_at(at: datetime) -> MemberContext:
+    playbook = shop_playbook(ONE_COUPON)
+    context = consume([order_paid("o-1", "120.00", T0)], playbook)
+    code = first_coupon(context).code
+    apply_event(context, order_paid("o-2", "130.00", at, coupon_codes=(code,)), playbook)
+    return context
+
+
+def test_a_coupon_redeems_up_to_just_before_its_expiry_instant() -> None:
+    just_before = redeem_at(T0 + 30 * DAY - timedelta(microseconds=1))
+    assert [(c.status, c.order_id) for c in just_before.coupon_changes] == [("redeemed", "o-2")]
+    assert just_before.member.wallet == {}
+    at_expiry = redeem_at(T0 + 30 * DAY)
+    assert at_expiry.coupon_changes == []  # expired at that very instant: not redeemed
+    assert len(at_expiry.member.wallet) == 1
+
+
+def test_the_scheduler_expires_an_unredeemed_coupon_at_the_exact_instant() -> None:
+    playbook = shop_playbook(ONE_COUPON)
+    context = consume([order_paid("o-1", "120.00", T0)], playbook)
+    coupon = first_coupon(context)
+    run_due(context, playbook, coupon.expires_at - timedelta(microseconds=1))
+    assert coupon.code in context.member.wallet
+    assert context.coupon_changes == []
+    run_due(context, playbook, coupon.expires_at)
+    assert [(c.code, c.status) for c in context.coupon_changes] == [(coupon.code, "expired")]
+    assert context.member.wallet == {}
+
+
+def test_a_reminder_goes_three_days_before_expiry_without_an_incentive_of_its_own() -> None:
+    playbook = shop_playbook()
+    context = consume([order_paid("o-1", "120.00", T0)], playbook)
+    coupon = first_coupon(context)
+    actions = run_due(context, playbook, coupon.expires_at - 3 * DAY)
+    (reminder,) = [a for a in actions if a.rule == "coupon_expiry_reminder"]
+    assert reminder.category == "incentive"
+    assert reminder.incentive is None
+    assert reminder.occurred_at == coupon.expires_at - 3 * DAY
+    assert reminder.variables == {
+        "code": coupon.code,
+        "rule": "first_purchase_gift",
+        "value": "10.00",
+        "expires_at": coupon.expires_at.isoformat(),
+    }
+    assert not [a for a in run_due(context, playbook, coupon.expires_at - DAY) if a.rule == "coupon_expiry_reminder"]
+
+
+def test_a_redeemed_coupon_is_neither_reminded_of_nor_expired() -> None:
+    playbook = shop_playbook(ONE_COUPON)
+    context = redeem_at(T0 + DAY)
+    actions = run_due(context, playbook, T0 + 40 * DAY)
+    assert not [a for a in actions if a.rule == "coupon_expiry_reminder"]
+    assert [c.status for c in context.coupon_changes] == ["redeemed"]
+
+
+def test_redemption_after_expiry_does_not_redeem() -> None:
+    playbook = shop_playbook()
+    context = consume([order_paid("o-1", "120.00", T0)], playbook)
+    coupon = first_coupon(context)
+    run_due(context, playbook, T0 + 31 * DAY)  # expired
+    context.shop_coupons = (
+        {coupon.code: Coupon(**{**coupon.__dict__, "status": "expired"})}
+        if False
+        else {coupon.code: _stored(coupon, "expired")}
+    )
+    apply_event(context, order_paid("o-2", "130.00", T0 + 31 * DAY, coupon_codes=(coupon.code,)), playbook)
+    assert [c.status for c in context.coupon_changes] == ["expired"]
+
+
+def _stored(coupon: Coupon, status: str) -> Coupon:
+    stored = Coupon(
+        shop_id=coupon.shop_id,
+        code=coupon.code,
+        member_id=coupon.member_id,
+        rule=coupon.rule,
+        action_id=coupon.action_id,
+        value=coupon.value,
+        issued_at=coupon.issued_at,
+        expires_at=coupon.expires_at,
+    )
+    stored.status = status  # type: ignore[assignment]
+    return stored
+
+
+def test_a_payment_before_expiry_that_arrives_after_the_scheduler_expired_the_coupon_still_redeems() -> None:
+    playbook = shop_playbook()
+    context = consume([order_paid("o-1", "120.00", T0)], playbook)
+    coupon = first_coupon(context)
+    run_due(context, playbook, T0 + 31 * DAY)
+    context.shop_coupons = {coupon.code: _stored(coupon, "expired")}
+    apply_event(context, order_paid("o-2", "130.00", T0 + 29 * DAY, coupon_codes=(coupon.code,)), playbook)
+    assert [(c.status, c.order_id) for c in context.coupon_changes] == [("expired", None), ("redeemed", "o-2")]
+
+
+def test_another_members_code_is_counted_as_shared_and_not_redeemed() -> None:
+    playbook = shop_playbook()
+    owner = consume([order_paid("o-1", "120.00", T0)], playbook, member="m-owner")
+    coupon = first_coupon(owner)
+    friend = consume([order_paid("o-9", "50.00", T0)], playbook, member="m-friend")
+    friend.shop_coupons = {coupon.code: _stored(coupon, "issued")}
+    apply_event(
+        friend, order_paid("o-10", "150.00", T0 + DAY, member="m-friend", coupon_codes=(coupon.code,)), playbook
+    )
+    assert [(s.code, s.order_id, s.member_id) for s in friend.shares] == [(coupon.code, "o-10", "m-friend")]
+    assert friend.coupon_changes == []
+    assert coupon.code in owner.member.wallet  # the owner's wallet keeps it issued
+
+
+def test_a_code_no_wallet_holds_is_left_alone_and_a_code_redeems_once() -> None:
+    playbook = shop_playbook()
+    context = consume([order_paid("o-1", "120.00", T0)], playbook)
+    code = first_coupon(context).code
+    apply_event(context, order_paid("o-2", "130.00", T0 + DAY, coupon_codes=("SHOPWIDE10", code, code)), playbook)
+    apply_event(context, order_paid("o-3", "140.00", T0 + 2 * DAY, coupon_codes=(code,)), playbook)
+    assert [(c.code, c.order_id) for c in context.coupon_changes] == [(code, "o-2")]
+    assert context.shares == []
+
+
+def test_a_payment_event_seen_twice_redeems_once() -> None:
+    playbook = shop_playbook()
+    context = consume([order_paid("o-1", "120.00", T0)], playbook)
+    code = first_coupon(context).code
+    paid = order_paid("o-2", "130.00", T0 + DAY, coupon_codes=(code,))
+    apply_event(context, paid, playbook)
+    apply_event(context, paid, playbook)
+    assert len(context.coupon_changes) == 1
