@@ -175,6 +175,10 @@ class SchedulerRunResponse(BaseModel):
     actions_by_rule: dict[str, int]
     failed_members: int = Field(description="Members whose pass raised an error: left as they were and quarantined.")
     late_skipped: int = Field(description="Messages not sent because their due item was handled too late.")
+    decisions: dict[str, int] = Field(
+        description="Incentive decisions by outcome (emitted, holdout, budget_exhausted, late_skipped)."
+    )
+    coupons_expired: int = Field(description="Wallet coupons expired unredeemed.")
     rfm_shops: int = Field(description="Shops whose RFM edges were recomputed.")
     batches: int
 

@@ -74,6 +74,9 @@ def _scheduler_run(scheduler: Scheduler) -> Callable[[], Awaitable[None]]:
         metrics.SCHEDULER_LATE_SKIPPED.inc(report.late_skipped)
         for rule, count in report.by_rule.items():
             metrics.ACTIONS.labels(rule).inc(count)
+        for outcome, count in report.decisions.items():
+            metrics.INCENTIVE_DECISIONS.labels(outcome).inc(count)
+        metrics.COUPONS_EXPIRED.inc(report.coupons_expired)
 
     return run
 

@@ -73,6 +73,10 @@ class EngagementBatchHandler:
         metrics.DUPLICATE_EVENTS.inc(result.duplicates)
         metrics.PARKED_EVENTS.inc(result.parked)
         metrics.QUARANTINES.inc(result.quarantined)
+        for outcome, count in result.decisions.items():
+            metrics.INCENTIVE_DECISIONS.labels(outcome).inc(count)
+        metrics.COUPONS_REDEEMED.inc(result.coupons_redeemed)
+        metrics.COUPONS_SHARED.inc(result.coupons_shared)
 
     async def _process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> BatchResult:
         """Retries transient database trouble; isolates a record that fails for any other reason.

@@ -47,3 +47,13 @@ SCHEDULER_FAILED_MEMBERS = Counter(
 SCHEDULER_LATE_SKIPPED = Counter(
     "engagement_scheduler_late_skipped_total", "Scheduled messages not sent because their due item was handled too late"
 )
+INCENTIVE_DECISIONS = Counter(
+    "engagement_incentive_decisions_total",
+    "Incentive decisions by outcome (emitted, holdout, budget_exhausted, late_skipped)",
+    ["outcome"],
+)
+COUPONS_REDEEMED = Counter("engagement_coupons_redeemed_total", "Wallet coupons redeemed by a paid order")
+COUPONS_SHARED = Counter(
+    "engagement_coupons_shared_total", "Paid orders that named a code of another member's wallet (not redeemed)"
+)
+COUPONS_EXPIRED = Counter("engagement_coupons_expired_total", "Wallet coupons the scheduler expired unredeemed")

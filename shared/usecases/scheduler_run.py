@@ -44,6 +44,8 @@ class SchedulerReport:
     rfm_shops: int = 0
     batches: int = 0
     by_rule: Counter[str] = field(default_factory=Counter)
+    decisions: Counter[str] = field(default_factory=Counter)  # incentive decisions by outcome
+    coupons_expired: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -53,6 +55,8 @@ class SchedulerReport:
             "actions_by_rule": dict(sorted(self.by_rule.items())),
             "failed_members": self.failed_members,
             "late_skipped": self.late_skipped,
+            "decisions": dict(sorted(self.decisions.items())),
+            "coupons_expired": self.coupons_expired,
             "rfm_shops": self.rfm_shops,
             "batches": self.batches,
         }
@@ -143,6 +147,8 @@ class Scheduler:
             report.failed_members += 1
             return f"{describe(error)} while running the member's due items"
         report.late_skipped += len(context.late)
+        report.decisions.update(decision.outcome for decision in context.decisions)
+        report.coupons_expired += sum(1 for change in context.coupon_changes if change.status == "expired")
         if member.next_due_at is not None and member.next_due_at <= as_of:
             log.error("scheduler.member_stuck", shop_id=member.shop_id, due=member.next_due_at.isoformat())
             member.next_due_at = as_of + RETRY_LATER
