@@ -3,15 +3,20 @@
 Used by the end-to-end tests (small sizes) and by ``make bench`` (large sizes). The mix
 follows a shop's ordinary day: most members order once or twice, a few are regulars,
 about one member in five has their last order refunded and one in three gets a review.
+Two in five later payments use the member's first-purchase coupon, and one in thirty names
+the previous member's code (shared, not redeemed); whether they do is a hash of the order,
+so the random stream, and every other event, is the same as without coupons.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.domain.decisions import action_id
 from tests.builders import SHANGHAI, envelope
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=SHANGHAI)
@@ -46,7 +51,11 @@ def member_story(rng: random.Random, shop: str, member: str, start: datetime) ->
         if rng.random() < 0.05:
             add("order.cancelled", {"order_id": order_id}, rng.uniform(1, 30))
             continue
-        add("order.paid", {"order_id": order_id, "amount": amount, "currency": "CNY"}, rng.uniform(1, 25))
+        paid: dict[str, Any] = {"order_id": order_id, "amount": amount, "currency": "CNY"}
+        codes = _coupon_codes(shop, member, order_id, index)
+        if codes:
+            paid["coupon_codes"] = codes
+        add("order.paid", paid, rng.uniform(1, 25))
         shipment = {"order_id": order_id, "shipment_id": f"{order_id}-s", "carrier": "SF"}
         add("shipment.shipped", shipment, rng.uniform(120, 1440))
         add("shipment.in_transit", shipment, rng.uniform(60, 600))
@@ -73,6 +82,28 @@ def member_story(rng: random.Random, shop: str, member: str, start: datetime) ->
                 }
                 add("review.posted", review, rng.uniform(60, 4000))
     return events
+
+
+def first_purchase_code(shop: str, member: str) -> str:
+    """The code of the member's first-purchase coupon, as the service derives it from the gift's action id."""
+    ident = action_id(shop, member, "first_purchase_gift", "once")
+    return "C" + hashlib.sha256(ident.encode()).hexdigest()[:12].upper()
+
+
+def _chance(*parts: str) -> float:
+    return int.from_bytes(hashlib.sha256("|".join(parts).encode()).digest()[:8], "big") / 2**64
+
+
+def _coupon_codes(shop: str, member: str, order_id: str, index: int) -> list[str]:
+    if index == 0:
+        return []
+    draw = _chance(order_id, "coupon")
+    if draw < 0.4:
+        return [first_purchase_code(shop, member)]
+    if draw < 0.4 + 1 / 30 and member[1:].isdigit() and int(member[1:]) > 0:
+        previous = f"{member[0]}{int(member[1:]) - 1:0{len(member) - 1}d}"
+        return [first_purchase_code(shop, previous)]
+    return []
 
 
 def workload(members: int, *, seed: int = 7, shop: str = "shop-1") -> list[dict[str, Any]]:
