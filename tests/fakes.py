@@ -18,7 +18,7 @@ from typing import Any, Self
 
 from shared.domain.budgets import BudgetBook, BudgetKey, SpendRow
 from shared.domain.decisions import MemberContext
-from shared.domain.model import ActionDecision, Coupon, CouponShare, Decision, LedgerEntry, Member, Order
+from shared.domain.model import ActionDecision, Coupon, Decision, LedgerEntry, Member, Order, UnredeemedCode
 from shared.store.unit_of_work import Changes, EventKey, Key, LoadedMembers, ParkedEvent, UnitOfWork, UnitsOfWork
 
 
@@ -44,7 +44,7 @@ class InMemoryStore:
     rfm_computed: dict[str, datetime] = field(default_factory=dict)
     manual_tags: dict[Key, dict[str, datetime | None]] = field(default_factory=dict)  # tag -> expiry
     coupons: dict[Key, Coupon] = field(default_factory=dict)  # by (shop, code)
-    shares: dict[tuple[str, str, str], CouponShare] = field(default_factory=dict)  # by (shop, code, order)
+    unredeemed: dict[tuple[str, str, str], UnredeemedCode] = field(default_factory=dict)  # by (shop, code, order)
     decisions: dict[str, Decision] = field(default_factory=dict)
     budget_spend: dict[BudgetKey, SpendRow] = field(default_factory=dict)
     commits: int = 0
@@ -184,8 +184,8 @@ class InMemoryUnitOfWork(UnitOfWork):
         for shop, change in changes.coupon_changes():
             stored = store.coupons[(shop, change.code)]
             stored.status, stored.order_id, stored.redeemed_at = change.status, change.order_id, change.redeemed_at
-        for shop, share in changes.shares():
-            store.shares.setdefault((shop, share.code, share.order_id), share)
+        for shop, share in changes.unredeemed():
+            store.unredeemed.setdefault((shop, share.code, share.order_id), share)
         for decision in changes.decisions():
             store.decisions.setdefault(decision.decision_id, decision)
         if changes.budgets is not None:

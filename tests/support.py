@@ -269,9 +269,20 @@ async def snapshot(engine: Any) -> dict[str, Any]:
     """The service's durable state, minus wall-clock columns, for comparing two runs."""
     from sqlalchemy import select
 
-    from shared.db.schema import actions, members, orders, pending_events, points_ledger, processed_events
+    from shared.db.schema import (
+        actions,
+        budget_spend,
+        coupons,
+        decisions,
+        members,
+        orders,
+        pending_events,
+        points_ledger,
+        processed_events,
+        unredeemed_codes,
+    )
 
-    wall_clock = {"created_at", "updated_at", "processed_at", "parked_at", "published_at", "seq"}
+    wall_clock = {"created_at", "updated_at", "processed_at", "parked_at", "published_at", "seq", "decided_at"}
     state: dict[str, Any] = {}
     async with engine.connect() as connection:
         tables = (
@@ -287,6 +298,10 @@ async def snapshot(engine: Any) -> dict[str, Any]:
                 else (table.c.shop_id, table.c[order])
             )
             rows = (await connection.execute(select(table).order_by(*ordering))).mappings()
+            state[table.name] = [{k: v for k, v in row.items() if k not in wall_clock} for row in rows]
+        # The wallet, shared codes, decisions and budget spend: ordered by their whole key.
+        for table in (coupons, unredeemed_codes, decisions, budget_spend):
+            rows = (await connection.execute(select(table).order_by(*table.primary_key.columns))).mappings()
             state[table.name] = [{k: v for k, v in row.items() if k not in wall_clock} for row in rows]
         rows = (
             await connection.execute(select(actions.c.action_id, actions.c.payload).order_by(actions.c.action_id))

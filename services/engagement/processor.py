@@ -372,7 +372,7 @@ def _count_incentives(batch: _Batch, result: BatchResult) -> None:
     for context in batch.contexts.values():
         result.decisions.update(decision.outcome for decision in context.decisions)
         result.coupons_redeemed += sum(1 for change in context.coupon_changes if change.status == "redeemed")
-        result.coupons_shared += len(context.shares)
+        result.coupons_shared += context.shared_seen
 
 
 def _member_of(event: Event) -> MemberKey:

@@ -239,9 +239,10 @@ coupons = Table(
     Index("ix_coupons_rule", "shop_id", "rule", "issued_at"),
 )
 
-# A paid order that named another member's code: counted as shared, never redeemed.
-coupon_shares = Table(
-    "coupon_shares",
+# Codes paid orders named that redeemed nothing of the payer's own wallet; those of another member's
+# wallet are shared codes (counted by joining ``coupons``, whatever order the events arrived in).
+unredeemed_codes = Table(
+    "unredeemed_codes",
     metadata,
     Column("shop_id", Text, nullable=False),
     Column("code", Text, nullable=False),

@@ -24,13 +24,13 @@ from shared.domain.model import (
     Category,
     Coupon,
     CouponChange,
-    CouponShare,
     Decision,
     Event,
     LedgerEntry,
     LedgerKind,
     Member,
     Order,
+    UnredeemedCode,
     WalletCoupon,
 )
 from shared.domain.money import money, round_money
@@ -64,7 +64,9 @@ class MemberContext:
     decisions: list[Decision] = field(default_factory=list)  # incentive decisions taken meanwhile
     new_coupons: list[Coupon] = field(default_factory=list)  # coupons issued meanwhile
     coupon_changes: list[CouponChange] = field(default_factory=list)  # coupons redeemed or expired meanwhile
-    shares: list[CouponShare] = field(default_factory=list)  # other members' codes this member paid with
+    # Codes the member's payments named that redeemed nothing of its own wallet (another member's: shared).
+    unredeemed: list[UnredeemedCode] = field(default_factory=list)
+    shared_seen: int = 0  # of them, codes known to be another member's when the payment was applied
     # Coupons of the shop the batch's payments name that are not in the paying member's open wallet,
     # by code (shared by the batch's contexts of one shop, like ``shop_orders``).
     shop_coupons: dict[str, Coupon] = field(default_factory=dict)

@@ -37,13 +37,13 @@ from shared.domain.model import (
     ZERO,
     ActionDecision,
     CouponChange,
-    CouponShare,
     ExternalTag,
     Member,
     Order,
     RefundRecord,
     ReviewRecord,
     ShipmentRecord,
+    UnredeemedCode,
 )
 from shared.domain.money import round_money
 from shared.domain.playbook import ShopPlaybook
@@ -185,28 +185,39 @@ def _order_paid(decider: Decider, order: Order, data: OrderPaid) -> None:
 
 
 def _redeem_coupons(decider: Decider, order: Order, codes: Iterable[str]) -> None:
-    """Redeems the member's own codes valid at the payment's time; another member's code counts as shared.
+    """Redeems the member's own codes valid at the payment's time; every other code is kept as unredeemed.
 
     A code valid at the payment redeems even when the scheduler already expired it: the payment
-    came first in business time, only its event arrived late. Codes no wallet holds (the shop's
-    own promotion codes, say) are not this service's to judge and are left alone.
+    came first in business time, only its event arrived late. A code of another member's wallet
+    (or of none) redeems nothing; it is kept, so that the report can count shared codes from the
+    wallet whatever order the members' events arrived in.
     """
     context, member, at = decider.context, decider.member, decider.event.time
     for code in dict.fromkeys(codes):
-        own = member.wallet.get(code)
-        if own is not None:
-            if own.issued_at <= at < own.expires_at:
-                del member.wallet[code]
-                context.coupon_changes.append(CouponChange(code, "redeemed", order.order_id, at))
+        if _redeem(context, member, code, order.order_id, at):
             continue
+        context.unredeemed.append(UnredeemedCode(code, order.order_id, member.member_id, at))
         known = context.shop_coupons.get(code)
-        if known is None:
-            continue
-        if known.member_id != member.member_id:
-            context.shares.append(CouponShare(code, order.order_id, member.member_id, at))
-        elif known.status == "expired" and known.issued_at <= at < known.expires_at:
-            known.status, known.order_id, known.redeemed_at = "redeemed", order.order_id, at
-            context.coupon_changes.append(CouponChange(code, "redeemed", order.order_id, at))
+        if known is not None and known.member_id != member.member_id:
+            context.shared_seen += 1
+
+
+def _redeem(context: MemberContext, member: Member, code: str, order_id: str, at: datetime) -> bool:
+    """Whether ``code`` is a coupon of the member's own wallet valid at ``at``; if so it is redeemed."""
+    own = member.wallet.get(code)
+    if own is not None:
+        if not own.issued_at <= at < own.expires_at:
+            return False
+        del member.wallet[code]
+    else:
+        known = context.shop_coupons.get(code)
+        if known is None or known.member_id != member.member_id or known.status != "expired":
+            return False
+        if not known.issued_at <= at < known.expires_at:
+            return False
+        known.status, known.order_id, known.redeemed_at = "redeemed", order_id, at
+    context.coupon_changes.append(CouponChange(code, "redeemed", order_id, at))
+    return True
 
 
 def _incentive(decider: Decider, rule: str, key: str, variables: dict[str, object]) -> None:

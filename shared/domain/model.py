@@ -16,7 +16,6 @@ __all__ = [
     "Category",
     "Coupon",
     "CouponChange",
-    "CouponShare",
     "CouponStatus",
     "Decision",
     "Event",
@@ -28,6 +27,7 @@ __all__ = [
     "RefundRecord",
     "ReviewRecord",
     "ShipmentRecord",
+    "UnredeemedCode",
     "WalletCoupon",
 ]
 
@@ -248,8 +248,13 @@ class CouponChange:
 
 
 @dataclass(frozen=True, slots=True)
-class CouponShare:
-    """A paid order that named a code of another member's wallet: counted as shared, not redeemed."""
+class UnredeemedCode:
+    """A code a paid order named that redeemed nothing of the payer's own wallet.
+
+    Kept whatever the code is: another member's coupon (a shared code: the report counts it by
+    joining the wallet, which does not depend on which event arrived first), the payer's own
+    coupon already redeemed or expired at the payment, or a code no wallet holds.
+    """
 
     code: str
     order_id: str

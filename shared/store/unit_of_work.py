@@ -24,7 +24,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.domain.budgets import BudgetBook
 from shared.domain.decisions import MemberContext
-from shared.domain.model import ActionDecision, Coupon, CouponChange, CouponShare, Decision, LedgerEntry, Member, Order
+from shared.domain.model import (
+    ActionDecision,
+    Coupon,
+    CouponChange,
+    Decision,
+    LedgerEntry,
+    Member,
+    Order,
+    UnredeemedCode,
+)
 from shared.store import (
     action_log,
     budget_spend,
@@ -86,8 +95,8 @@ class Changes:
     def coupon_changes(self) -> list[tuple[str, CouponChange]]:
         return [(key[0], change) for key, context in self.members.items() for change in context.coupon_changes]
 
-    def shares(self) -> list[tuple[str, CouponShare]]:
-        return [(key[0], share) for key, context in self.members.items() for share in context.shares]
+    def unredeemed(self) -> list[tuple[str, UnredeemedCode]]:
+        return [(key[0], share) for key, context in self.members.items() for share in context.unredeemed]
 
 
 class UnitOfWork(abc.ABC):
@@ -330,7 +339,7 @@ class SqlUnitOfWork(UnitOfWork):
         await points_ledger.append_ledger(connection, changes.ledger())
         await wallet.insert_coupons(connection, changes.coupons())
         await wallet.change_coupons(connection, changes.coupon_changes())
-        await wallet.insert_shares(connection, changes.shares())
+        await wallet.insert_unredeemed(connection, changes.unredeemed())
         if changes.budgets is not None:
             await budget_spend.save_budgets(connection, changes.budgets)
         await event_log.park_events(connection, changes.parked)

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db.schema import coupon_shares, coupons
-from shared.domain.model import Coupon, CouponChange, CouponShare
+from shared.db.schema import coupons, unredeemed_codes
+from shared.domain.model import Coupon, CouponChange, UnredeemedCode
 from shared.store.bulk_sql import UNNEST_KEYS, Key, insert_rows, json_rows, key_arrays
 
 _COLUMNS = [
@@ -33,8 +33,8 @@ _CHANGE = text(
     "UPDATE coupons c SET status = u.r->>2, order_id = u.r->>3, redeemed_at = CAST(u.r->>4 AS timestamptz) "
     "FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS u(r) WHERE c.shop_id = u.r->>0 AND c.code = u.r->>1"
 )
-_SHARE_COLUMNS = ["shop_id", "code", "order_id", "member_id", "at"]
-_SHARE = text(f"{insert_rows(coupon_shares, _SHARE_COLUMNS)} ON CONFLICT DO NOTHING")
+_UNREDEEMED_COLUMNS = ["shop_id", "code", "order_id", "member_id", "at"]
+_UNREDEEMED = text(f"{insert_rows(unredeemed_codes, _UNREDEEMED_COLUMNS)} ON CONFLICT DO NOTHING")
 
 
 async def insert_coupons(connection: AsyncConnection, rows: Sequence[Coupon]) -> None:
@@ -50,10 +50,10 @@ async def change_coupons(connection: AsyncConnection, rows: Sequence[tuple[str, 
         await connection.execute(_CHANGE, json_rows(values))
 
 
-async def insert_shares(connection: AsyncConnection, rows: Sequence[tuple[str, CouponShare]]) -> None:
+async def insert_unredeemed(connection: AsyncConnection, rows: Sequence[tuple[str, UnredeemedCode]]) -> None:
     values = [[shop, s.code, s.order_id, s.member_id, s.at] for shop, s in rows]
     if values:
-        await connection.execute(_SHARE, json_rows(values))
+        await connection.execute(_UNREDEEMED, json_rows(values))
 
 
 async def find_coupons(connection: AsyncConnection, keys: Sequence[Key]) -> dict[Key, Coupon]:

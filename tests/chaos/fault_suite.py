@@ -797,6 +797,10 @@ STATE_KEYS: dict[str, Callable[[Any], Any]] = {
     "orders": lambda row: (row["shop_id"], row["order_id"]),
     "pending_events": lambda row: (row["source"], row["event_id"]),
     "points_ledger": lambda row: (row["shop_id"], row["member_id"], row["entry_id"]),
+    "coupons": lambda row: (row["shop_id"], row["code"]),
+    "unredeemed_codes": lambda row: (row["shop_id"], row["code"], row["order_id"]),
+    "decisions": lambda row: row["decision_id"],
+    "budget_spend": lambda row: (row["shop_id"], row["scope"], row["period_start"]),
     "actions": lambda row: row[0],
     "processed_events": lambda row: (row[0], row[1]),
 }

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.engagement.processor import BatchProcessor
-from shared.db.schema import budget_spend, coupon_shares, coupons, decisions, outbox
+from shared.db.schema import budget_spend, coupons, decisions, outbox, unredeemed_codes
 from shared.domain.playbook import Playbook
 from shared.playbook_file import parse_playbook
 from shared.store.unit_of_work import SqlUnitOfWork
@@ -64,9 +64,8 @@ async def test_a_coupon_is_issued_redeemed_by_its_member_and_counted_as_shared_b
 
     redeemed = select(coupons.c.status, coupons.c.order_id, coupons.c.member_id).where(coupons.c.code == code)
     assert await rows(engine, redeemed) == [("redeemed", "o-3", "m-1")]
-    assert await rows(engine, select(coupon_shares.c.code, coupon_shares.c.order_id, coupon_shares.c.member_id)) == [
-        (code, "o-2", "m-2")
-    ]
+    named = select(unredeemed_codes.c.code, unredeemed_codes.c.order_id, unredeemed_codes.c.member_id)
+    assert await rows(engine, named) == [(code, "o-2", "m-2")]
     counted = await rows(engine, select(decisions.c.member_id, func.count()).group_by(decisions.c.member_id))
     assert sorted(counted) == [("m-1", 1), ("m-2", 1)]
 

@@ -328,19 +328,22 @@ def test_another_members_code_is_counted_as_shared_and_not_redeemed() -> None:
     apply_event(
         friend, order_paid("o-10", "150.00", T0 + DAY, member="m-friend", coupon_codes=(coupon.code,)), playbook
     )
-    assert [(s.code, s.order_id, s.member_id) for s in friend.shares] == [(coupon.code, "o-10", "m-friend")]
+    assert [(s.code, s.order_id, s.member_id) for s in friend.unredeemed] == [(coupon.code, "o-10", "m-friend")]
+    assert friend.shared_seen == 1
     assert friend.coupon_changes == []
     assert coupon.code in owner.member.wallet  # the owner's wallet keeps it issued
 
 
-def test_a_code_no_wallet_holds_is_left_alone_and_a_code_redeems_once() -> None:
+def test_a_code_no_wallet_holds_redeems_nothing_and_a_code_redeems_once() -> None:
     playbook = shop_playbook()
     context = consume([order_paid("o-1", "120.00", T0)], playbook)
     code = first_coupon(context).code
     apply_event(context, order_paid("o-2", "130.00", T0 + DAY, coupon_codes=("SHOPWIDE10", code, code)), playbook)
     apply_event(context, order_paid("o-3", "140.00", T0 + 2 * DAY, coupon_codes=(code,)), playbook)
     assert [(c.code, c.order_id) for c in context.coupon_changes] == [(code, "o-2")]
-    assert context.shares == []
+    # the shop's own code and the second naming of the redeemed one are kept as unredeemed, not shared
+    assert [(c.code, c.order_id) for c in context.unredeemed] == [("SHOPWIDE10", "o-2"), (code, "o-3")]
+    assert context.shared_seen == 0
 
 
 def test_a_payment_event_seen_twice_redeems_once() -> None:

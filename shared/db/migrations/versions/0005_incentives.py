@@ -1,4 +1,4 @@
-"""incentives: coupon wallet, shared codes, decisions, budget spend, playbook versions
+"""incentives: coupon wallet, unredeemed codes, decisions, budget spend, playbook versions
 
 Revision ID: 0005
 Revises: 0004
@@ -43,7 +43,7 @@ def upgrade() -> None:
     op.create_index("ix_coupons_member", "coupons", ["shop_id", "member_id", sa.text("issued_at DESC"), "code"])
     op.create_index("ix_coupons_rule", "coupons", ["shop_id", "rule", "issued_at"])
     op.create_table(
-        "coupon_shares",
+        "unredeemed_codes",
         sa.Column("shop_id", sa.Text(), nullable=False),
         sa.Column("code", sa.Text(), nullable=False),
         sa.Column("order_id", sa.Text(), nullable=False),
@@ -103,7 +103,7 @@ def downgrade() -> None:
     op.drop_index("ix_decisions_rule", table_name="decisions")
     op.drop_index("ix_decisions_member", table_name="decisions")
     op.drop_table("decisions")
-    op.drop_table("coupon_shares")
+    op.drop_table("unredeemed_codes")
     op.drop_index("ix_coupons_rule", table_name="coupons")
     op.drop_index("ix_coupons_member", table_name="coupons")
     op.drop_table("coupons")
