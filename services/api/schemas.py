@@ -326,3 +326,48 @@ class ManualTag(BaseModel):
     tag: str = Field(examples=["manual.vip_event_2026"])
     expires_at: datetime | None
     set_at: datetime = Field(description="Wall-clock time the tag (or its latest expiry) was set.")
+
+
+# --- incentives -------------------------------------------------------------------------------
+
+
+class CouponItem(BaseModel):
+    code: str = Field(examples=["FPG-7Q2M9K"])
+    rule: str = Field(examples=["first_purchase_gift"])
+    campaign_id: str | None = Field(description="The campaign that issued it; null for a rule's own coupon.")
+    value: str = Field(pattern=MONEY_PATTERN, examples=["10.00"], description="Face value.")
+    min_spend: str | None = Field(pattern=MONEY_PATTERN, examples=["99.00"])
+    issued_at: datetime
+    expires_at: datetime
+    status: Literal["issued", "redeemed", "expired"]
+    order_id: str | None = Field(description="The order that redeemed it.")
+    redeemed_at: datetime | None
+
+
+class CouponPage(BaseModel):
+    """The member's coupons, most recently issued first; pass ``next_cursor`` back as ``cursor``."""
+
+    items: list[CouponItem]
+    next_cursor: str | None
+
+
+class DecisionItem(BaseModel):
+    rule: str = Field(examples=["first_purchase_gift"])
+    campaign_id: str | None
+    outcome: str = Field(
+        examples=["emitted"], description="emitted, holdout, budget_exhausted, late_skipped, or another refusal."
+    )
+    reason: str
+    at: datetime = Field(description="Business time of the decision.")
+    action_id: str | None = Field(description="The action emitted; null unless the outcome is emitted.")
+    playbook_version: int
+    value: str = Field(pattern=MONEY_PATTERN, description="What the incentive is worth (points at value_per_point).")
+    kind: str | None = Field(examples=["coupon"], description="What the incentive is: coupon, points or sample.")
+    order_id: str | None = Field(description="The order that triggered the decision, if one did.")
+
+
+class DecisionPage(BaseModel):
+    """The member's incentive decisions, newest first; pass ``next_cursor`` back as ``cursor``."""
+
+    items: list[DecisionItem]
+    next_cursor: str | None
