@@ -6,6 +6,7 @@ through a float; datetimes are RFC 3339 with an offset.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -24,6 +25,19 @@ def _rfc3339_text(value: object) -> object:
 
 
 RequestTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+
+# RFC 3339 date-time: ``T`` (or ``t``) between date and time, seconds, an optional fraction, ``Z`` or an offset.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)")
+
+
+def _rfc3339_parameter(value: object) -> object:
+    """Query times are RFC 3339 date-times with an offset; digits alone are not taken for Unix timestamps."""
+    if not isinstance(value, str) or _RFC3339.fullmatch(value) is None:
+        raise ValueError("must be an RFC 3339 date-time with an offset, such as 2026-03-01T00:00:00Z")
+    return value
+
+
+QueryTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339_parameter)]
 
 
 class ErrorDetail(BaseModel):
@@ -371,3 +385,40 @@ class DecisionPage(BaseModel):
 
     items: list[DecisionItem]
     next_cursor: str | None
+
+
+class ReportGroup(BaseModel):
+    members: int = Field(description="Distinct members, each counted once from their first decision.")
+    converted: int = Field(description="Of those, members with a paid order within the attribution window.")
+
+
+class ReportUplift(BaseModel):
+    rate_diff: float | None = Field(description="Treated minus holdout conversion rate; null when a group is empty.")
+    ci95: tuple[float, float] | None = Field(description="Newcombe's 95 % interval of rate_diff, [low, high].")
+
+
+class RuleReport(BaseModel):
+    """One rule's cohort of decisions (docs/incentives.md, "The incentives report")."""
+
+    rule: str = Field(examples=["first_purchase_gift"])
+    issued: int = Field(description="Emitted decisions.")
+    issued_value: str = Field(pattern=MONEY_PATTERN)
+    redeemed: int = Field(description="Coupons of the emitted decisions that were redeemed.")
+    redeemed_value: str = Field(pattern=MONEY_PATTERN)
+    redemption_rate: float | None = Field(description="redeemed / coupons issued; null when none was issued.")
+    coupons_shared: int = Field(description="Paid orders of other members that named one of the coupons.")
+    attributed_orders: int = Field(description="Distinct orders that redeemed one of the coupons.")
+    attributed_revenue: str = Field(pattern=MONEY_PATTERN)
+    cost: str = Field(pattern=MONEY_PATTERN, description="redeemed_value plus the value of the points given.")
+    roi: float | None = Field(description="(attributed_revenue - cost) / cost; null when cost is 0.")
+    treated: ReportGroup
+    holdout: ReportGroup
+    uplift: ReportUplift
+
+
+class IncentiveReport(BaseModel):
+    """Per rule, its decisions with business time in [from, to)."""
+
+    from_: datetime | None = Field(alias="from", description="Null when the report is unbounded below.")
+    to: datetime
+    items: list[RuleReport]
