@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.contract.actions import Action, EventTrigger, Message, NotificationOutcome
 from shared.contract.domain_payloads import REFUND_STATUS, REVIEW_KIND, SHIPMENT_STATUS, to_domain
 from shared.contract.events import PAYLOAD_BY_TYPE
-from shared.db.schema import members, points_ledger, quarantined_members
+from shared.db.schema import coupons, decisions, members, orders, points_ledger, quarantined_members, unredeemed_codes
 from shared.domain.decisions import MemberContext
 from shared.domain.events import (
     ConsentChanged,
@@ -496,6 +496,98 @@ def notification_row(outcome: NotificationOutcome) -> Json:
         "at": outcome.at,
         "payload": outcome.model_dump(mode="json"),
     }
+
+
+def decision_row(
+    decision_id: str,
+    member_id: str,
+    rule: str,
+    outcome: str,
+    at: datetime,
+    *,
+    value: str = "0",
+    kind: str | None = "coupon",
+    order_id: str | None = None,
+    campaign_id: str | None = None,
+    shop: str = SHOP,
+    points: int = 0,
+) -> tuple[Table, Json]:
+    """An incentive decision; an emitted one carries the action named like the decision, as the event path names it."""
+    return decisions, {
+        "decision_id": decision_id,
+        "shop_id": shop,
+        "member_id": member_id,
+        "rule": rule,
+        "campaign_id": campaign_id,
+        "outcome": outcome,
+        "reason": "decided" if outcome == "emitted" else outcome,
+        "at": at,
+        "action_id": decision_id if outcome == "emitted" else None,
+        "order_id": order_id,
+        "kind": kind,
+        "value": Decimal(value),
+        "points": points,
+        "playbook_version": 3,
+        "decided_at": at + timedelta(seconds=1),
+    }
+
+
+def coupon_row(
+    code: str,
+    member_id: str,
+    rule: str,
+    action_id: str,
+    value: str,
+    issued_at: datetime,
+    *,
+    status: str = "issued",
+    order_id: str | None = None,
+    redeemed_at: datetime | None = None,
+    campaign_id: str | None = None,
+    shop: str = SHOP,
+    min_spend: str | None = "99.00",
+) -> tuple[Table, Json]:
+    """A coupon of a member's wallet, valid 30 days from ``issued_at``."""
+    return coupons, {
+        "shop_id": shop,
+        "code": code,
+        "member_id": member_id,
+        "rule": rule,
+        "campaign_id": campaign_id,
+        "action_id": action_id,
+        "value": Decimal(value),
+        "min_spend": None if min_spend is None else Decimal(min_spend),
+        "issued_at": issued_at,
+        "expires_at": issued_at + timedelta(days=30),
+        "status": status,
+        "order_id": order_id,
+        "redeemed_at": redeemed_at,
+    }
+
+
+ORDER_CREATED = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def order_row(
+    order_id: str, member_id: str, paid_at: datetime | None, amount: str = "100.00", *, shop: str = SHOP
+) -> tuple[Table, Json]:
+    """An order paid in full at ``paid_at``, or only created (at ``ORDER_CREATED``) when that is None."""
+    paid = paid_at is not None
+    return orders, {
+        "shop_id": shop,
+        "order_id": order_id,
+        "member_id": member_id,
+        "status": "paid" if paid else "created",
+        "amount": Decimal(amount),
+        "paid_amount": Decimal(amount) if paid else None,
+        "created_at": paid_at or ORDER_CREATED,
+        "paid_at": paid_at,
+    }
+
+
+def share_row(code: str, order_id: str, member_id: str, at: datetime, *, shop: str = SHOP) -> tuple[Table, Json]:
+    """A paid order of ``member_id`` that named a code it did not redeem (another member's: a shared code)."""
+    return unredeemed_codes, {"shop_id": shop, "code": code, "order_id": order_id, "member_id": member_id, "at": at}
 
 
 async def insert_rows(engine: AsyncEngine, *rows: tuple[Table, Json]) -> None:

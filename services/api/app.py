@@ -12,6 +12,7 @@ from services.api.auth import token_digests
 from services.api.database import open_pool
 from services.api.dependencies import ApiState
 from services.api.errors import install_error_handlers
+from services.api.incentive_routes import incentives_router
 from services.api.middleware import EdgeMiddleware
 from services.api.readiness import KafkaProbe
 from services.api.routes import admin_router, members_router, operations
@@ -71,7 +72,7 @@ def create_app(settings: Settings, playbook: Playbook) -> FastAPI:
         title="Member engagement API",
         version="1",
         summary="Member status, actions, notification outcomes and points; redemptions, scheduler runs, quarantine; "
-        "saved segments.",
+        "saved segments; coupons, incentive decisions and the incentives report.",
         lifespan=lifespan,
     )
     app.state.api = state
@@ -84,4 +85,5 @@ def create_app(settings: Settings, playbook: Playbook) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(segments_router)
     app.include_router(tags_router)
+    app.include_router(incentives_router)
     return app

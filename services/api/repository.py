@@ -5,8 +5,9 @@ its points can expire soon, its ledger, in one round trip. (The API's writes go 
 their use cases, ``shared.usecases``.)
 
 Lists use keyset pagination on the same keys as their indexes (actions: occurred_at
-DESC, seq DESC; notifications: seq DESC), so a page costs the same however deep it
-is and rows written meanwhile neither repeat nor go missing. The quarantine, a small
+DESC, seq DESC; notifications: seq DESC; coupons: issued_at DESC, code; decisions: at
+DESC, decision_id DESC), so a page costs the same however deep it is and rows written
+meanwhile neither repeat nor go missing. The quarantine, a small
 table, is listed oldest first by (quarantined_at, shop_id, member_id); a shop's segments
 oldest first by (created_at, segment_id), and a segment's members by member_id (the
 primary key's order, ``services.api.segment_routes``). The cursor handed
@@ -32,6 +33,7 @@ from services.api.database import ReadPool
 from services.api.inputs import is_storable
 from shared.domain.business_time import BusinessTimeBounds
 from shared.domain.model import LedgerEntry
+from shared.domain.money import money
 from shared.domain.rfm import RfmEdges
 
 K = TypeVar("K")
@@ -228,6 +230,40 @@ def decode_segment_member_cursor(cursor: str, bounds: BusinessTimeBounds) -> Seg
 
 
 @dataclass(frozen=True, slots=True)
+class CouponKey:
+    """Position in a member's coupons: the last one's (issued_at, code)."""
+
+    issued_at: datetime
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionKey:
+    """Position in a member's decisions: the last one's (at, decision_id)."""
+
+    at: datetime
+    decision_id: str
+
+
+def encode_coupon_cursor(key: CouponKey) -> str:
+    return _encode({"k": "c", "t": key.issued_at.isoformat(), "i": key.code})
+
+
+def decode_coupon_cursor(cursor: str, bounds: BusinessTimeBounds) -> CouponKey:
+    document = _decode(cursor, "c")
+    return CouponKey(issued_at=_time(document, bounds), code=_identifier(document, "i"))
+
+
+def encode_decision_cursor(key: DecisionKey) -> str:
+    return _encode({"k": "d", "t": key.at.isoformat(), "i": key.decision_id})
+
+
+def decode_decision_cursor(cursor: str, bounds: BusinessTimeBounds) -> DecisionKey:
+    document = _decode(cursor, "d")
+    return DecisionKey(at=_time(document, bounds), decision_id=_identifier(document, "i"))
+
+
+@dataclass(frozen=True, slots=True)
 class MemberStatusRecord:
     """What a member's status is built from: the member row, the shop's RFM edges, and the ledger when needed.
 
@@ -301,17 +337,25 @@ class _ListQueries:
 
 
 async def _page(
-    reads: ReadPool, queries: _ListQueries, shop_id: str, member_id: str, limit: int, after: Sequence[Any] | None
+    reads: ReadPool,
+    queries: _ListQueries,
+    shop_id: str,
+    member_id: str,
+    limit: int,
+    after: Sequence[Any] | None,
+    filters: Sequence[Any] = (),
 ) -> tuple[list[asyncpg.Record], bool]:
     """Up to ``limit + 1`` rows, and whether the member is known when there are none.
 
-    An empty page asks, on the same connection, whether the member has a members row or any row in the list's table.
+    ``filters`` are the list's own parameters, bound after the shop and member ids and before the cursor's keys.
+    An empty page asks, on the same connection, whether the member has a members row or any row in the list's
+    table (whatever the filters).
     """
     async with reads.connection() as connection:
         if after is None:
-            rows = await connection.fetch(queries.first, shop_id, member_id, limit + 1)
+            rows = await connection.fetch(queries.first, shop_id, member_id, *filters, limit + 1)
         else:
-            rows = await connection.fetch(queries.after, shop_id, member_id, *after, limit + 1)
+            rows = await connection.fetch(queries.after, shop_id, member_id, *filters, *after, limit + 1)
         if rows:
             return rows, True
         known = await connection.fetchval(
@@ -403,6 +447,97 @@ async def list_ledger(
     return Page(items=items, next_key=_next_seq(rows, limit))
 
 
+_COUPON_SELECT = (
+    "SELECT code, rule, campaign_id, value, min_spend, issued_at, expires_at, status, order_id, redeemed_at "
+    "FROM coupons WHERE shop_id = $1 AND member_id = $2 "
+)
+# Newest issued first, then by code: the order of ix_coupons_member (issued_at DESC, code).
+_COUPON_ORDER = "ORDER BY issued_at DESC, code"
+_COUPONS = _ListQueries(
+    table="coupons",
+    first=f"{_COUPON_SELECT}{_COUPON_ORDER} LIMIT $3",
+    after=f"{_COUPON_SELECT}AND (issued_at < $3 OR (issued_at = $3 AND code > $4)) {_COUPON_ORDER} LIMIT $5",
+)
+_COUPONS_BY_STATUS = _ListQueries(
+    table="coupons",
+    first=f"{_COUPON_SELECT}AND status = $3 {_COUPON_ORDER} LIMIT $4",
+    after=f"{_COUPON_SELECT}AND status = $3 AND (issued_at < $4 OR (issued_at = $4 AND code > $5)) "
+    f"{_COUPON_ORDER} LIMIT $6",
+)
+
+
+def _optional_money(value: Decimal | None) -> str | None:
+    return None if value is None else money(value)
+
+
+async def list_coupons(
+    reads: ReadPool, shop_id: str, member_id: str, *, limit: int, after: CouponKey | None, status: str | None = None
+) -> Page[CouponKey]:
+    """Up to ``limit`` coupons after ``after`` (most recently issued first), of one ``status`` when given."""
+    queries, filters = (_COUPONS, ()) if status is None else (_COUPONS_BY_STATUS, (status,))
+    key = None if after is None else (after.issued_at, after.code)
+    rows, known = await _page(reads, queries, shop_id, member_id, limit, key, filters)
+    if not known:
+        raise MemberNotFoundError(shop_id, member_id)
+    page = rows[:limit]
+    items = [
+        {
+            "code": row["code"],
+            "rule": row["rule"],
+            "campaign_id": row["campaign_id"],
+            "value": money(row["value"]),
+            "min_spend": _optional_money(row["min_spend"]),
+            "issued_at": row["issued_at"],
+            "expires_at": row["expires_at"],
+            "status": row["status"],
+            "order_id": row["order_id"],
+            "redeemed_at": row["redeemed_at"],
+        }
+        for row in page
+    ]
+    next_key = CouponKey(issued_at=page[-1]["issued_at"], code=page[-1]["code"]) if len(rows) > limit else None
+    return Page(items=items, next_key=next_key)
+
+
+_DECISION_SELECT = (
+    "SELECT decision_id, rule, campaign_id, outcome, reason, at, action_id, playbook_version, value, kind, order_id "
+    "FROM decisions WHERE shop_id = $1 AND member_id = $2 "
+)
+_DECISIONS = _ListQueries(
+    table="decisions",
+    first=f"{_DECISION_SELECT}ORDER BY at DESC, decision_id DESC LIMIT $3",
+    after=f"{_DECISION_SELECT}AND (at, decision_id) < ($3, $4) ORDER BY at DESC, decision_id DESC LIMIT $5",
+)
+
+
+async def list_decisions(
+    reads: ReadPool, shop_id: str, member_id: str, *, limit: int, after: DecisionKey | None
+) -> Page[DecisionKey]:
+    """Up to ``limit`` decisions older than ``after`` (newest first), matching ix_decisions_member."""
+    key = None if after is None else (after.at, after.decision_id)
+    rows, known = await _page(reads, _DECISIONS, shop_id, member_id, limit, key)
+    if not known:
+        raise MemberNotFoundError(shop_id, member_id)
+    page = rows[:limit]
+    items = [
+        {
+            "rule": row["rule"],
+            "campaign_id": row["campaign_id"],
+            "outcome": row["outcome"],
+            "reason": row["reason"],
+            "at": row["at"],
+            "action_id": row["action_id"],
+            "playbook_version": row["playbook_version"],
+            "value": money(row["value"]),
+            "kind": row["kind"],
+            "order_id": row["order_id"],
+        }
+        for row in page
+    ]
+    next_key = DecisionKey(at=page[-1]["at"], decision_id=page[-1]["decision_id"]) if len(rows) > limit else None
+    return Page(items=items, next_key=next_key)
+
+
 def _quarantine_item(row: asyncpg.Record) -> dict[str, Any]:
     return {
         "shop_id": row["shop_id"],
@@ -458,6 +593,8 @@ class Listing(Generic[K]):
 ACTIONS = Listing(decode_action_cursor, list_actions, encode_action_cursor)
 NOTIFICATIONS = Listing(decode_notification_cursor, list_notifications, encode_notification_cursor)
 LEDGER = Listing(decode_ledger_cursor, list_ledger, encode_ledger_cursor)
+COUPONS = Listing(decode_coupon_cursor, list_coupons, encode_coupon_cursor)
+DECISIONS = Listing(decode_decision_cursor, list_decisions, encode_decision_cursor)
 
 
 _SHOP_TAG_COUNTS = """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.encoders import jsonable_encoder
@@ -19,6 +19,8 @@ from services.api.responses import json_response
 from services.api.routing import ApiRoute
 from services.api.schemas import (
     ActionPage,
+    CouponPage,
+    DecisionPage,
     ErrorResponse,
     Health,
     LedgerLine,
@@ -190,11 +192,16 @@ async def _page(
     member_id: str,
     cursor: str | None,
     limit: int,
+    **filters: Any,
 ) -> Response:
-    """One page of a member's list: the cursor checked, 404 for a member with no trace at all."""
+    """One page of a member's list: the cursor checked, 404 for a member with no trace at all.
+
+    ``filters`` are the list's own keyword arguments (a coupon status); a cursor carries none,
+    so it goes on from its row whatever the filters.
+    """
     after = decode_cursor(listing.decode, cursor, state.playbook.for_shop(shop_id).business_time)
     try:
-        page = await listing.fetch(state.read_pool(), shop_id, member_id, limit=limit, after=after)
+        page = await listing.fetch(state.read_pool(), shop_id, member_id, limit=limit, after=after, **filters)
     except repository.MemberNotFoundError:
         raise _member_not_found(shop_id, member_id) from None
     next_cursor = listing.encode(page.next_key) if page.next_key else None
@@ -238,6 +245,37 @@ async def points_ledger_lines(
 ) -> Response:
     """The member's ledger lines, most recently booked first; they always sum to the balance."""
     return await _page(repository.LEDGER, state, shop_id, member_id, cursor, limit)
+
+
+CouponStatus = Annotated[
+    Literal["issued", "redeemed", "expired"] | None,
+    Query(alias="status", description="Only the coupons with this status; every coupon when omitted."),
+]
+
+
+@members_router.get("/coupons", response_model=CouponPage, summary="Member coupons", responses=_LIST_ERRORS)
+async def member_coupons(
+    shop_id: ShopId,
+    member_id: MemberId,
+    state: State,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+    coupon_status: CouponStatus = None,
+) -> Response:
+    """The member's coupons, most recently issued first (then by code), of every status or of ``status``."""
+    return await _page(repository.COUPONS, state, shop_id, member_id, cursor, limit, status=coupon_status)
+
+
+@members_router.get("/decisions", response_model=DecisionPage, summary="Member decisions", responses=_LIST_ERRORS)
+async def member_decisions(
+    shop_id: ShopId,
+    member_id: MemberId,
+    state: State,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Response:
+    """Why the member got, or did not get, each incentive: the decisions, newest first by business time."""
+    return await _page(repository.DECISIONS, state, shop_id, member_id, cursor, limit)
 
 
 @members_router.post(

@@ -6,6 +6,7 @@ through a float; datetimes are RFC 3339 with an offset.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -24,6 +25,19 @@ def _rfc3339_text(value: object) -> object:
 
 
 RequestTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+
+# RFC 3339 date-time: ``T`` (or ``t``) between date and time, seconds, an optional fraction, ``Z`` or an offset.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)")
+
+
+def _rfc3339_parameter(value: object) -> object:
+    """Query times are RFC 3339 date-times with an offset; digits alone are not taken for Unix timestamps."""
+    if not isinstance(value, str) or _RFC3339.fullmatch(value) is None:
+        raise ValueError("must be an RFC 3339 date-time with an offset, such as 2026-03-01T00:00:00Z")
+    return value
+
+
+QueryTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339_parameter)]
 
 
 class ErrorDetail(BaseModel):
@@ -330,3 +344,85 @@ class ManualTag(BaseModel):
     tag: str = Field(examples=["manual.vip_event_2026"])
     expires_at: datetime | None
     set_at: datetime = Field(description="Wall-clock time the tag (or its latest expiry) was set.")
+
+
+# --- incentives -------------------------------------------------------------------------------
+
+
+class CouponItem(BaseModel):
+    code: str = Field(examples=["FPG-7Q2M9K"])
+    rule: str = Field(examples=["first_purchase_gift"])
+    campaign_id: str | None = Field(description="The campaign that issued it; null for a rule's own coupon.")
+    value: str = Field(pattern=MONEY_PATTERN, examples=["10.00"], description="Face value.")
+    min_spend: str | None = Field(pattern=MONEY_PATTERN, examples=["99.00"])
+    issued_at: datetime
+    expires_at: datetime
+    status: Literal["issued", "redeemed", "expired"]
+    order_id: str | None = Field(description="The order that redeemed it.")
+    redeemed_at: datetime | None
+
+
+class CouponPage(BaseModel):
+    """The member's coupons, most recently issued first; pass ``next_cursor`` back as ``cursor``."""
+
+    items: list[CouponItem]
+    next_cursor: str | None
+
+
+class DecisionItem(BaseModel):
+    rule: str = Field(examples=["first_purchase_gift"])
+    campaign_id: str | None
+    outcome: str = Field(
+        examples=["emitted"], description="emitted, holdout, budget_exhausted, late_skipped, or another refusal."
+    )
+    reason: str
+    at: datetime = Field(description="Business time of the decision.")
+    action_id: str | None = Field(description="The action emitted; null unless the outcome is emitted.")
+    playbook_version: int
+    value: str = Field(pattern=MONEY_PATTERN, description="What the incentive is worth (points at value_per_point).")
+    kind: str | None = Field(examples=["coupon"], description="What the incentive is: coupon, points or sample.")
+    order_id: str | None = Field(description="The order that triggered the decision, if one did.")
+
+
+class DecisionPage(BaseModel):
+    """The member's incentive decisions, newest first; pass ``next_cursor`` back as ``cursor``."""
+
+    items: list[DecisionItem]
+    next_cursor: str | None
+
+
+class ReportGroup(BaseModel):
+    members: int = Field(description="Distinct members, each counted once from their first decision.")
+    converted: int = Field(description="Of those, members with a paid order within the attribution window.")
+
+
+class ReportUplift(BaseModel):
+    rate_diff: float | None = Field(description="Treated minus holdout conversion rate; null when a group is empty.")
+    ci95: tuple[float, float] | None = Field(description="Newcombe's 95 % interval of rate_diff, [low, high].")
+
+
+class RuleReport(BaseModel):
+    """One rule's cohort of decisions (docs/incentives.md, "The incentives report")."""
+
+    rule: str = Field(examples=["first_purchase_gift"])
+    issued: int = Field(description="Emitted decisions.")
+    issued_value: str = Field(pattern=MONEY_PATTERN)
+    redeemed: int = Field(description="Coupons of the emitted decisions that were redeemed.")
+    redeemed_value: str = Field(pattern=MONEY_PATTERN)
+    redemption_rate: float | None = Field(description="redeemed / coupons issued; null when none was issued.")
+    coupons_shared: int = Field(description="Paid orders of other members that named one of the coupons.")
+    attributed_orders: int = Field(description="Distinct orders that redeemed one of the coupons.")
+    attributed_revenue: str = Field(pattern=MONEY_PATTERN)
+    cost: str = Field(pattern=MONEY_PATTERN, description="redeemed_value plus the value of the points given.")
+    roi: float | None = Field(description="(attributed_revenue - cost) / cost; null when cost is 0.")
+    treated: ReportGroup
+    holdout: ReportGroup
+    uplift: ReportUplift
+
+
+class IncentiveReport(BaseModel):
+    """Per rule, its decisions with business time in [from, to)."""
+
+    from_: datetime | None = Field(alias="from", description="Null when the report is unbounded below.")
+    to: datetime
+    items: list[RuleReport]

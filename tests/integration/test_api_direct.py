@@ -129,7 +129,7 @@ def _requests() -> list[tuple[str, dict[str, str]]]:
         f"/v1/shops/{SHOP}/members/%C3%A9t%C3%A9",
         f"/v1/shops/{SHOP}/members/m%00",
     ]
-    for suffix in ("/actions", "/notifications", "/points/ledger"):
+    for suffix in ("/actions", "/notifications", "/points/ledger", "/coupons", "/decisions"):
         paths += [f"{member}{suffix}", f"/v1/shops/{SHOP}/members/nobody{suffix}", f"{member}{suffix}?unknown=1"]
         paths += [f"{member}{suffix}?limit={limit}" for limit in LIMITS]
         paths += [f"{member}{suffix}?cursor={cursor}" for cursor in CURSORS]

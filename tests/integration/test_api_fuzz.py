@@ -4,8 +4,9 @@ Schemathesis reads the API's own OpenAPI document and sends, for every operation
 documented examples, boundary cases and generated requests, valid and invalid (NUL
 characters included), with a full bearer token. Every answer must be documented: no
 5xx, a status code the operation lists, the content type and body schema it lists.
-A member, its ledger, actions, outcomes, a quarantine row and a segment are seeded under
-the ids the document gives as examples, so the examples phase reaches real rows.
+A member, its ledger, actions, outcomes, a quarantine row, a segment, incentive decisions and
+a coupon are seeded under the ids the document gives as examples, so the examples phase
+reaches real rows.
 
 The real process also answers a few hostile requests that only a socket can send:
 bodies over the limit with a declared length (answered before the body is sent) and
@@ -48,10 +49,14 @@ from shared.settings import Settings
 from tests.builders import (
     action_row,
     care_action,
+    coupon_row,
+    decision_row,
     insert_rows,
     member_with_points_rows,
     notification_row,
+    order_row,
     quarantine_row,
+    share_row,
 )
 from tests.support import KAFKA, ServiceProcess
 
@@ -99,6 +104,17 @@ async def _seed(database_url: str) -> None:
     segment = {"shop_id": SHOP, "segment_id": SEGMENT, "name": "Members", "version": 1, "created_at": BASE}
     rows.append((segments, {**segment, "updated_at": BASE}))
     rows.append((segment_versions, {**segment, "definition": definition}))
+    # Incentive decisions, a treated and a held-out one, a coupon redeemed by an order and shared once,
+    # so the coupons, decisions and the report answer real rows.
+    gift = "first_purchase_gift"
+    rows += [
+        decision_row("dec-1", MEMBER, gift, "emitted", BASE, value="10.00", shop=SHOP),
+        coupon_row("CODE-1", MEMBER, gift, "dec-1", "10.00", BASE, status="redeemed", order_id="o-1", shop=SHOP),
+        order_row("o-1", MEMBER, BASE + timedelta(days=1), shop=SHOP),
+        share_row("CODE-1", "o-2", "m-1002", BASE + timedelta(days=2), shop=SHOP),
+        decision_row("dec-2", "m-1002", gift, "holdout", BASE, shop=SHOP),
+        decision_row("dec-3", MEMBER, "review_reward", "emitted", BASE, kind="points", value="0.20", shop=SHOP),
+    ]
     try:
         async with engine.begin() as connection:
             await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
