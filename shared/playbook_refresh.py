@@ -46,7 +46,7 @@ Changed = Callable[[], None]
 
 
 class PlaybookRefresher:
-    """Installs each shop's newest stored version in ``playbook``, whose shops must be the file's, as loaded."""
+    """Installs each shop's newest stored version in ``playbook``, over the file's ``layers``."""
 
     def __init__(
         self,
@@ -64,7 +64,7 @@ class PlaybookRefresher:
         self._service = service
         self._interval_s = interval_s
         self._on_change = list(on_change)
-        self._file_shops = dict(playbook.shops)
+        self._file_shops = dict(layers.playbook().shops)  # a shop without stored versions: the file alone
         self._seen: int | None = None  # max(seq) at the last reading; None before the first
         self._versions: dict[str, int] = {}  # the stored version in force, by shop
         self._wake = asyncio.Event()

@@ -6,6 +6,9 @@ Writers take one transaction-level advisory lock before they number a version, s
 * ``seq`` (an identity) grows in commit order: a version is committed before the next
   one is numbered. A reader that has seen the newest ``seq`` has seen every version
   committed before it, which is what lets services poll ``max(seq)`` alone for changes.
+
+Rows are never updated or deleted here; one deleted by hand is noticed when the next
+version is stored (or the service restarts).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, insert, select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.schema import playbook_versions as versions
@@ -30,7 +34,7 @@ async def latest_seq(connection: AsyncConnection) -> int:
 async def newest_versions(connection: AsyncConnection) -> list[PlaybookVersion]:
     """Each shop's newest version, by shop."""
     rows = await connection.execute(
-        select(versions).distinct(versions.c.shop_id).order_by(versions.c.shop_id, versions.c.version.desc())
+        select(versions).ext(distinct_on(versions.c.shop_id)).order_by(versions.c.shop_id, versions.c.version.desc())
     )
     return [_version(row._mapping) for row in rows]
 
