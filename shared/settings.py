@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_client_id: str = "member-engagement"
     playbook_path: Path = DEFAULT_PLAYBOOK
+    # How often each process looks for playbook versions stored through the API (one index read).
+    playbook_refresh_seconds: float = Field(default=1.0, gt=0)
     log_level: str = "INFO"
     metrics_host: str = "127.0.0.1"
     create_missing_topics: bool = True  # output topics (dead letters, actions, outcomes) created at start-up

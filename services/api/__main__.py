@@ -9,7 +9,7 @@ import uvicorn
 
 from services.api.app import ConfigurationError, create_app
 from shared.observability import configure_logging
-from shared.playbook_file import load_playbook
+from shared.playbook_file import read_layers
 from shared.process_heap import settle_heap
 from shared.settings import Settings
 
@@ -19,7 +19,8 @@ def main() -> None:
     configure_logging(settings.log_level)
     log = structlog.get_logger("services.api")
     try:
-        app = create_app(settings, load_playbook(settings.playbook_path))
+        layers = read_layers(settings.playbook_path)
+        app = create_app(settings, layers.playbook(), layers)
     except ConfigurationError as exc:
         log.error("api.configuration_invalid", reason=str(exc))
         sys.exit(2)

@@ -28,6 +28,14 @@ def digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8")).digest()
 
 
+def token_identity(token: str) -> str:
+    """Who a stored change was made by: ``token:`` and the first 12 hex digits of the token's SHA-256.
+
+    Enough to tell the configured tokens apart in a record, never enough to use or recover one.
+    """
+    return "token:" + hashlib.sha256(token.encode("utf-8")).hexdigest()[:12]
+
+
 def token_digests(tokens: Iterable[str]) -> tuple[bytes, ...]:
     return tuple(digest(token) for token in tokens)
 
@@ -84,5 +92,13 @@ async def require_full_token(
         raise forbidden("This token may only read; this route needs a token from API_TOKENS")
 
 
+async def caller_identity(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> str:
+    """The ``token_identity`` of the request's (already checked) token."""
+    return token_identity(_presented(credentials))
+
+
 Authenticated = Depends(require_token)
 FullAccess = Depends(require_full_token)
+CallerIdentity = Annotated[str, Depends(caller_identity)]

@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.api.database import ReadPool
 from services.api.readiness import KafkaProbe
 from shared.domain.playbook import Playbook
+from shared.playbook_file import PlaybookLayers
+from shared.playbook_refresh import PlaybookRefresher
 from shared.settings import Settings
 from shared.store.unit_of_work import SqlUnitOfWork, UnitsOfWork
 
@@ -30,12 +32,14 @@ class ApiState:
     """Configuration fixed at construction plus the resources the lifespan opens and closes."""
 
     settings: Settings
-    playbook: Playbook
+    playbook: Playbook  # live: the refresher installs the shops' stored versions in it while the app runs
+    layers: PlaybookLayers  # the playbook file's layers, which stored versions are composed over
     token_digests: tuple[bytes, ...]
     read_token_digests: tuple[bytes, ...] = ()
     engine: AsyncEngine | None = None
     reads: ReadPool | None = None
     kafka: KafkaProbe | None = field(default=None)
+    refresher: PlaybookRefresher | None = None
 
     def read_pool(self) -> ReadPool:
         if self.reads is None:

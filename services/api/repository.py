@@ -229,6 +229,22 @@ def decode_segment_member_cursor(cursor: str, bounds: BusinessTimeBounds) -> Seg
     return SegmentMemberKey(segment_id=_identifier(document, "g"), member_id=_identifier(document, "m"))
 
 
+# Playbook versions are PostgreSQL integers.
+_INTEGER_MAX = 2**31 - 1
+
+
+def encode_playbook_version_cursor(version: int) -> str:
+    return _encode({"k": "pv", "v": version})
+
+
+def decode_playbook_version_cursor(cursor: str, bounds: BusinessTimeBounds) -> int:
+    """The last version listed; the next page holds the older ones."""
+    version = _decode(cursor, "pv").get("v")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= _INTEGER_MAX:
+        raise InvalidCursorError("cursor is not valid")
+    return version
+
+
 @dataclass(frozen=True, slots=True)
 class CouponKey:
     """Position in a member's coupons: the last one's (issued_at, code)."""

@@ -426,3 +426,36 @@ class IncentiveReport(BaseModel):
     from_: datetime | None = Field(alias="from", description="Null when the report is unbounded below.")
     to: datetime
     items: list[RuleReport]
+
+
+class ShopPlaybookVersion(BaseModel):
+    """A shop's playbook at a version: the effective playbook and the stored overrides behind it."""
+
+    version: int = Field(
+        description="The stored version shown, by default the one in force; 0: the playbook file alone "
+        "(the shop has no stored version)."
+    )
+    playbook: dict[str, Any] = Field(
+        description="The effective playbook: the file's defaults, the file's `shops.<shop>` entry, then the "
+        "stored overrides, in the shape of a `shops.<shop>` entry (durations ISO 8601, money as strings)."
+    )
+    overrides: dict[str, Any] = Field(description="The stored overrides document of the version; {} for version 0.")
+    created_at: datetime | None = Field(description="When the version was stored; null for version 0.")
+    created_by: str | None = Field(
+        description="Who stored it: `token:` and the first 12 hex digits of the SHA-256 of the bearer token; "
+        "null for version 0.",
+        examples=["token:3f2a9c0d81be"],
+    )
+
+
+class PlaybookVersionItem(BaseModel):
+    version: int
+    created_at: datetime
+    created_by: str = Field(examples=["token:3f2a9c0d81be"])
+
+
+class PlaybookVersionPage(BaseModel):
+    """A shop's stored playbook versions, newest first; pass ``next_cursor`` back as ``cursor``."""
+
+    items: list[PlaybookVersionItem]
+    next_cursor: str | None

@@ -25,7 +25,8 @@ from shared.db.engine import create_engine
 from shared.db.schema import pending_events
 from shared.kafka_io import create_consumer
 from shared.observability import configure_logging
-from shared.playbook_file import load_playbook
+from shared.playbook_file import read_layers
+from shared.playbook_refresh import PlaybookRefresher
 from shared.process_heap import settle_heap
 from shared.settings import Settings
 from shared.store import quarantine
@@ -84,9 +85,13 @@ def _scheduler_run(scheduler: Scheduler) -> Callable[[], Awaitable[None]]:
 async def main() -> int:
     settings = Settings()
     configure_logging(settings.log_level)
-    playbook = load_playbook(settings.playbook_path)
+    layers = read_layers(settings.playbook_path)
+    playbook = layers.playbook()  # one object for every decision; the refresher installs stored versions in it
     topics = settings.topics
     engine = create_engine(settings)
+    refresher = PlaybookRefresher(
+        engine, playbook, layers, service="engagement", interval_s=settings.playbook_refresh_seconds
+    )
     runtime = WorkerRuntime(
         settings,
         "engagement",
@@ -97,6 +102,7 @@ async def main() -> int:
         port=settings.engagement_metrics_port,
         stalled=metrics.STALLED_PARTITIONS,
         backlog=metrics.OUTBOX_BACKLOG,
+        playbook=refresher,
     )
     dead_letters = DeadLetterPublisher(
         engine,
@@ -105,13 +111,15 @@ async def main() -> int:
         max_bytes=settings.dlq_max_record_bytes,
         timeout_s=settings.dlq_send_timeout_s,
     )
+    processor = BatchProcessor(
+        SqlUnitOfWork.factory(engine, _member_cache(settings)),
+        playbook,
+        settings.max_record_bytes,
+        settings.engagement_lanes,
+    )
+    refresher.on_change(processor.playbook_changed)
     handler = EngagementBatchHandler(
-        BatchProcessor(
-            SqlUnitOfWork.factory(engine, _member_cache(settings)),
-            playbook,
-            settings.max_record_bytes,
-            settings.engagement_lanes,
-        ),
+        processor,
         dead_letters,
         on_committed=runtime.relay.wake,
         stop=runtime.stop,

@@ -111,10 +111,14 @@ class BatchProcessor:
         self._units = units
         self._lanes = max(1, lanes)
         # A parked event is read again by every batch about its order until it is released:
-        # its decoding is remembered (events are immutable; the playbook is fixed per process).
+        # its decoding is remembered (events are immutable), until the playbook changes.
         self._decode_parked = functools.lru_cache(maxsize=PARKED_DECODED)(functools.partial(_decode_parked, playbook))
         self._playbook = playbook
         self._max_record_bytes = max_record_bytes
+
+    def playbook_changed(self) -> None:
+        """Forgets remembered decodings: a shop's new currency or business-time window may judge them otherwise."""
+        self._decode_parked.cache_clear()
 
     def _decode_batch(
         self, records: Sequence[ConsumerRecord[bytes, bytes]], result: BatchResult

@@ -19,7 +19,8 @@ from services.notifier.worker import NotifierWorker
 from shared.db.engine import create_engine
 from shared.kafka_io import create_consumer
 from shared.observability import configure_logging
-from shared.playbook_file import load_playbook
+from shared.playbook_file import read_layers
+from shared.playbook_refresh import PlaybookRefresher
 from shared.settings import Settings
 from shared.worker_runtime.runtime import RelayRoute, WorkerRuntime
 
@@ -30,7 +31,8 @@ async def main() -> int:
     settings = Settings()
     configure_logging(settings.log_level)
     channels = build_channels(settings)  # refuses to start on a half-configured channel
-    playbook = load_playbook(settings.playbook_path)
+    layers = read_layers(settings.playbook_path)
+    playbook = layers.playbook()  # one object for every decision; the refresher installs stored versions in it
     topics = settings.topics
     engine = create_engine(settings)
     runtime = WorkerRuntime(
@@ -43,6 +45,9 @@ async def main() -> int:
         port=settings.notifier_metrics_port,
         stalled=metrics.STALLED_PARTITIONS,
         backlog=metrics.OUTBOX_BACKLOG,
+        playbook=PlaybookRefresher(
+            engine, playbook, layers, service="notifier", interval_s=settings.playbook_refresh_seconds
+        ),
     )
     worker = NotifierWorker(
         settings,

@@ -2,6 +2,7 @@
 
 For operators and backfills; the engagement service runs the same scheduler in the
 background on the wall clock, and ``POST /v1/admin/scheduler/run`` does it over HTTP.
+The run decides under each shop's newest stored playbook version, read once at its start.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from shared.db.engine import create_engine
 from shared.domain.business_time import BusinessTimeBounds
 from shared.domain.playbook import Playbook
 from shared.observability import configure_logging
-from shared.playbook_file import load_playbook
+from shared.playbook_file import PlaybookLayers, read_layers
+from shared.playbook_refresh import PlaybookRefresher
 from shared.process_heap import settle_heap
 from shared.settings import Settings
 from shared.store.unit_of_work import SqlUnitOfWork
@@ -64,9 +66,20 @@ def _outside(playbook: Playbook, as_of: datetime) -> BusinessTimeBounds | None:
     return None
 
 
-async def _run(settings: Settings, playbook: Playbook, as_of: datetime, batch_size: int | None) -> dict[str, object]:
+async def _run(
+    settings: Settings, layers: PlaybookLayers, as_of: datetime, batch_size: int | None
+) -> dict[str, object] | BusinessTimeBounds:
+    """The run's report; or, when a stored version's window leaves ``as_of`` out, that window (nothing ran)."""
     engine = create_engine(settings)
     try:
+        playbook = layers.playbook()
+        refresher = PlaybookRefresher(
+            engine, playbook, layers, service="scheduler", interval_s=settings.playbook_refresh_seconds
+        )
+        await refresher.refresh()  # a one-off run: the stored versions as they are now
+        window = _outside(playbook, as_of)
+        if window is not None:
+            return window
         scheduler = Scheduler(SqlUnitOfWork.factory(engine), playbook, batch_size or settings.scheduler_batch_size)
         return (await scheduler.run(as_of)).as_dict()
     finally:
@@ -78,14 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     settings = Settings()
     configure_logging(settings.log_level, sys.stderr)  # stdout carries the report alone
-    playbook = load_playbook(settings.playbook_path)
+    layers = read_layers(settings.playbook_path)
     as_of = arguments.as_of or datetime.now(UTC)
-    window = _outside(playbook, as_of)
+    window = _outside(layers.playbook(), as_of)  # the file's windows, before anything connects
     if window is not None:
         # A run that far away would move every member there; argparse prints usage and exits with 2.
         parser.error(f"argument --as-of: {window.describe()}")
     settle_heap()  # a pass over many due members allocates enough for full collections to cost
-    report = asyncio.run(_run(settings, playbook, as_of, arguments.batch_size))
+    report = asyncio.run(_run(settings, layers, as_of, arguments.batch_size))
+    if isinstance(report, BusinessTimeBounds):
+        parser.error(f"argument --as-of: {report.describe()}")
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 1 if report["failed_members"] else 0

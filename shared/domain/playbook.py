@@ -207,12 +207,22 @@ class ShopPlaybook:
         return round_money(tier.spend_multiple * self.reference_order_value)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Playbook:
-    """Every shop's settings; a shop not listed gets ``default``."""
+    """Every shop's settings; a shop not listed gets ``default``.
+
+    A process holds one and hands it to everything that decides, which asks ``for_shop`` at
+    decision time: so a new version of a shop's playbook, installed while the process runs
+    (``install``), governs every later decision without a restart. Each ``ShopPlaybook`` is
+    frozen; only the mapping of shops is swapped, whole, never edited in place.
+    """
 
     default: ShopPlaybook
     shops: dict[str, ShopPlaybook] = field(default_factory=dict)
 
     def for_shop(self, shop_id: str) -> ShopPlaybook:
         return self.shops.get(shop_id, self.default)
+
+    def install(self, shops: dict[str, ShopPlaybook]) -> None:
+        """Swaps in every shop's playbook at once: a reader sees the old mapping or the new, never a mix."""
+        self.shops = shops

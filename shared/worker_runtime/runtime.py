@@ -2,10 +2,12 @@
 
 Start-up: the health server first (liveness answers while the consumer group is being
 joined, which can take a session timeout), then the Kafka producers, the output topics
-(created when missing, if allowed), the consumer.
+(created when missing, if allowed), the stored playbook versions (read until the database
+answers, so no decision is taken under an older playbook than the one stored), the consumer.
 
 Running, each in its own task: the worker's consume loop (``BatchLoop``) and timers, the
-outbox relay, the watchers and the health server. The relay has a Kafka producer of its
+outbox relay, the watchers, the playbook refresher (``shared.playbook_refresh``) and the
+health server. The relay has a Kafka producer of its
 own, so publishing the outbox never queues behind the worker's own sends (dead letters)
 and the consume loop never waits for the relay's acknowledgements.
 
@@ -36,6 +38,7 @@ from shared.db.engine import database_ready
 from shared.kafka_io import TopicGuard, create_producer, kafka_ready
 from shared.observability import health_app, health_server, report_failure
 from shared.outbox import OutboxRelay, PublishedHook
+from shared.playbook_refresh import PlaybookRefresher
 from shared.progress import PartitionProgress
 from shared.settings import Settings
 from shared.worker_runtime.batch_loop import BatchLoop, Handle, Settle
@@ -72,6 +75,7 @@ class WorkerRuntime:
         port: int,
         stalled: Gauge,
         backlog: Gauge,
+        playbook: PlaybookRefresher | None = None,
     ) -> None:
         self.settings = settings
         self.service = service
@@ -82,6 +86,7 @@ class WorkerRuntime:
         self.progress = PartitionProgress(settings.stall_after_s)
         self.outputs = TopicGuard(settings, outputs, name=service)
         self._port = port
+        self.playbook = playbook
         self._producers: list[AIOKafkaProducer] = []
         self._closers: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
         self._consume: BatchLoop[Any] | None = None
@@ -167,6 +172,8 @@ class WorkerRuntime:
                 await self.outputs.ensure()
             except Exception as error:  # the consume loop looks again before it consumes anything
                 report_failure(f"{self.service}.topic_check", error)
+            if self.playbook is not None:
+                await self.retry.keep_trying(f"{self.service}.playbook_load", self.playbook.refresh, stop=self.stop)
             await self.consumer.start()
             log.info(f"{self.service}.started", topics=sorted(self.consumer.subscription()), **(about or {}))
             loops: dict[str, Loop] = {
@@ -174,6 +181,7 @@ class WorkerRuntime:
                 **(timers or {}),
                 "relay": self.relay.run,
                 "watchers": self.watchers.run,
+                **({"playbook": self.playbook.run} if self.playbook is not None else {}),
             }
             tasks = [asyncio.create_task(loop(self.stop), name=name) for name, loop in loops.items()]
             failed = await self._until_stopped([*tasks, health])
