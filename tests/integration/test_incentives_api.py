@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.api.app import create_app
 from shared.db.schema import members
-from shared.playbook_file import parse_playbook
+from shared.playbook_file import layers_of
 from shared.settings import Settings
 from tests.builders import coupon_row, decision_row, insert_rows, order_row, share_row
 
@@ -42,7 +42,8 @@ async def client(engine: AsyncEngine, settings: Settings) -> AsyncIterator[httpx
     settings = settings.model_copy(
         update={"api_tokens": [SecretStr("test-token")], "api_read_tokens": [SecretStr("reader-token")]}
     )
-    app = create_app(settings, parse_playbook(PLAYBOOK))
+    layers = layers_of(PLAYBOOK)
+    app = create_app(settings, layers.playbook(), layers)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test", headers=READ) as http,
