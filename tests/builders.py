@@ -524,6 +524,7 @@ def decision_row(
         "at": at,
         "action_id": decision_id if outcome == "emitted" else None,
         "order_id": order_id,
+        "code": None,  # set by ``insert_rows`` from the coupon issued under the decision's action, if any
         "kind": kind,
         "value": Decimal(value),
         "points": points,
@@ -591,9 +592,15 @@ def share_row(code: str, order_id: str, member_id: str, at: datetime, *, shop: s
 
 
 async def insert_rows(engine: AsyncEngine, *rows: tuple[Table, Json]) -> None:
-    """Inserts (table, row) pairs in one transaction, in order."""
+    """Inserts (table, row) pairs in one transaction, in order.
+
+    A decision names the coupon issued under its action, as the event path records it.
+    """
+    issued = {(row["shop_id"], row["action_id"]): row["code"] for table, row in rows if table is coupons}
     async with engine.begin() as connection:
         for table, row in rows:
+            if table is decisions and row.get("code") is None and row.get("action_id") is not None:
+                row = {**row, "code": issued.get((row["shop_id"], row["action_id"]))}
             await connection.execute(insert(table).values(**row))
 
 

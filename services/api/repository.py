@@ -529,7 +529,7 @@ _DECISIONS = _ListQueries(
 async def list_decisions(
     reads: ReadPool, shop_id: str, member_id: str, *, limit: int, after: DecisionKey | None
 ) -> Page[DecisionKey]:
-    """Up to ``limit`` decisions older than ``after`` (newest first), matching ix_decisions_member."""
+    """Up to ``limit`` decisions older than ``after`` (newest first): the member's few rows, sorted."""
     key = None if after is None else (after.at, after.decision_id)
     rows, known = await _page(reads, _DECISIONS, shop_id, member_id, limit, key)
     if not known:

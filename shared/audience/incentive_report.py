@@ -34,7 +34,7 @@ WITH windows (rule, attribution_window) AS (
     SELECT * FROM unnest(CAST(:rules AS text[]), CAST(:windows AS interval[]))
 ),
 cohort AS (
-    SELECT decision_id, member_id, rule, outcome, at, action_id, order_id, kind, value
+    SELECT decision_id, member_id, rule, outcome, at, action_id, order_id, code, kind, value
     FROM decisions
     WHERE shop_id = :shop_id AND campaign_id IS NULL
       AND at >= coalesce(CAST(:start AS timestamptz), '-infinity') AND at < :end
@@ -48,12 +48,10 @@ decided AS (
     GROUP BY rule
 ),
 cohort_coupons AS (
+    -- an emitted decision names the coupon it gave, found by the wallet's key
     SELECT c.rule, c.code, c.member_id, c.issued_at, c.status, c.value, c.order_id
-    FROM coupons c
-    JOIN (SELECT DISTINCT rule, action_id FROM cohort WHERE outcome = 'emitted') e
-      ON c.shop_id = :shop_id AND c.rule = e.rule AND c.action_id = e.action_id
-    -- a coupon is issued at its decision's time: the range lets ix_coupons_rule narrow the scan
-    WHERE c.issued_at >= coalesce(CAST(:start AS timestamptz), '-infinity') AND c.issued_at < :end
+    FROM (SELECT DISTINCT rule, code FROM cohort WHERE outcome = 'emitted' AND code IS NOT NULL) e
+    JOIN coupons c ON c.shop_id = :shop_id AND c.code = e.code AND c.rule = e.rule
 ),
 coupon_figures AS (
     SELECT rule,

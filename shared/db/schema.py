@@ -236,7 +236,6 @@ coupons = Table(
     Column("playbook_version", Integer, nullable=False, server_default="0"),
     PrimaryKeyConstraint("shop_id", "code"),
     Index("ix_coupons_member", "shop_id", "member_id", text("issued_at DESC"), "code"),
-    Index("ix_coupons_rule", "shop_id", "rule", "issued_at"),
 )
 
 # Codes paid orders named that redeemed nothing of the payer's own wallet; those of another member's
@@ -266,14 +265,15 @@ decisions = Table(
     Column("at", TS, nullable=False),
     Column("action_id", Text),
     Column("order_id", Text),  # the order that triggered the decision, if one did
+    Column("code", Text),  # the coupon given, when one was: the incentives report finds it by its key
     Column("kind", Text),
     Column("value", MONEY, nullable=False, server_default="0"),
     Column("points", Integer, nullable=False, server_default="0"),
     Column("playbook_version", Integer, nullable=False, server_default="0"),
     Column("detail", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("decided_at", TS, nullable=False),
-    PrimaryKeyConstraint("decision_id"),
-    Index("ix_decisions_member", "shop_id", "member_id", text("at DESC"), text("decision_id DESC")),
+    # A member's decisions are few: listed from the key's prefix and sorted, with no index of their own.
+    PrimaryKeyConstraint("shop_id", "member_id", "decision_id"),
     Index("ix_decisions_rule", "shop_id", "rule", "at"),
 )
 

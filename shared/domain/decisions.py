@@ -37,7 +37,16 @@ from shared.domain.money import money, round_money
 from shared.domain.playbook import IncentiveSpec, ShopPlaybook
 from shared.domain.tiers import QualificationPoint
 
-__all__ = ["ACTION_NAMESPACE", "Decider", "MemberContext", "action_id", "incentive_body", "money", "set_expiries"]
+__all__ = [
+    "ACTION_NAMESPACE",
+    "Decider",
+    "MemberContext",
+    "action_id",
+    "incentive_body",
+    "incentive_code",
+    "money",
+    "set_expiries",
+]
 
 ACTION_NAMESPACE = uuid.UUID("6f1c7f0e-3f43-4d7b-9a55-0b8f6c2b1e10")
 
@@ -78,6 +87,11 @@ def action_id(*parts: str) -> str:
     return str(uuid.uuid5(ACTION_NAMESPACE, "|".join(parts)))
 
 
+def incentive_code(kind: str, action: str) -> str:
+    """A coupon's or sample's code, from its action id: the same fact always gives the same code."""
+    return kind[0].upper() + hashlib.sha256(action.encode()).hexdigest()[:12].upper()
+
+
 def incentive_body(spec: IncentiveSpec, action: str, at: datetime) -> dict[str, Any]:
     """The incentive payload; coupon codes derive from the action id so replays reproduce them."""
     body: dict[str, Any] = {"kind": spec.kind}
@@ -88,7 +102,7 @@ def incentive_body(spec: IncentiveSpec, action: str, at: datetime) -> dict[str, 
     if spec.points is not None:
         body["points"] = spec.points
     if spec.kind in ("coupon", "sample"):
-        body["code"] = spec.kind[0].upper() + hashlib.sha256(action.encode()).hexdigest()[:12].upper()
+        body["code"] = incentive_code(spec.kind, action)
         body["expires_at"] = (at + timedelta(days=spec.valid_days)).isoformat()
     return body
 
@@ -210,6 +224,9 @@ class Decider:
                 at=self.at,
                 action_id=ident if outcome == incentives.EMITTED else None,
                 order_id=order_id if isinstance(order_id, str) else None,
+                code=incentive_code(incentive.kind, ident)
+                if outcome == incentives.EMITTED and incentive.kind == "coupon"
+                else None,
                 kind=incentive.kind,
                 value=value,
                 points=(incentive.points or 0) if incentive.kind == "points" else 0,

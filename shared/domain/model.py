@@ -280,6 +280,7 @@ class Decision:
     at: datetime
     action_id: str | None = None
     order_id: str | None = None
+    code: str | None = None  # the coupon given, when one was
     kind: str | None = None
     value: Decimal = ZERO
     points: int = 0

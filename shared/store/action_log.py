@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.contract.actions import Action, CampaignRef, Incentive, Message
@@ -52,21 +53,36 @@ def action_row(decision: ActionDecision, created_at: datetime) -> tuple[Any, ...
 
 
 _COLUMNS = ["action_id", "shop_id", "member_id", "rule", "category", "occurred_at", "created_at", "payload"]
-_INSERT = text(
-    f"WITH new AS ({insert_rows(actions, _COLUMNS)} ON CONFLICT (action_id) DO NOTHING "
-    "RETURNING shop_id, member_id, rule, payload, occurred_at), "
-    "queued AS (INSERT INTO outbox (stream, key, payload, event_time) "
-    "SELECT 'actions', shop_id || ':' || member_id, payload::text, occurred_at FROM new) "
-    "SELECT rule FROM new"
-)
+_EMPTY = "[]"
 
 
-async def insert_actions(connection: AsyncConnection, rows: Sequence[Sequence[Any]]) -> list[str]:
+@functools.cache
+def _statement(companions: tuple[str, ...]) -> TextClause:
+    """Actions and their outbox rows, with ``companions`` (statements of their own JSON parameters) as parts."""
+    parts = "".join(f"part{index} AS ({sql}), " for index, sql in enumerate(companions))
+    return text(
+        f"WITH {parts}new AS ({insert_rows(actions, _COLUMNS)} ON CONFLICT (action_id) DO NOTHING "
+        "RETURNING shop_id, member_id, rule, payload, occurred_at), "
+        "queued AS (INSERT INTO outbox (stream, key, payload, event_time) "
+        "SELECT 'actions', shop_id || ':' || member_id, payload::text, occurred_at FROM new) "
+        "SELECT rule FROM new"
+    )
+
+
+async def insert_actions(
+    connection: AsyncConnection,
+    rows: Sequence[Sequence[Any]],
+    companions: tuple[str, ...] = (),
+    parameters: Mapping[str, str] | None = None,
+) -> list[str]:
     """Logs actions (``action_row`` values) and queues the new ones in the outbox.
 
+    ``companions`` are more writes of the batch (its decisions, coupons ...) that travel in the
+    same statement, each reading its own JSON parameter of ``parameters``: one round trip for all.
     Returns the rules of the new actions; an action id seen before is neither logged nor queued again.
     """
-    if not rows:
+    extra = dict(parameters or {})
+    if not rows and all(value == _EMPTY for value in extra.values()):
         return []
-    result = await connection.execute(_INSERT, json_rows(rows))
+    result = await connection.execute(_statement(companions), {**json_rows(rows), **extra})
     return [row[0] for row in result]

@@ -36,13 +36,18 @@ def _value(table: Table, name: str, index: int) -> str:
     return f"CAST(u.r->>{index} AS {kind.compile(dialect=postgresql.dialect())})"  # type: ignore[no-untyped-call]
 
 
-_ROWS = "jsonb_array_elements(CAST(:rows AS jsonb)) AS u(r)"
+def rows_of(param: str = "rows") -> str:
+    """The rows of the JSON parameter ``param`` (``json_rows``), each as ``u.r``."""
+    return f"jsonb_array_elements(CAST(:{param} AS jsonb)) AS u(r)"
 
 
-def insert_rows(table: Table, names: Sequence[str]) -> str:
-    """``INSERT ... SELECT`` from the rows of ``json_rows``."""
+_ROWS = rows_of()
+
+
+def insert_rows(table: Table, names: Sequence[str], param: str = "rows") -> str:
+    """``INSERT ... SELECT`` from the rows of ``json_rows`` (sent as ``param``)."""
     values = ", ".join(_value(table, name, index) for index, name in enumerate(names))
-    return f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {values} FROM {_ROWS}"
+    return f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {values} FROM {rows_of(param)}"
 
 
 def update_rows(table: Table, names: Sequence[str], keys: Sequence[str]) -> str:
@@ -62,7 +67,7 @@ def upsert(table: Table, names: Sequence[str], keys: Sequence[str]) -> str:
     return f"{insert_rows(table, names)} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}{stamp}"
 
 
-def json_rows(rows: Sequence[Sequence[Any]]) -> dict[str, str]:
+def json_rows(rows: Sequence[Sequence[Any]], param: str = "rows") -> dict[str, str]:
     """The ``:rows`` parameter of the statements above: the batch as one JSON array of row arrays.
 
     One string for the driver to send, whatever the batch: an array per column would have
@@ -70,4 +75,4 @@ def json_rows(rows: Sequence[Sequence[Any]]) -> dict[str, str]:
     JSON documents travel nested (a JSON text as ``orjson.Fragment``), amounts as decimal
     strings, times as RFC 3339.
     """
-    return {"rows": dump_json(rows)}
+    return {param: dump_json(rows)}

@@ -1,12 +1,12 @@
-"""The decision log: one row for every incentive decision, whatever its outcome."""
+"""The decision log: one row for every incentive decision, whatever its outcome.
+
+Written with the batch's actions, as a part of the statement that logs them (``action_log``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.schema import decisions
 from shared.domain.model import Decision
@@ -23,6 +23,7 @@ _COLUMNS = [
     "at",
     "action_id",
     "order_id",
+    "code",
     "kind",
     "value",
     "points",
@@ -31,10 +32,11 @@ _COLUMNS = [
     "decided_at",
 ]
 # The decision's id is its action's, so a fact decided again is the decision already kept.
-_INSERT = text(f"{insert_rows(decisions, _COLUMNS)} ON CONFLICT (decision_id) DO NOTHING")
+INSERT_DECISIONS = f"{insert_rows(decisions, _COLUMNS, 'decisions')} ON CONFLICT DO NOTHING"
 
 
-async def insert_decisions(connection: AsyncConnection, rows: Sequence[Decision], decided_at: datetime) -> None:
+def decision_parameters(rows: Sequence[Decision], decided_at: datetime) -> dict[str, str]:
+    """The parameter of ``INSERT_DECISIONS``."""
     values = [
         [
             d.decision_id,
@@ -47,6 +49,7 @@ async def insert_decisions(connection: AsyncConnection, rows: Sequence[Decision]
             d.at,
             d.action_id,
             d.order_id,
+            d.code,
             d.kind,
             d.value,
             d.points,
@@ -56,5 +59,4 @@ async def insert_decisions(connection: AsyncConnection, rows: Sequence[Decision]
         ]
         for d in rows
     ]
-    if values:
-        await connection.execute(_INSERT, json_rows(values))
+    return json_rows(values, "decisions")

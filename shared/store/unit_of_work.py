@@ -201,6 +201,8 @@ class UnitOfWork(abc.ABC):
 
 UnitsOfWork = Callable[[], UnitOfWork]
 
+_COMPANIONS = (decision_log.INSERT_DECISIONS, wallet.INSERT_COUPONS, wallet.CHANGE_COUPONS, wallet.INSERT_UNREDEEMED)
+
 
 class SqlUnitOfWork(UnitOfWork):
     """A unit of work on one PostgreSQL connection and transaction."""
@@ -337,9 +339,6 @@ class SqlUnitOfWork(UnitOfWork):
         stamp = await member_rows.current_stamp(connection) if self._cache is not None and changes.members else 0
         await member_rows.save_orders(connection, changes.orders())
         await points_ledger.append_ledger(connection, changes.ledger())
-        await wallet.insert_coupons(connection, changes.coupons())
-        await wallet.change_coupons(connection, changes.coupon_changes())
-        await wallet.insert_unredeemed(connection, changes.unredeemed())
         if changes.budgets is not None:
             await budget_spend.save_budgets(connection, changes.budgets)
         await event_log.park_events(connection, changes.parked)
@@ -349,9 +348,16 @@ class SqlUnitOfWork(UnitOfWork):
         # After the members are written: quarantine takes its members off the schedule.
         await quarantine.quarantine(connection, changes.quarantined)
         now = datetime.now(UTC)
-        await decision_log.insert_decisions(connection, changes.decisions(), now)
+        # The batch's decisions and wallet changes travel in the statement that logs its actions.
+        parameters = {
+            **decision_log.decision_parameters(changes.decisions(), now),
+            **wallet.coupon_parameters(changes.coupons(), changes.coupon_changes(), changes.unredeemed()),
+        }
         rules = await action_log.insert_actions(
-            connection, [action_log.action_row(decision, now) for decision in changes.actions.values()]
+            connection,
+            [action_log.action_row(decision, now) for decision in changes.actions.values()],
+            _COMPANIONS,
+            parameters,
         )
         await connection.commit()
         if self._cache is not None:

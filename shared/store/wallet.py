@@ -1,4 +1,8 @@
-"""The coupon wallet: coupons issued, redeemed and expired, and the codes members shared with others."""
+"""The coupon wallet: coupons issued, redeemed and expired, and the codes payments named without redeeming.
+
+Its writes travel with the batch's actions, as parts of the one statement that logs them
+(``action_log.insert_actions``): a batch pays one round trip for all of them.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.schema import coupons, unredeemed_codes
 from shared.domain.model import Coupon, CouponChange, UnredeemedCode
-from shared.store.bulk_sql import UNNEST_KEYS, Key, insert_rows, json_rows, key_arrays
+from shared.store.bulk_sql import UNNEST_KEYS, Key, insert_rows, json_rows, key_arrays, rows_of
 
 _COLUMNS = [
     "shop_id",
@@ -28,32 +32,42 @@ _COLUMNS = [
     "playbook_version",
 ]
 # A coupon is issued under its action's id, so the same fact issued again is the same coupon.
-_INSERT = text(f"{insert_rows(coupons, _COLUMNS)} ON CONFLICT (shop_id, code) DO NOTHING")
-_CHANGE = text(
+INSERT_COUPONS = f"{insert_rows(coupons, _COLUMNS, 'coupons')} ON CONFLICT (shop_id, code) DO NOTHING"
+# Redemptions and expiries of coupons written by earlier transactions (see ``coupon_parameters``).
+CHANGE_COUPONS = (
     "UPDATE coupons c SET status = u.r->>2, order_id = u.r->>3, redeemed_at = CAST(u.r->>4 AS timestamptz) "
-    "FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS u(r) WHERE c.shop_id = u.r->>0 AND c.code = u.r->>1"
+    f"FROM {rows_of('coupon_changes')} WHERE c.shop_id = u.r->>0 AND c.code = u.r->>1"
 )
 _UNREDEEMED_COLUMNS = ["shop_id", "code", "order_id", "member_id", "at"]
-_UNREDEEMED = text(f"{insert_rows(unredeemed_codes, _UNREDEEMED_COLUMNS)} ON CONFLICT DO NOTHING")
+INSERT_UNREDEEMED = f"{insert_rows(unredeemed_codes, _UNREDEEMED_COLUMNS, 'unredeemed')} ON CONFLICT DO NOTHING"
 
 
-async def insert_coupons(connection: AsyncConnection, rows: Sequence[Coupon]) -> None:
-    values = [[getattr(coupon, name) for name in _COLUMNS] for coupon in rows]
-    if values:
-        await connection.execute(_INSERT, json_rows(values))
+def coupon_parameters(
+    issued: Sequence[Coupon],
+    changes: Sequence[tuple[str, CouponChange]],
+    unredeemed: Sequence[tuple[str, UnredeemedCode]],
+) -> dict[str, str]:
+    """The parameters of ``INSERT_COUPONS``, ``CHANGE_COUPONS`` and ``INSERT_UNREDEEMED``.
 
-
-async def change_coupons(connection: AsyncConnection, rows: Sequence[tuple[str, CouponChange]]) -> None:
-    """Redemptions and expiries as (shop, change), applied after the batch's new coupons are in."""
-    values = [[shop, c.code, c.status, c.order_id, c.redeemed_at] for shop, c in rows]
-    if values:
-        await connection.execute(_CHANGE, json_rows(values))
-
-
-async def insert_unredeemed(connection: AsyncConnection, rows: Sequence[tuple[str, UnredeemedCode]]) -> None:
-    values = [[shop, s.code, s.order_id, s.member_id, s.at] for shop, s in rows]
-    if values:
-        await connection.execute(_UNREDEEMED, json_rows(values))
+    The parts of one statement do not see each other's rows, so a change to a coupon issued
+    in the same batch is applied to the new row before it is written.
+    """
+    new = {(coupon.shop_id, coupon.code): coupon for coupon in issued}
+    later: dict[Key, CouponChange] = {}
+    for shop, change in changes:
+        coupon = new.get((shop, change.code))
+        if coupon is None:
+            later[(shop, change.code)] = change
+        else:
+            coupon.status, coupon.order_id, coupon.redeemed_at = change.status, change.order_id, change.redeemed_at
+    return {
+        **json_rows([[getattr(coupon, name) for name in _COLUMNS] for coupon in new.values()], "coupons"),
+        **json_rows(
+            [[shop, code, c.status, c.order_id, c.redeemed_at] for (shop, code), c in sorted(later.items())],
+            "coupon_changes",
+        ),
+        **json_rows([[shop, u.code, u.order_id, u.member_id, u.at] for shop, u in unredeemed], "unredeemed"),
+    }
 
 
 async def find_coupons(connection: AsyncConnection, keys: Sequence[Key]) -> dict[Key, Coupon]:

@@ -18,6 +18,7 @@ from shared.playbook_file import parse_playbook
 from shared.store.unit_of_work import SqlUnitOfWork
 from shared.usecases.scheduler_run import Scheduler
 from tests.builders import Stream, consumer_records
+from tests.workload import first_purchase_code
 
 pytestmark = pytest.mark.integration
 
@@ -126,3 +127,17 @@ async def test_a_held_out_member_is_recorded_and_gets_nothing(engine: AsyncEngin
     assert len(await rows(engine, select(coupons.c.code))) == outcomes["emitted"]
     gifts = await rows(engine, select(outbox.c.key).where(text("payload::jsonb->>'rule' = 'first_purchase_gift'")))
     assert len(gifts) == outcomes["emitted"]
+
+
+async def test_a_coupon_issued_and_redeemed_in_one_batch_is_written_redeemed(engine: AsyncEngine) -> None:
+    """A batch's writes travel in one statement whose parts do not see each other's rows."""
+    book = playbook()
+    stream = Stream()
+    paid(stream, "m-1", "o-1", 0)
+    code = first_purchase_code(stream.shop, "m-1")  # the code the first order's gift will have
+    paid(stream, "m-1", "o-2", 60, amount="150.00", coupon_codes=[code])
+    await processor(engine, book).process(consumer_records(stream.events))
+    assert await rows(engine, select(coupons.c.code, coupons.c.status, coupons.c.order_id)) == [
+        (code, "redeemed", "o-2")
+    ]
+    assert await rows(engine, select(unredeemed_codes.c.code)) == []

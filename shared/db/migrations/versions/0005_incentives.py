@@ -41,7 +41,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("shop_id", "code"),
     )
     op.create_index("ix_coupons_member", "coupons", ["shop_id", "member_id", sa.text("issued_at DESC"), "code"])
-    op.create_index("ix_coupons_rule", "coupons", ["shop_id", "rule", "issued_at"])
     op.create_table(
         "unredeemed_codes",
         sa.Column("shop_id", sa.Text(), nullable=False),
@@ -63,16 +62,14 @@ def upgrade() -> None:
         sa.Column("at", TS, nullable=False),
         sa.Column("action_id", sa.Text(), nullable=True),
         sa.Column("order_id", sa.Text(), nullable=True),
+        sa.Column("code", sa.Text(), nullable=True),
         sa.Column("kind", sa.Text(), nullable=True),
         sa.Column("value", MONEY, nullable=False, server_default="0"),
         sa.Column("points", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("playbook_version", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("detail", JSON, nullable=False, server_default=sa.text("'{}'::jsonb")),
         sa.Column("decided_at", TS, nullable=False),
-        sa.PrimaryKeyConstraint("decision_id"),
-    )
-    op.create_index(
-        "ix_decisions_member", "decisions", ["shop_id", "member_id", sa.text("at DESC"), sa.text("decision_id DESC")]
+        sa.PrimaryKeyConstraint("shop_id", "member_id", "decision_id"),
     )
     op.create_index("ix_decisions_rule", "decisions", ["shop_id", "rule", "at"])
     op.create_table(
@@ -101,10 +98,8 @@ def downgrade() -> None:
     op.drop_table("playbook_versions")
     op.drop_table("budget_spend")
     op.drop_index("ix_decisions_rule", table_name="decisions")
-    op.drop_index("ix_decisions_member", table_name="decisions")
     op.drop_table("decisions")
     op.drop_table("unredeemed_codes")
-    op.drop_index("ix_coupons_rule", table_name="coupons")
     op.drop_index("ix_coupons_member", table_name="coupons")
     op.drop_table("coupons")
     op.drop_column("members", "wallet")
