@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
@@ -140,6 +140,17 @@ class InMemoryUnitOfWork(UnitOfWork):
     async def find_coupons(self, keys: Sequence[Key]) -> dict[Key, Coupon]:
         return {key: copy.deepcopy(self.store.coupons[key]) for key in keys if key in self.store.coupons}
 
+    async def claim_due_coupons(
+        self, as_of: datetime, limit: int, leads: Mapping[str, timedelta | None], default_lead: timedelta | None
+    ) -> list[Coupon]:
+        def due(coupon: Coupon) -> bool:
+            lead = leads.get(coupon.shop_id, default_lead)
+            reminder = coupon.reminded_at is None and lead is not None and coupon.expires_at - lead <= as_of
+            return coupon.status == "issued" and (coupon.expires_at <= as_of or reminder)
+
+        found = sorted((c for c in self.store.coupons.values() if due(c)), key=lambda c: c.expires_at)
+        return [copy.deepcopy(coupon) for coupon in found[:limit]]
+
     async def ledger_entry(self, key: Key, entry_id: str) -> LedgerEntry | None:
         return next((e for e in self.store.ledgers.get(key, []) if e.entry_id == entry_id), None)
 
@@ -186,6 +197,9 @@ class InMemoryUnitOfWork(UnitOfWork):
             stored.status, stored.order_id, stored.redeemed_at = change.status, change.order_id, change.redeemed_at
         for shop, share in changes.unredeemed():
             store.unredeemed.setdefault((shop, share.code, share.order_id), share)
+        for shop, change in changes.coupon_pass:
+            stored = store.coupons[(shop, change.code)]
+            stored.status, stored.reminded_at = change.status, change.reminded_at
         for decision in changes.decisions():
             store.decisions.setdefault(decision.decision_id, decision)
         if changes.budgets is not None:

@@ -78,8 +78,6 @@ members = Table(
     Column("tags_until", TS),
     # The latest business-time change of each external tag: {"<id>": {"present": bool, "at": time}}.
     Column("external_tags", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
-    # The member's open coupons (issued, neither redeemed nor expired): what the scheduler plans from.
-    Column("wallet", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("created_at", TS, nullable=False, server_default=text("now()")),
     Column("updated_at", TS, nullable=False, server_default=text("now()")),
     PrimaryKeyConstraint("shop_id", "member_id"),
@@ -234,8 +232,11 @@ coupons = Table(
     Column("order_id", Text),
     Column("redeemed_at", TS),
     Column("playbook_version", Integer, nullable=False, server_default="0"),
+    Column("reminded_at", TS),  # when its expiry reminder fell due (sent, or handled too late to send)
     PrimaryKeyConstraint("shop_id", "code"),
     Index("ix_coupons_member", "shop_id", "member_id", text("issued_at DESC"), "code"),
+    # The scheduler's pass over open coupons: expiries and reminders, in expiry order.
+    Index("ix_coupons_open", "expires_at", postgresql_where=text("status = 'issued'")),
 )
 
 # Codes paid orders named that redeemed nothing of the payer's own wallet; those of another member's

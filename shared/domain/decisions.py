@@ -31,7 +31,6 @@ from shared.domain.model import (
     Member,
     Order,
     UnredeemedCode,
-    WalletCoupon,
 )
 from shared.domain.money import money, round_money
 from shared.domain.playbook import IncentiveSpec, ShopPlaybook
@@ -76,8 +75,8 @@ class MemberContext:
     # Codes the member's payments named that redeemed nothing of its own wallet (another member's: shared).
     unredeemed: list[UnredeemedCode] = field(default_factory=list)
     shared_seen: int = 0  # of them, codes known to be another member's when the payment was applied
-    # Coupons of the shop the batch's payments name that are not in the paying member's open wallet,
-    # by code (shared by the batch's contexts of one shop, like ``shop_orders``).
+    # The shop's coupons the batch's payments name, and those the batch issues, by code (shared by the
+    # batch's contexts of one shop, like ``shop_orders``): whoever's wallet holds them.
     shop_coupons: dict[str, Coupon] = field(default_factory=dict)
     budgets: BudgetBook | None = None  # the batch's budget spend, when a shop in it has budgeted rules
 
@@ -243,9 +242,8 @@ class Decider:
         code = str(body["code"])
         expires_at = self.at + timedelta(days=incentive.valid_days)
         value = round_money(incentive.value) if incentive.value is not None else ZERO
-        member.wallet[code] = WalletCoupon(rule=rule, value=value, issued_at=self.at, expires_at=expires_at)
         self.context.new_coupons.append(
-            Coupon(
+            coupon := Coupon(
                 shop_id=member.shop_id,
                 code=code,
                 member_id=member.member_id,
@@ -258,6 +256,7 @@ class Decider:
                 playbook_version=self.playbook.version,
             )
         )
+        self.context.shop_coupons[code] = coupon  # a later payment of the batch may name it
 
     def _trigger(self, rule: str) -> dict[str, str]:
         """A scheduled action names its own rule, even when another due item (a stage change) decided it."""

@@ -18,14 +18,13 @@ from shared.domain import lifecycle, points
 from shared.domain.calendar import next_anniversary, next_birthday, zone
 from shared.domain.decisions import Decider, MemberContext, money, set_expiries
 from shared.domain.membership import paid_times, refresh_standing, review_tier, tier_timeline
-from shared.domain.model import ActionDecision, CouponChange, Order, ShipmentRecord
+from shared.domain.model import ActionDecision, Order, ShipmentRecord
 from shared.domain.playbook import ShopPlaybook
 from shared.domain.tags import refresh_tags
 from shared.domain.tiers import lapses_at
 
 MAX_ITEMS_PER_RUN = 10_000  # a guard against a rule that would never stop falling due
 TAGS = "tags"  # the due item of a time-dependent tag change
-COUPON_EXPIRY = "coupon_expiry"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +57,7 @@ def plan(context: MemberContext, playbook: ShopPlaybook) -> list[DueItem]:
 def _pending(context: MemberContext, playbook: ShopPlaybook) -> list[DueItem]:
     """The due items in no particular order: callers mostly need only the earliest."""
     items: list[DueItem] = []
-    for planner in (_member_gifts, _calendar_gifts, _lifecycle, _tier_review, _points, _coupons, _tags):
+    for planner in (_member_gifts, _calendar_gifts, _lifecycle, _tier_review, _points, _tags):
         items.extend(planner(context, playbook))
     journey = _JourneyRules.of(playbook)
     if journey.any:
@@ -166,21 +165,6 @@ def _points(context: MemberContext, playbook: ShopPlaybook) -> list[DueItem]:
     if reminder is not None and reminder.lead is not None and upcoming:
         expiry = upcoming[0]
         items.append(DueItem(expiry - reminder.lead, "points_expiry_reminder", expiry.isoformat(), expires_at=expiry))
-    return items
-
-
-def _coupons(context: MemberContext, playbook: ShopPlaybook) -> list[DueItem]:
-    """Each open coupon expires at its ``expires_at``, reminded ``lead`` before (once, when that is after its issue)."""
-    wallet = context.member.wallet
-    if not wallet:
-        return []
-    reminder = playbook.rule("coupon_expiry_reminder")
-    lead = reminder.lead if reminder is not None else None
-    items = []
-    for code, coupon in wallet.items():
-        items.append(DueItem(coupon.expires_at, COUPON_EXPIRY, code))
-        if lead is not None and not coupon.reminded and coupon.expires_at - lead > coupon.issued_at:
-            items.append(DueItem(coupon.expires_at - lead, "coupon_expiry_reminder", code))
     return items
 
 
@@ -329,30 +313,6 @@ def _expiry_reminder(decider: Decider, item: DueItem) -> None:
         )
 
 
-def _coupon_expiry(decider: Decider, item: DueItem) -> None:
-    """An unredeemed coupon leaves the wallet at the exact instant it expires."""
-    if decider.member.wallet.pop(item.key, None) is not None:
-        decider.context.coupon_changes.append(CouponChange(item.key, "expired"))
-
-
-def _coupon_reminder(decider: Decider, item: DueItem) -> None:
-    """Reminds of an unredeemed coupon before it expires; the message carries no incentive of its own."""
-    coupon = decider.member.wallet.get(item.key)
-    if coupon is None:
-        return
-    coupon.reminded = True
-    if decider.playbook.rule("coupon_expiry_reminder") is not None:
-        variables: dict[str, Any] = {
-            "code": item.key,
-            "rule": coupon.rule,
-            "value": money(coupon.value),
-            "expires_at": coupon.expires_at.isoformat(),
-        }
-        if coupon.campaign_id is not None:
-            variables["campaign_id"] = coupon.campaign_id
-        decider.emit("coupon_expiry_reminder", "incentive", item.key, variables)
-
-
 def _tags_due(decider: Decider, item: DueItem) -> None:
     """Nothing to send: ``run_due`` evaluates the tags once, as of the run, when it is done."""
     decider.member.tags_until = None
@@ -399,8 +359,6 @@ _HANDLERS: dict[str, Callable[[Decider, DueItem], None]] = {
     "tier_review": _review,
     "points_expiry": _expiry,
     "points_expiry_reminder": _expiry_reminder,
-    COUPON_EXPIRY: _coupon_expiry,
-    "coupon_expiry_reminder": _coupon_reminder,
     "unpaid_reminder": _unpaid,
     "delivery_delay_care": _delivery_delay,
     "review_invitation": _invitation,

@@ -187,10 +187,11 @@ def _order_paid(decider: Decider, order: Order, data: OrderPaid) -> None:
 def _redeem_coupons(decider: Decider, order: Order, codes: Iterable[str]) -> None:
     """Redeems the member's own codes valid at the payment's time; every other code is kept as unredeemed.
 
-    A code valid at the payment redeems even when the scheduler already expired it: the payment
-    came first in business time, only its event arrived late. A code of another member's wallet
-    (or of none) redeems nothing; it is kept, so that the report can count shared codes from the
-    wallet whatever order the members' events arrived in.
+    ``shop_coupons`` holds every coupon the batch's payments name. A code valid at the payment
+    redeems even when the scheduler already expired it: the payment came first in business
+    time, only its event arrived late. A code of another member's wallet (or of none) redeems
+    nothing; it is kept, so that the report can count shared codes from the wallet whatever
+    order the members' events arrived in.
     """
     context, member, at = decider.context, decider.member, decider.event.time
     for code in dict.fromkeys(codes):
@@ -203,19 +204,14 @@ def _redeem_coupons(decider: Decider, order: Order, codes: Iterable[str]) -> Non
 
 
 def _redeem(context: MemberContext, member: Member, code: str, order_id: str, at: datetime) -> bool:
-    """Whether ``code`` is a coupon of the member's own wallet valid at ``at``; if so it is redeemed."""
-    own = member.wallet.get(code)
-    if own is not None:
-        if not own.issued_at <= at < own.expires_at:
-            return False
-        del member.wallet[code]
-    else:
-        known = context.shop_coupons.get(code)
-        if known is None or known.member_id != member.member_id or known.status != "expired":
-            return False
-        if not known.issued_at <= at < known.expires_at:
-            return False
-        known.status, known.order_id, known.redeemed_at = "redeemed", order_id, at
+    """Whether ``code`` is a coupon of the member's own wallet, not yet redeemed and valid at ``at``; if so,
+    it is redeemed."""
+    known = context.shop_coupons.get(code)
+    if known is None or known.member_id != member.member_id or known.status == "redeemed":
+        return False
+    if not known.issued_at <= at < known.expires_at:
+        return False
+    known.status, known.order_id, known.redeemed_at = "redeemed", order_id, at
     context.coupon_changes.append(CouponChange(code, "redeemed", order_id, at))
     return True
 

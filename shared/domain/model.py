@@ -28,7 +28,6 @@ __all__ = [
     "ReviewRecord",
     "ShipmentRecord",
     "UnredeemedCode",
-    "WalletCoupon",
 ]
 
 ZERO = Decimal("0.00")
@@ -88,19 +87,6 @@ class ExternalTag:
 
     present: bool = False
     at: datetime | None = None
-
-
-@dataclass(slots=True)
-class WalletCoupon:
-    """An open coupon of the member's wallet (issued, neither redeemed nor expired): enough to plan
-    its reminder and expiry and to redeem it; the full record is the ``Coupon`` in the wallet table."""
-
-    rule: str
-    value: Decimal
-    issued_at: datetime
-    expires_at: datetime
-    campaign_id: str | None = None
-    reminded: bool = False
 
 
 @dataclass(slots=True)
@@ -187,7 +173,6 @@ class Member:
     tags: list[str] = field(default_factory=list)  # built-in and external tag ids, sorted
     tags_until: datetime | None = None  # when a tag may next change with time alone (the scheduler's due item)
     external_tags: dict[str, ExternalTag] = field(default_factory=dict)
-    wallet: dict[str, WalletCoupon] = field(default_factory=dict)  # open coupons by code
 
     @property
     def as_of(self) -> datetime | None:
@@ -235,6 +220,7 @@ class Coupon:
     order_id: str | None = None
     redeemed_at: datetime | None = None
     playbook_version: int = 0
+    reminded_at: datetime | None = None  # when its expiry reminder fell due (sent, or too late to send)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +231,7 @@ class CouponChange:
     status: CouponStatus
     order_id: str | None = None
     redeemed_at: datetime | None = None
+    reminded_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

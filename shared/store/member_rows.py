@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.schema import members, orders
-from shared.domain.model import ExternalTag, Member, Order, RefundRecord, ReviewRecord, ShipmentRecord, WalletCoupon
+from shared.domain.model import ExternalTag, Member, Order, RefundRecord, ReviewRecord, ShipmentRecord
 from shared.store import member_documents as documents
 from shared.store.bulk_sql import UNNEST_KEYS, Key, json_rows, key_arrays, update_rows, upsert
 
@@ -25,7 +25,6 @@ _MEMBER_DOCUMENTS: dict[str, Callable[[Any], Any]] = {
     "schedule_marks": documents.times_to_json,
     "points_expiries": documents.time_list_to_json,
     "external_tags": documents.records_to_json,
-    "wallet": documents.records_to_json,
 }
 _ORDER_DOCUMENTS: dict[str, Callable[[Any], Any]] = {
     "refunds": documents.records_to_json,
@@ -106,7 +105,6 @@ def member_from_row(row: Any) -> Member:
     values["points_expiries"] = documents.time_list_from_json(values["points_expiries"])
     values["tags"] = list(values["tags"])
     values["external_tags"] = documents.records_from_json(ExternalTag, values["external_tags"])
-    values["wallet"] = documents.records_from_json(WalletCoupon, values["wallet"])
     return Member(**values)
 
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import abc
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
@@ -75,6 +75,7 @@ class Changes:
     quarantined: list[tuple[Key, str, str]] = field(default_factory=list)
     quarantined_events: Counter[Key] = field(default_factory=Counter)
     budgets: BudgetBook | None = None
+    coupon_pass: list[tuple[str, CouponChange]] = field(default_factory=list)  # the scheduler's expiries, reminders
 
     def orders(self) -> list[tuple[str, Order]]:
         return [
@@ -141,6 +142,16 @@ class UnitOfWork(abc.ABC):
     @abc.abstractmethod
     async def find_coupons(self, keys: Sequence[Key]) -> dict[Key, Coupon]:
         """Coupons by (shop, code), whoever's wallet holds them."""
+
+    @abc.abstractmethod
+    async def claim_due_coupons(
+        self, as_of: datetime, limit: int, leads: Mapping[str, timedelta | None], default_lead: timedelta | None
+    ) -> list[Coupon]:
+        """Locks up to ``limit`` issued coupons whose reminder (``lead`` before expiry, by shop) or expiry is due."""
+
+    def pass_coupons(self, changes: Iterable[tuple[str, CouponChange]]) -> None:
+        """The coupons' new status and reminder time, written at commit."""
+        self.changes.coupon_pass.extend(changes)
 
     @abc.abstractmethod
     async def ledger_entry(self, key: Key, entry_id: str) -> LedgerEntry | None:
@@ -318,6 +329,11 @@ class SqlUnitOfWork(UnitOfWork):
     async def find_coupons(self, keys: Sequence[Key]) -> dict[Key, Coupon]:
         return await wallet.find_coupons(self.connection, keys)
 
+    async def claim_due_coupons(
+        self, as_of: datetime, limit: int, leads: Mapping[str, timedelta | None], default_lead: timedelta | None
+    ) -> list[Coupon]:
+        return await wallet.claim_due_coupons(self.connection, as_of, limit, leads, default_lead)
+
     async def rfm_shops(self) -> dict[str, datetime | None]:
         return await rfm_edges.shops_with_members(self.connection)
 
@@ -341,6 +357,7 @@ class SqlUnitOfWork(UnitOfWork):
         await points_ledger.append_ledger(connection, changes.ledger())
         if changes.budgets is not None:
             await budget_spend.save_budgets(connection, changes.budgets)
+        await wallet.pass_coupons(connection, changes.coupon_pass)
         await event_log.park_events(connection, changes.parked)
         await event_log.release_events(connection, sorted(set(changes.released)))
         await event_log.unclaim_events(connection, sorted(set(changes.unclaimed)))

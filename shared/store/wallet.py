@@ -6,7 +6,8 @@ Its writes travel with the batch's actions, as parts of the one statement that l
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -30,6 +31,7 @@ _COLUMNS = [
     "order_id",
     "redeemed_at",
     "playbook_version",
+    "reminded_at",
 ]
 # A coupon is issued under its action's id, so the same fact issued again is the same coupon.
 INSERT_COUPONS = f"{insert_rows(coupons, _COLUMNS, 'coupons')} ON CONFLICT (shop_id, code) DO NOTHING"
@@ -68,6 +70,54 @@ def coupon_parameters(
         ),
         **json_rows([[shop, u.code, u.order_id, u.member_id, u.at] for shop, u in unredeemed], "unredeemed"),
     }
+
+
+# The scheduler's pass: expiries and the reminders due, with each reminder's time kept.
+_PASS = text(
+    "UPDATE coupons c SET status = u.r->>2, reminded_at = CAST(u.r->>3 AS timestamptz) "
+    f"FROM {rows_of()} WHERE c.shop_id = u.r->>0 AND c.code = u.r->>1"
+)
+_DUE = text(
+    f"SELECT {', '.join(f'c.{name}' for name in _COLUMNS)} FROM coupons c "
+    "LEFT JOIN unnest(CAST(:shops AS text[]), CAST(:leads AS interval[])) AS l(shop_id, lead) USING (shop_id) "
+    "WHERE c.status = 'issued' AND c.expires_at <= CAST(:horizon AS timestamptz) AND ("
+    "c.expires_at <= CAST(:as_of AS timestamptz) OR (c.reminded_at IS NULL AND c.expires_at - "
+    "CASE WHEN l.shop_id IS NULL THEN CAST(:default_lead AS interval) ELSE l.lead END <= CAST(:as_of AS timestamptz))) "
+    "ORDER BY c.expires_at LIMIT :limit FOR UPDATE OF c SKIP LOCKED"
+)
+
+
+async def claim_due_coupons(
+    connection: AsyncConnection,
+    as_of: datetime,
+    limit: int,
+    leads: Mapping[str, timedelta | None],
+    default_lead: timedelta | None,
+) -> list[Coupon]:
+    """Locks up to ``limit`` issued coupons whose expiry or reminder is due by ``as_of`` that nobody else holds.
+
+    ``leads`` are the reminder leads of shops whose playbook differs from the default (None: no reminders).
+    """
+    longest = max((lead for lead in [default_lead, *leads.values()] if lead is not None), default=timedelta(0))
+    rows = await connection.execute(
+        _DUE,
+        {
+            "shops": list(leads),
+            "leads": list(leads.values()),
+            "default_lead": default_lead,
+            "as_of": as_of,
+            "horizon": as_of + longest,
+            "limit": limit,
+        },
+    )
+    return [Coupon(**dict(zip(_COLUMNS, row, strict=True))) for row in rows]
+
+
+async def pass_coupons(connection: AsyncConnection, changes: Sequence[tuple[str, CouponChange]]) -> None:
+    """The scheduler's changes (status and reminder time) to coupons it holds."""
+    values = [[shop, c.code, c.status, c.reminded_at] for shop, c in changes]
+    if values:
+        await connection.execute(_PASS, json_rows(values))
 
 
 async def find_coupons(connection: AsyncConnection, keys: Sequence[Key]) -> dict[Key, Coupon]:

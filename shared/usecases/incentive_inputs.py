@@ -3,8 +3,9 @@
 Both the event path and the scheduler call this once per transaction, after the members are
 locked: it locks and loads the budgets of the shops in the batch that budget a rule (so
 spending is serialised per budget, and shops without budgets pay nothing), and looks up the
-codes the batch's payments name that are not in the paying member's open wallet (so a code
-passed on to another member is recognised as shared, with one query per batch at most).
+coupons the batch's payments name, whoever's wallet holds them (so a payment redeems its own
+coupon and a code passed on to another member is recognised as shared), with one query per
+batch at most.
 """
 
 from __future__ import annotations
@@ -41,13 +42,10 @@ async def attach_incentive_inputs(
         book = await uow.lock_budgets(scopes, (earliest - _LONGEST_PERIOD).date())
         for context in contexts.values():
             context.budgets = book
-    wanted = sorted(
-        {(key[0], code) for key, code in codes if key in contexts and code not in contexts[key].member.wallet}
-    )
-    if not wanted:
-        return
+    wanted = sorted({(key[0], code) for key, code in codes if key in contexts})
+    found = await uow.find_coupons(wanted) if wanted else {}
     by_shop: dict[str, dict[str, Coupon]] = {}
-    for (shop, code), coupon in (await uow.find_coupons(wanted)).items():
+    for (shop, code), coupon in found.items():
         by_shop.setdefault(shop, {})[code] = coupon
-    for key, context in contexts.items():
+    for key, context in contexts.items():  # also where nothing was found: coupons the batch issues join it
         context.shop_coupons = by_shop.setdefault(key[0], {})

@@ -4,8 +4,10 @@ Where time moves state: members whose indexed ``next_due_at`` has come are claim
 batches by a unit of work (SKIP LOCKED, so concurrent runs and the event path never wait
 on each other), the pure domain (``shared.domain.due_rules.run_due``) handles their due
 items on the items' own due times, and the unit of work writes members, orders, ledger
-lines, actions and outbox rows in the batch's transaction. A run touches only what is due; running the same
-``as_of`` again finds nothing left and emits nothing.
+lines, actions and outbox rows in the batch's transaction. Then the wallet's open coupons whose
+reminder or expiry has come are claimed the same way, in batches of their own, set-based, without
+loading their members (``shared.domain.coupon_expiry``). A run touches only what is due; running
+the same ``as_of`` again finds nothing left and emits nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from shared.db.error_triage import describe
+from shared.domain.coupon_expiry import reminder_lead, run_coupon
 from shared.domain.decisions import MemberContext
 from shared.domain.due_rules import run_due
 from shared.domain.model import ActionDecision
@@ -80,6 +83,8 @@ class Scheduler:
         while True:
             if await self._run_batch(as_of, report):
                 continue
+            if await self._run_coupons(as_of, report):
+                continue
             async with self._units() as uow:
                 remaining = await uow.count_due(as_of)
             if remaining == 0 or waited >= wait_for_locked_s:
@@ -130,6 +135,27 @@ class Scheduler:
         report.by_rule.update(new_rules)
         return True
 
+    async def _run_coupons(self, as_of: datetime, report: SchedulerReport) -> bool:
+        """One transaction over a batch of coupons whose reminder or expiry is due; False when none could be claimed."""
+        playbook = self._playbook
+        leads = {shop: reminder_lead(shop_playbook) for shop, shop_playbook in playbook.shops.items()}
+        async with self._units() as uow:
+            coupons = await uow.claim_due_coupons(as_of, self._batch_size, leads, reminder_lead(playbook.default))
+            if not coupons:
+                return False
+            passes = [
+                (coupon.shop_id, run_coupon(coupon, playbook.for_shop(coupon.shop_id), as_of)) for coupon in coupons
+            ]
+            uow.pass_coupons((shop, done.change) for shop, done in passes if done.change is not None)
+            uow.add_actions(done.reminder for _, done in passes if done.reminder is not None)
+            new_rules = await uow.commit()
+        report.batches += 1
+        report.actions += len(new_rules)
+        report.by_rule.update(new_rules)
+        report.coupons_expired += sum(done.expired for _, done in passes)
+        report.late_skipped += sum(done.late for _, done in passes)
+        return True
+
     def _run_member(
         self, context: MemberContext, playbook: ShopPlaybook, as_of: datetime, report: SchedulerReport
     ) -> list[ActionDecision] | str:
@@ -148,7 +174,6 @@ class Scheduler:
             return f"{describe(error)} while running the member's due items"
         report.late_skipped += len(context.late)
         report.decisions.update(decision.outcome for decision in context.decisions)
-        report.coupons_expired += sum(1 for change in context.coupon_changes if change.status == "expired")
         if member.next_due_at is not None and member.next_due_at <= as_of:
             log.error("scheduler.member_stuck", shop_id=member.shop_id, due=member.next_due_at.isoformat())
             member.next_due_at = as_of + RETRY_LATER

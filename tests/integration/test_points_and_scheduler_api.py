@@ -164,8 +164,8 @@ async def test_the_scheduler_route_runs_what_is_due_once_and_needs_a_token(
         queued = await connection.scalar(select(func.count()).select_from(outbox))
         due = await connection.scalar(select(members.c.next_due_at).where(members.c.member_id == "m-1"))
     assert queued == 1  # the action leaves through the outbox, like every other
-    # next: the one-month coupon's expiry reminder, 3 days before its 30 days are up
-    assert due == BASE + timedelta(days=57)
+    # next: "joined in the last 90 days" ends (the tags are evaluated again), then the hundred-day gift
+    assert due == BASE + timedelta(days=90)
     status = (await client.get(_path("m-1"))).json()
     assert datetime.fromisoformat(status["as_of"]) == BASE + timedelta(days=31)
 

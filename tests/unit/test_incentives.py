@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -11,11 +12,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from shared.domain.budgets import BudgetBook, period_start
+from shared.domain.coupon_expiry import run_coupon
 from shared.domain.decisions import MemberContext
-from shared.domain.due_rules import run_due
 from shared.domain.engagement import apply_event, settle
 from shared.domain.incentives import held_out, incentive_value
-from shared.domain.model import Coupon, Event, Member
+from shared.domain.model import Coupon, CouponChange, Event, Member
 from shared.domain.playbook import Budget, IncentiveSpec, ShopPlaybook
 from shared.playbook_file import parse_playbook
 from tests.builders import SHANGHAI, SHOP, joined, order_paid
@@ -197,14 +198,18 @@ def test_every_decision_records_the_playbook_version_and_the_triggering_order() 
 
 # --- the wallet -----------------------------------------------------------------------------------
 
+# Only the first-purchase coupon: the other gifts would put coupons of their own in the wallet.
+ONE_COUPON = {rule: {"enabled": False} for rule in ("repurchase_gift", "one_month_gift", "hundred_day_gift")}
+
 
 def first_coupon(context: MemberContext) -> Coupon:
     (coupon,) = [c for c in context.new_coupons if c.rule == "first_purchase_gift"]
     return coupon
 
 
-# Only the first-purchase coupon: the other gifts would put coupons of their own in the wallet.
-ONE_COUPON = {rule: {"enabled": False} for rule in ("repurchase_gift", "one_month_gift", "hundred_day_gift")}
+def stored(coupon: Coupon, **changes: Any) -> Coupon:
+    """The coupon as a later batch reads it back from the wallet table."""
+    return dataclasses.replace(coupon, **changes)
 
 
 def test_a_coupon_incentive_is_a_wallet_entry_bound_to_its_member_under_its_actions_code() -> None:
@@ -221,121 +226,123 @@ def test_a_coupon_incentive_is_a_wallet_entry_bound_to_its_member_under_its_acti
     assert coupon.status == "issued"
     assert (coupon.value, coupon.min_spend) == (Decimal("10.00"), Decimal("99.00"))
     assert coupon.expires_at == T0 + 30 * DAY
-    assert context.member.wallet[coupon.code].expires_at == coupon.expires_at
+    assert coupon.reminded_at is None
     assert len(coupon.code) == FIRST_PURCHASE_CODE_LEN
 
 
-def redeem_at(at: datetime) -> MemberContext:
+def pay_with(coupon: Coupon, at: datetime, *, member: str = "m-1", order: str = "o-2") -> MemberContext:
+    """A later batch: ``member`` pays ``order`` at ``at`` naming the coupon, as the wallet table holds it."""
     playbook = shop_playbook(ONE_COUPON)
-    context = consume([order_paid("o-1", "120.00", T0)], playbook)
-    code = first_coupon(context).code
-    apply_event(context, order_paid("o-2", "130.00", at, coupon_codes=(code,)), playbook)
+    context = consume([order_paid("o-0", "50.00", T0 - DAY, member=member)], playbook, member=member)
+    context.new_coupons.clear()
+    context.shop_coupons = {coupon.code: coupon}
+    apply_event(context, order_paid(order, "130.00", at, member=member, coupon_codes=(coupon.code,)), playbook)
     return context
 
 
+def issued(member: str = "m-1") -> Coupon:
+    context = consume([order_paid("o-1", "120.00", T0, member=member)], shop_playbook(ONE_COUPON), member=member)
+    return stored(first_coupon(context))
+
+
 def test_a_coupon_redeems_up_to_just_before_its_expiry_instant() -> None:
-    just_before = redeem_at(T0 + 30 * DAY - timedelta(microseconds=1))
-    assert [(c.status, c.order_id) for c in just_before.coupon_changes] == [("redeemed", "o-2")]
-    assert just_before.member.wallet == {}
-    at_expiry = redeem_at(T0 + 30 * DAY)
+    coupon = issued()
+    just_before = pay_with(coupon, T0 + 30 * DAY - timedelta(microseconds=1))
+    assert [(c.code, c.status, c.order_id) for c in just_before.coupon_changes] == [(coupon.code, "redeemed", "o-2")]
+    at_expiry = pay_with(stored(coupon), T0 + 30 * DAY)
     assert at_expiry.coupon_changes == []  # expired at that very instant: not redeemed
-    assert len(at_expiry.member.wallet) == 1
+    assert [c.code for c in at_expiry.unredeemed] == [coupon.code]
+
+
+def test_a_coupon_issued_and_named_in_one_batch_redeems() -> None:
+    playbook = shop_playbook(ONE_COUPON)
+    context = consume([order_paid("o-1", "120.00", T0)], playbook)
+    code = first_coupon(context).code
+    apply_event(context, order_paid("o-2", "130.00", T0 + DAY, coupon_codes=(code,)), playbook)
+    assert [(c.code, c.status, c.order_id) for c in context.coupon_changes] == [(code, "redeemed", "o-2")]
 
 
 def test_the_scheduler_expires_an_unredeemed_coupon_at_the_exact_instant() -> None:
     playbook = shop_playbook(ONE_COUPON)
-    context = consume([order_paid("o-1", "120.00", T0)], playbook)
-    coupon = first_coupon(context)
-    run_due(context, playbook, coupon.expires_at - timedelta(microseconds=1))
-    assert coupon.code in context.member.wallet
-    assert context.coupon_changes == []
-    run_due(context, playbook, coupon.expires_at)
-    assert [(c.code, c.status) for c in context.coupon_changes] == [(coupon.code, "expired")]
-    assert context.member.wallet == {}
+    coupon = stored(issued(), reminded_at=T0 + 27 * DAY)
+    assert run_coupon(coupon, playbook, coupon.expires_at - timedelta(microseconds=1)).change is None
+    done = run_coupon(coupon, playbook, coupon.expires_at)
+    assert done.change == CouponChange(coupon.code, "expired", reminded_at=T0 + 27 * DAY)
+    assert done.expired
+    assert done.reminder is None
 
 
 def test_a_reminder_goes_three_days_before_expiry_without_an_incentive_of_its_own() -> None:
-    playbook = shop_playbook()
-    context = consume([order_paid("o-1", "120.00", T0)], playbook)
-    coupon = first_coupon(context)
-    actions = run_due(context, playbook, coupon.expires_at - 3 * DAY)
-    (reminder,) = [a for a in actions if a.rule == "coupon_expiry_reminder"]
+    playbook = shop_playbook(ONE_COUPON)
+    coupon = issued()
+    assert run_coupon(coupon, playbook, coupon.expires_at - 3 * DAY - timedelta(microseconds=1)).change is None
+    done = run_coupon(coupon, playbook, coupon.expires_at - DAY)
+    reminder = done.reminder
+    assert reminder is not None
     assert reminder.category == "incentive"
     assert reminder.incentive is None
     assert reminder.occurred_at == coupon.expires_at - 3 * DAY
+    assert reminder.trigger == {"schedule": "coupon_expiry_reminder", "due_at": reminder.occurred_at.isoformat()}
     assert reminder.variables == {
         "code": coupon.code,
         "rule": "first_purchase_gift",
         "value": "10.00",
         "expires_at": coupon.expires_at.isoformat(),
     }
-    assert not [a for a in run_due(context, playbook, coupon.expires_at - DAY) if a.rule == "coupon_expiry_reminder"]
+    assert done.change == CouponChange(coupon.code, "issued", reminded_at=coupon.expires_at - 3 * DAY)
+    # reminded once: the next run finds nothing to say
+    assert (
+        run_coupon(stored(coupon, reminded_at=reminder.occurred_at), playbook, coupon.expires_at - DAY).change is None
+    )
 
 
-def test_a_redeemed_coupon_is_neither_reminded_of_nor_expired() -> None:
-    playbook = shop_playbook(ONE_COUPON)
-    context = redeem_at(T0 + DAY)
-    actions = run_due(context, playbook, T0 + 40 * DAY)
-    assert not [a for a in actions if a.rule == "coupon_expiry_reminder"]
-    assert [c.status for c in context.coupon_changes] == ["redeemed"]
+def test_a_reminder_and_the_expiry_both_due_in_one_run_are_both_applied() -> None:
+    done = run_coupon(issued(), shop_playbook(ONE_COUPON), T0 + 31 * DAY)
+    assert done.reminder is not None
+    assert done.expired
+
+
+def test_a_reminder_handled_too_late_is_not_sent_and_a_lead_before_the_issue_is_none() -> None:
+    guarded = parse_playbook({"defaults": {"rules": ONE_COUPON}}).default  # max_lateness P7D
+    late = run_coupon(issued(), guarded, T0 + 60 * DAY)
+    assert (late.reminder, late.late, late.expired) == (None, True, True)
+    short = stored(issued(), expires_at=T0 + 2 * DAY)  # valid for less than the lead
+    done = run_coupon(short, guarded, T0 + DAY)
+    assert done.reminder is None
+    assert done.change == CouponChange(short.code, "issued", reminded_at=short.issued_at)
+    off = shop_playbook({**ONE_COUPON, "coupon_expiry_reminder": {"enabled": False}})
+    assert run_coupon(issued(), off, T0 + 29 * DAY).change is None
 
 
 def test_redemption_after_expiry_does_not_redeem() -> None:
-    playbook = shop_playbook()
-    context = consume([order_paid("o-1", "120.00", T0)], playbook)
-    coupon = first_coupon(context)
-    run_due(context, playbook, T0 + 31 * DAY)  # expired
-    context.shop_coupons = (
-        {coupon.code: Coupon(**{**coupon.__dict__, "status": "expired"})}
-        if False
-        else {coupon.code: _stored(coupon, "expired")}
-    )
-    apply_event(context, order_paid("o-2", "130.00", T0 + 31 * DAY, coupon_codes=(coupon.code,)), playbook)
-    assert [c.status for c in context.coupon_changes] == ["expired"]
+    coupon = stored(issued(), status="expired")
+    context = pay_with(coupon, T0 + 31 * DAY)
+    assert context.coupon_changes == []
 
 
-def _stored(coupon: Coupon, status: str) -> Coupon:
-    stored = Coupon(
-        shop_id=coupon.shop_id,
-        code=coupon.code,
-        member_id=coupon.member_id,
-        rule=coupon.rule,
-        action_id=coupon.action_id,
-        value=coupon.value,
-        issued_at=coupon.issued_at,
-        expires_at=coupon.expires_at,
-    )
-    stored.status = status  # type: ignore[assignment]
-    return stored
+def test_a_redeemed_coupon_is_not_redeemed_again_nor_expired() -> None:
+    coupon = stored(issued(), status="redeemed", order_id="o-2", redeemed_at=T0 + DAY)
+    assert pay_with(coupon, T0 + 2 * DAY, order="o-3").coupon_changes == []
+    assert run_coupon(coupon, shop_playbook(ONE_COUPON), T0 + 40 * DAY).change is None
 
 
 def test_a_payment_before_expiry_that_arrives_after_the_scheduler_expired_the_coupon_still_redeems() -> None:
-    playbook = shop_playbook()
-    context = consume([order_paid("o-1", "120.00", T0)], playbook)
-    coupon = first_coupon(context)
-    run_due(context, playbook, T0 + 31 * DAY)
-    context.shop_coupons = {coupon.code: _stored(coupon, "expired")}
-    apply_event(context, order_paid("o-2", "130.00", T0 + 29 * DAY, coupon_codes=(coupon.code,)), playbook)
-    assert [(c.status, c.order_id) for c in context.coupon_changes] == [("expired", None), ("redeemed", "o-2")]
+    coupon = stored(issued(), status="expired")
+    context = pay_with(coupon, T0 + 29 * DAY)
+    assert [(c.status, c.order_id) for c in context.coupon_changes] == [("redeemed", "o-2")]
 
 
 def test_another_members_code_is_counted_as_shared_and_not_redeemed() -> None:
-    playbook = shop_playbook()
-    owner = consume([order_paid("o-1", "120.00", T0)], playbook, member="m-owner")
-    coupon = first_coupon(owner)
-    friend = consume([order_paid("o-9", "50.00", T0)], playbook, member="m-friend")
-    friend.shop_coupons = {coupon.code: _stored(coupon, "issued")}
-    apply_event(
-        friend, order_paid("o-10", "150.00", T0 + DAY, member="m-friend", coupon_codes=(coupon.code,)), playbook
-    )
+    coupon = issued(member="m-owner")
+    friend = pay_with(coupon, T0 + DAY, member="m-friend", order="o-10")
     assert [(s.code, s.order_id, s.member_id) for s in friend.unredeemed] == [(coupon.code, "o-10", "m-friend")]
     assert friend.shared_seen == 1
     assert friend.coupon_changes == []
-    assert coupon.code in owner.member.wallet  # the owner's wallet keeps it issued
+    assert coupon.status == "issued"  # the owner's wallet keeps it issued
 
 
 def test_a_code_no_wallet_holds_redeems_nothing_and_a_code_redeems_once() -> None:
-    playbook = shop_playbook()
+    playbook = shop_playbook(ONE_COUPON)
     context = consume([order_paid("o-1", "120.00", T0)], playbook)
     code = first_coupon(context).code
     apply_event(context, order_paid("o-2", "130.00", T0 + DAY, coupon_codes=("SHOPWIDE10", code, code)), playbook)
@@ -347,7 +354,7 @@ def test_a_code_no_wallet_holds_redeems_nothing_and_a_code_redeems_once() -> Non
 
 
 def test_a_payment_event_seen_twice_redeems_once() -> None:
-    playbook = shop_playbook()
+    playbook = shop_playbook(ONE_COUPON)
     context = consume([order_paid("o-1", "120.00", T0)], playbook)
     code = first_coupon(context).code
     paid = order_paid("o-2", "130.00", T0 + DAY, coupon_codes=(code,))

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.domain.due_rules import plan, run_due
+from shared.domain.due_rules import run_due
 from shared.domain.engagement import MemberContext, apply_event, settle
 from shared.domain.membership import tier_timeline
 from shared.domain.model import ActionDecision, Event, Member
@@ -235,6 +235,7 @@ STATE_FIELDS = (
     "score_band",
     "score_parts",
     "marketing_consent",
+    "next_due_at",
     "birthday",
     "timezone",
     "channel",
@@ -245,18 +246,12 @@ STATE_FIELDS = (
 )
 
 
-# A coupon is dated at its gift's time, which follows arrival when payments arrive out of order
-# (docs/events.md); so do its expiry and reminder. Its code does not.
-COUPON_ITEMS = frozenset({"coupon_expiry", "coupon_expiry_reminder"})
-
-
 def state(context: MemberContext) -> dict[str, Any]:
     member = context.member
     values = {name: getattr(member, name) for name in STATE_FIELDS}
-    values["wallet"] = sorted(code for code, c in member.wallet.items() if c.rule not in ORDER_SENSITIVE_RULES)
-    values["next_due_but_coupons"] = min(
-        (item.due_at for item in plan(context, DEFAULT) if item.rule not in COUPON_ITEMS), default=None
-    )
+    # A coupon is dated at its gift's time, which follows arrival when payments arrive out of order
+    # (docs/events.md); its code does not.
+    values["coupons"] = sorted(c.code for c in context.new_coupons if c.rule not in ORDER_SENSITIVE_RULES)
     return values
 
 

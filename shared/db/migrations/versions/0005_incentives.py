@@ -21,7 +21,6 @@ JSON = postgresql.JSONB(astext_type=sa.Text())
 
 
 def upgrade() -> None:
-    op.add_column("members", sa.Column("wallet", JSON, server_default=sa.text("'{}'::jsonb"), nullable=False))
     op.create_table(
         "coupons",
         sa.Column("shop_id", sa.Text(), nullable=False),
@@ -38,8 +37,10 @@ def upgrade() -> None:
         sa.Column("order_id", sa.Text(), nullable=True),
         sa.Column("redeemed_at", TS, nullable=True),
         sa.Column("playbook_version", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("reminded_at", TS, nullable=True),
         sa.PrimaryKeyConstraint("shop_id", "code"),
     )
+    op.create_index("ix_coupons_open", "coupons", ["expires_at"], postgresql_where=sa.text("status = 'issued'"))
     op.create_index("ix_coupons_member", "coupons", ["shop_id", "member_id", sa.text("issued_at DESC"), "code"])
     op.create_table(
         "unredeemed_codes",
@@ -100,6 +101,6 @@ def downgrade() -> None:
     op.drop_index("ix_decisions_rule", table_name="decisions")
     op.drop_table("decisions")
     op.drop_table("unredeemed_codes")
+    op.drop_index("ix_coupons_open", table_name="coupons")
     op.drop_index("ix_coupons_member", table_name="coupons")
     op.drop_table("coupons")
-    op.drop_column("members", "wallet")
