@@ -42,9 +42,21 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from sqlalchemy.orm import DeclarativeBase, Mapped
 
 from services.engagement.decode import decode
-from shared.db.schema import actions, members, orders, outbox, pending_events, points_ledger, processed_events
+from shared.db.schema import (
+    actions,
+    coupons,
+    decisions,
+    members,
+    orders,
+    outbox,
+    pending_events,
+    points_ledger,
+    processed_events,
+    unredeemed_codes,
+)
 from shared.domain.engagement import MemberContext, apply_event, settle
-from shared.domain.model import Event, Member, Order
+from shared.domain.events import OrderPaid
+from shared.domain.model import Coupon, CouponChange, Decision, Event, Member, Order, UnredeemedCode
 from shared.domain.playbook import Playbook
 from shared.store.action_log import action_row
 from shared.store.member_rows import member_from_row, member_to_row, order_from_row, order_to_row
@@ -68,6 +80,11 @@ def _domain(kind: type[Any], row: Any) -> Any:
     return member_from_row(values) if kind is Member else order_from_row(values)
 
 
+def _coupon(row: Any) -> Coupon:
+    """A domain Coupon from its ORM row."""
+    return Coupon(**{f.name: getattr(row, f.name) for f in fields(Coupon)})
+
+
 def _store(obj: Any, row: Any) -> None:
     """Copies every field of a domain Member or Order onto its ORM row, its records as the rows' JSON."""
     values = member_to_row(obj) if isinstance(obj, Member) else order_to_row(obj)
@@ -86,6 +103,10 @@ class _Applied:
     released: list[int]  # positions in ``parked`` of the parked events it let through
     actions: list[tuple[Any, ...]]  # new actions, as the write side makes their rows (action log column order)
     rejected: bool  # the event names another member's order
+    coupons: list[Coupon]  # coupons issued
+    changes: list[CouponChange]  # coupons redeemed
+    unredeemed: list[UnredeemedCode]  # codes the payment named without redeeming
+    decisions: list[Decision]  # incentive decisions
 
 
 def _apply_domain(
@@ -96,10 +117,12 @@ def _apply_domain(
     other_order_row: Any | None,
     parked: Sequence[bytes],
     event: Event,
+    coupons: dict[str, Coupon],
 ) -> _Applied:
     """``apply_event`` then ``settle``, on the member as the rows hold it, as the service does."""
     context = MemberContext(
-        member=_domain(Member, member_row) if member_row is not None else Member(shop_id=key[0], member_id=key[1])
+        member=_domain(Member, member_row) if member_row is not None else Member(shop_id=key[0], member_id=key[1]),
+        shop_coupons=coupons,
     )
     for row in order_rows:
         order = _domain(Order, row)
@@ -126,6 +149,10 @@ def _apply_domain(
         released=[positions[id(done)] for done in outcome.released if id(done) in positions],
         actions=[action_row(decision, now) for decision in unique.values()],
         rejected=outcome.rejected is not None,
+        coupons=list(context.new_coupons),
+        changes=list(context.coupon_changes),
+        unredeemed=list(context.unredeemed),
+        decisions=list(context.decisions),
     )
 
 
@@ -162,6 +189,21 @@ class LedgerRow(_Base):
 
 class ActionRow(_Base):
     __table__ = actions
+
+
+class CouponRow(_Base):
+    __table__ = coupons
+    status: Mapped[str]
+    order_id: Mapped[str | None]
+    redeemed_at: Mapped[Any]
+
+
+class UnredeemedRow(_Base):
+    __table__ = unredeemed_codes
+
+
+class DecisionRow(_Base):
+    __table__ = decisions
 
 
 class OutboxRow(_Base):
@@ -238,6 +280,12 @@ class NaiveConsumer:
                 )
             )
 
+        named: dict[str, CouponRow] = {}
+        if isinstance(event.data, OrderPaid):
+            for code in event.data.coupon_codes or ():
+                row = await session.get(CouponRow, (shop, code), with_for_update=True)
+                if row is not None:
+                    named[code] = row
         applied = _apply_domain(
             self._playbook,
             (shop, member_id),
@@ -246,6 +294,7 @@ class NaiveConsumer:
             other,
             [orjson.dumps(row.event) for row in parked],
             event,
+            {code: _coupon(row) for code, row in named.items()},
         )
         self.result.rejected += int(applied.rejected)
 
@@ -292,6 +341,19 @@ class NaiveConsumer:
             )
         for position in applied.released:
             await session.delete(parked[position])
+        for coupon in applied.coupons:
+            named[coupon.code] = CouponRow(**{f.name: getattr(coupon, f.name) for f in fields(coupon)})
+            session.add(named[coupon.code])
+        for change in applied.changes:
+            row = named[change.code]
+            row.status, row.order_id, row.redeemed_at = change.status, change.order_id, change.redeemed_at
+        for unredeemed in applied.unredeemed:
+            values = {f.name: getattr(unredeemed, f.name) for f in fields(unredeemed)}
+            session.add(UnredeemedRow(shop_id=shop, **values))
+        decided_at = datetime.now(UTC)
+        for decision in applied.decisions:
+            values = {f.name: getattr(decision, f.name) for f in fields(decision)}
+            session.add(DecisionRow(**values, decided_at=decided_at))
         await self._add_actions(session, applied.actions)
 
     async def _add_actions(self, session: AsyncSession, rows: Sequence[tuple[Any, ...]]) -> None:
