@@ -261,6 +261,8 @@ decisions = Table(
     Column("member_id", Text, nullable=False),
     Column("rule", Text, nullable=False),
     Column("campaign_id", Text),
+    Column("wave", Integer),  # a campaign's decision: its wave (from 1) and the strategy assigned (null: holdout)
+    Column("strategy", Text),
     Column("outcome", Text, nullable=False),
     Column("reason", Text, nullable=False),
     Column("at", TS, nullable=False),
@@ -302,6 +304,54 @@ playbook_versions = Table(
     Column("created_by", Text, nullable=False),
     PrimaryKeyConstraint("shop_id", "version"),
     UniqueConstraint("seq", name="uq_playbook_versions_seq"),
+)
+
+# A campaign: its plan as created (the segment's definition copied in), and where it stands.
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("shop_id", Text, nullable=False),
+    Column("campaign_id", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("status", Text, nullable=False),  # scheduled, running, completed, cancelled
+    Column("plan", JSONB, nullable=False),
+    Column("segment_id", Text),
+    Column("segment_version", Integer),
+    Column("created_at", TS, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("cancelled_at", TS),
+    PrimaryKeyConstraint("shop_id", "campaign_id"),
+    Index("ix_campaigns_shop", "shop_id", text("created_at DESC"), "campaign_id"),
+)
+
+# Each wave of a campaign: due at ``at`` (business time), run once by the scheduler.
+campaign_waves = Table(
+    "campaign_waves",
+    metadata,
+    Column("shop_id", Text, nullable=False),
+    Column("campaign_id", Text, nullable=False),
+    Column("wave", Integer, nullable=False),
+    Column("at", TS, nullable=False),
+    Column("audience", Text, nullable=False),  # all, not_converted
+    Column("status", Text, nullable=False, server_default="pending"),  # pending, running, done, cancelled
+    Column("members", Integer, nullable=False, server_default="0"),  # distinct members who got an action
+    Column("started_at", TS),
+    Column("ran_at", TS),  # wall clock, when the wave's last member was handled
+    PrimaryKeyConstraint("shop_id", "campaign_id", "wave"),
+    Index("ix_campaign_waves_due", "at", postgresql_where=text("status IN ('pending', 'running')")),
+)
+
+# A running wave's audience, fixed when the wave starts, and which of its members are handled.
+campaign_targets = Table(
+    "campaign_targets",
+    metadata,
+    Column("shop_id", Text, nullable=False),
+    Column("campaign_id", Text, nullable=False),
+    Column("wave", Integer, nullable=False),
+    Column("member_id", Text, nullable=False),
+    Column("done", Boolean, nullable=False, server_default=text("false")),
+    PrimaryKeyConstraint("shop_id", "campaign_id", "wave", "member_id"),
+    Index("ix_campaign_targets_open", "shop_id", "campaign_id", "wave", "member_id", postgresql_where=text("NOT done")),
 )
 
 actions = Table(

@@ -273,6 +273,8 @@ class Decision:
     points: int = 0
     playbook_version: int = 0
     campaign_id: str | None = None
+    wave: int | None = None
+    strategy: str | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 

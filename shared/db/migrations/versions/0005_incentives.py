@@ -58,6 +58,8 @@ def upgrade() -> None:
         sa.Column("member_id", sa.Text(), nullable=False),
         sa.Column("rule", sa.Text(), nullable=False),
         sa.Column("campaign_id", sa.Text(), nullable=True),
+        sa.Column("wave", sa.Integer(), nullable=True),
+        sa.Column("strategy", sa.Text(), nullable=True),
         sa.Column("outcome", sa.Text(), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("at", TS, nullable=False),
