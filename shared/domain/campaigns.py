@@ -9,6 +9,7 @@ of members computes the same buckets from the same hash (``bucket_sql``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
@@ -36,6 +37,8 @@ __all__ = [
     "bucket",
     "parse_duration",
     "parse_plan",
+    "plan_document",
+    "stored_plan",
 ]
 
 HOLDOUT = "holdout"
@@ -331,3 +334,49 @@ def assign(campaign_id: str, member_id: str, strategies: Sequence[Strategy], hol
         if point < running:
             return strategy.code
     return strategies[-1].code
+
+
+# --- the stored plan ------------------------------------------------------------------------------
+
+
+def plan_document(plan: CampaignPlan) -> dict[str, Any]:
+    """The plan as the campaign row keeps it (JSON): the definition copied in, amounts as strings."""
+    return {
+        "name": plan.name,
+        "segment_id": plan.segment_id,
+        "definition": plan.definition_document,
+        "strategies": [
+            {
+                "code": strategy.code,
+                "weight": str(strategy.weight),
+                "template": strategy.template,
+                "variables": dict(strategy.variables),
+                "incentive": None if strategy.incentive is None else _incentive_document(strategy.incentive),
+            }
+            for strategy in plan.strategies
+        ],
+        "holdout_percent": plan.holdout_percent,
+        "waves": [{"at": wave.at.isoformat(), "audience": wave.audience} for wave in plan.waves],
+        "attribution_window": plan.attribution_window.text,
+        "budget": None if plan.budget is None else str(plan.budget),
+    }
+
+
+def _incentive_document(incentive: CampaignIncentive) -> dict[str, Any]:
+    document: dict[str, Any] = {"kind": incentive.kind}
+    if incentive.kind == "points":
+        document["points"] = incentive.points
+        return document
+    if incentive.value is not None:
+        document["value"] = str(incentive.value)
+    if incentive.min_spend is not None:
+        document["min_spend"] = str(incentive.min_spend)
+    if incentive.valid_for is not None:
+        document["valid_for"] = incentive.valid_for.text
+    return document
+
+
+def stored_plan(document: Mapping[str, Any]) -> CampaignPlan:
+    """A plan read back from its row: its copied definition, whatever became of the segment since."""
+    plan = parse_plan({**document, "segment_id": None})
+    return dataclasses.replace(plan, segment_id=document.get("segment_id"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from datetime import datetime, timedelta
@@ -17,6 +18,8 @@ from shared.domain.campaigns import (
     assign,
     parse_duration,
     parse_plan,
+    plan_document,
+    stored_plan,
 )
 from tests.builders import SHANGHAI
 
@@ -150,3 +153,13 @@ def test_shares_follow_the_weights_and_the_holdout_within_binomial_bounds() -> N
 
 def test_no_holdout_holds_nobody_out_and_one_strategy_takes_everyone_else() -> None:
     assert {assign("c", f"m-{i}", STRATEGIES[:1], 0) for i in range(1_000)} == {"a"}
+
+
+def test_a_stored_plan_reads_back_as_the_plan_it_was() -> None:
+    plan = parse_plan(body(budget="5000.00"))
+    document = plan_document(plan)
+    assert json.loads(json.dumps(document)) == document  # plain JSON
+    again = stored_plan(document)
+    assert again == plan
+    with_segment = stored_plan({**document, "segment_id": "seg-1"})
+    assert (with_segment.segment_id, with_segment.definition) == ("seg-1", plan.definition)
