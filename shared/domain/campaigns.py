@@ -19,6 +19,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from shared.domain.calendar import add_months
+from shared.domain.errors import InvalidAtPathError
 from shared.domain.playbook import MAX_HOLDOUT_PERCENT
 from shared.domain.segments import InvalidDefinitionError, Node, Vocabulary, parse_definition
 
@@ -55,13 +56,8 @@ _DURATION = re.compile(
 )
 
 
-class InvalidCampaignError(ValueError):
-    """The plan does not hold; ``path`` names the bad field, ``problem`` what is wrong (never its value)."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
-        self.problem = problem
+class InvalidCampaignError(InvalidAtPathError):
+    """The plan does not hold; ``path`` names the bad field."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -198,7 +198,8 @@ class Decider:
         if self.silent:
             lateness = playbook.schedule.max_lateness
             outcome = incentives.LATE_SKIPPED
-            reason = f"its due item was handled more than {lateness} after it fell due (schedule.max_lateness)"
+            after = incentives.spoken(lateness) if lateness is not None else "too long"
+            reason = f"its due item was handled more than {after} after it fell due (schedule.max_lateness)"
         elif config is not None and incentives.held_out(member.shop_id, member.member_id, rule, config.holdout_percent):
             outcome = incentives.HOLDOUT
             reason = f"the member is in the rule's {config.holdout_percent} % holdout"

@@ -9,6 +9,7 @@ to send anything). Nothing is silently dropped.
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from decimal import Decimal
 
 from shared.domain.model import ZERO
@@ -24,6 +25,7 @@ __all__ = [
     "budgeted_rules",
     "held_out",
     "incentive_value",
+    "spoken",
 ]
 
 EMITTED = "emitted"
@@ -50,6 +52,16 @@ def incentive_value(spec: IncentiveSpec, playbook: ShopPlaybook) -> Decimal:
     if spec.kind == "points":
         return round_money(Decimal(spec.points or 0) * playbook.points.value_per_point)
     return round_money(spec.value) if spec.value is not None else ZERO
+
+
+def spoken(span: timedelta) -> str:
+    """A duration as people write it in a reason: ``7 days``, ``1 day 12 hours``, ``30 minutes``."""
+    minutes = int(span.total_seconds() // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    parts = [(days, "day"), (hours, "hour"), (minutes, "minute")]
+    words = [f"{count} {unit}{'s' if count != 1 else ''}" for count, unit in parts if count]
+    return " ".join(words) or "0 minutes"
 
 
 def budgeted_rules(playbook: ShopPlaybook) -> list[str]:

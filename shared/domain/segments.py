@@ -35,6 +35,7 @@ from typing import Any, TypeAlias
 from zoneinfo import ZoneInfo, available_timezones
 
 from shared.domain.calendar import zone
+from shared.domain.errors import InvalidAtPathError
 from shared.domain.lifecycle import STAGES
 from shared.domain.playbook import RfmSegment, ShopPlaybook
 from shared.domain.rfm import OTHERS, RfmEdges, rfm_scores, rfm_segment
@@ -110,16 +111,8 @@ _DAY = timedelta(days=1)
 Value: TypeAlias = Decimal | str | bool | datetime
 
 
-class InvalidDefinitionError(ValueError):
-    """The definition does not fit the language; ``path`` names the bad node, ``problem`` what is wrong.
-
-    The message never quotes the rejected value.
-    """
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
-        self.problem = problem
+class InvalidDefinitionError(InvalidAtPathError):
+    """The definition does not fit the language; ``path`` names the bad node."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from shared.domain.budgets import BudgetBook, period_start
 from shared.domain.coupon_expiry import run_coupon
 from shared.domain.decisions import MemberContext
 from shared.domain.engagement import apply_event, settle
-from shared.domain.incentives import held_out, incentive_value
+from shared.domain.incentives import held_out, incentive_value, spoken
 from shared.domain.model import Coupon, CouponChange, Event, Member
 from shared.domain.playbook import Budget, IncentiveSpec, ShopPlaybook
 from shared.playbook_file import parse_playbook
@@ -361,3 +361,16 @@ def test_a_payment_event_seen_twice_redeems_once() -> None:
     apply_event(context, paid, playbook)
     apply_event(context, paid, playbook)
     assert len(context.coupon_changes) == 1
+
+
+@pytest.mark.parametrize(
+    ("span", "words"),
+    [
+        (timedelta(days=7), "7 days"),
+        (timedelta(days=1, hours=12), "1 day 12 hours"),
+        (timedelta(minutes=30), "30 minutes"),
+        (timedelta(seconds=20), "0 minutes"),
+    ],
+)
+def test_a_lateness_is_spoken_as_people_write_it(span: timedelta, words: str) -> None:
+    assert spoken(span) == words
