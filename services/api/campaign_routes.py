@@ -8,6 +8,7 @@ must then lie in the shop's business-time window (``time_out_of_range``). Writes
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Response
@@ -89,6 +90,8 @@ StatusFilter = Annotated[
     Query(alias="status", description="Only the campaigns with this status; every campaign when omitted."),
 ]
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
 _NOT_FOUND: Responses = {status.HTTP_404_NOT_FOUND: error_doc("`campaign_not_found`: the shop has no such campaign.")}
 
 campaigns_router = APIRouter(
@@ -106,6 +109,26 @@ def _not_found(shop_id: str, campaign_id: str) -> ApiError:
 
 def _invalid(error: InvalidCampaignError) -> ApiError:
     return unprocessable("invalid_campaign", f"body.{error.path}: {error.problem}")
+
+
+def _oversized_integer(document: Any) -> str | None:
+    """Where the first integer outside the signed 64-bit range is, or None.
+
+    JSON bodies may carry integers of any length, but a plan is stored and answered as JSON
+    that holds 64-bit integers only (``variables`` are free-form, so they are checked here).
+    """
+    pending: list[tuple[Any, str]] = [(document, "")]
+    while pending:
+        value, location = pending.pop()
+        if isinstance(value, Decimal) or (
+            isinstance(value, int) and not isinstance(value, bool) and not _INT64_MIN <= value <= _INT64_MAX
+        ):
+            return location
+        if isinstance(value, dict):
+            pending.extend((item, f"{location}.{key}" if location else str(key)) for key, item in value.items())
+        elif isinstance(value, list):
+            pending.extend((item, f"{location}[{index}]") for index, item in enumerate(value))
+    return None
 
 
 def _campaign(record: CampaignRecord) -> dict[str, Any]:
@@ -161,6 +184,9 @@ async def create(
         plan = parse_plan(body, Vocabulary.of(shop))
     except InvalidCampaignError as error:
         raise _invalid(error) from None
+    oversized = _oversized_integer(body)
+    if oversized is not None:
+        raise _invalid(InvalidCampaignError(oversized, "must be a number from -2^63 to 2^63 - 1"))
     for index, wave in enumerate(plan.waves):
         check_time(f"body.waves[{index}].at", wave.at, [shop.business_time])
     try:

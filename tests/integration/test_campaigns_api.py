@@ -247,6 +247,8 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     ({"attribution_window": "14 days"}, "body.attribution_window: "),
     ({"budget": "-5.00"}, "body.budget: "),
     ({"budget": 500}, "body.budget: "),
+    ({"strategies": _strategy(variables={"n": 2**63})}, "body.strategies[1].variables.n: must be a number from"),
+    ({"strategies": _strategy(variables={"n": [10**120]})}, "body.strategies[1].variables.n[0]: "),
 ]
 
 
