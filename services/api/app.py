@@ -10,6 +10,7 @@ import structlog
 from fastapi import FastAPI
 
 from services.api.auth import token_digests
+from services.api.campaign_routes import campaigns_router
 from services.api.database import open_pool
 from services.api.dependencies import ApiState
 from services.api.errors import install_error_handlers
@@ -109,4 +110,5 @@ def create_app(settings: Settings, playbook: Playbook, layers: PlaybookLayers | 
     app.include_router(tags_router)
     app.include_router(incentives_router)
     app.include_router(playbook_router)
+    app.include_router(campaigns_router)
     return app

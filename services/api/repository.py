@@ -35,6 +35,7 @@ from shared.domain.business_time import BusinessTimeBounds
 from shared.domain.model import LedgerEntry
 from shared.domain.money import money
 from shared.domain.rfm import RfmEdges
+from shared.usecases.campaigns import CampaignKey
 
 K = TypeVar("K")
 
@@ -227,6 +228,16 @@ def encode_segment_member_cursor(key: SegmentMemberKey) -> str:
 def decode_segment_member_cursor(cursor: str, bounds: BusinessTimeBounds) -> SegmentMemberKey:
     document = _decode(cursor, "gm")
     return SegmentMemberKey(segment_id=_identifier(document, "g"), member_id=_identifier(document, "m"))
+
+
+def encode_campaign_cursor(key: CampaignKey) -> str:
+    return _encode({"k": "c", "t": key.created_at.isoformat(), "i": key.campaign_id})
+
+
+def decode_campaign_cursor(cursor: str, bounds: BusinessTimeBounds) -> CampaignKey:
+    """Campaigns are created at wall-clock times, which lie in the business-time window too."""
+    document = _decode(cursor, "c")
+    return CampaignKey(created_at=_time(document, bounds), campaign_id=_identifier(document, "i"))
 
 
 # Playbook versions are PostgreSQL integers.

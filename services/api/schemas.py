@@ -459,3 +459,59 @@ class PlaybookVersionPage(BaseModel):
 
     items: list[PlaybookVersionItem]
     next_cursor: str | None
+
+
+# --- campaigns --------------------------------------------------------------------------------
+
+CampaignStatus = Literal["scheduled", "running", "completed", "cancelled"]
+
+
+class CampaignIncentive(BaseModel):
+    kind: Literal["coupon", "points", "sample"]
+    value: str | None = Field(default=None, examples=["10.00"], description="Money as sent, a decimal string.")
+    min_spend: str | None = Field(default=None, examples=["50.00"])
+    valid_for: str | None = Field(default=None, examples=["P30D"], description="ISO 8601 duration.")
+    points: int | None = None
+
+
+class CampaignStrategy(BaseModel):
+    code: str = Field(examples=["ten_off"])
+    weight: str = Field(description="The strategy's share of the treated members, relative to the other weights.")
+    template: str = Field(examples=["winback_coupon"])
+    variables: dict[str, Any]
+    incentive: CampaignIncentive | None
+
+
+class CampaignWave(BaseModel):
+    wave: int = Field(description="The wave's number, from 1.")
+    at: datetime = Field(description="When the wave is due (business time).")
+    audience: Literal["all", "not_converted"]
+    status: Literal["pending", "running", "done", "cancelled"]
+    members: int = Field(description="Distinct members who got an action in the wave.")
+    ran_at: datetime | None = Field(description="Wall clock when the wave finished; null until it has run.")
+
+
+class Campaign(BaseModel):
+    """A campaign: its plan as created (a segment's definition copied in), its waves and status."""
+
+    campaign_id: str = Field(examples=["6f1c2a4e-8b9d-4c3e-a1f0-5b6c7d8e9f00"])
+    name: str
+    status: CampaignStatus
+    segment_id: str | None = Field(description="The segment the definition was copied from, if any.")
+    segment_version: int | None = Field(description="The segment's version copied in.")
+    definition: dict[str, Any] = Field(description="The audience definition the waves select from.")
+    strategies: list[CampaignStrategy]
+    holdout_percent: int
+    attribution_window: str = Field(examples=["P14D"])
+    budget: str | None = Field(examples=["500.00"])
+    waves: list[CampaignWave]
+    created_at: datetime
+    created_by: str = Field(examples=["token:3f2a9c0d81be"])
+    cancelled_at: datetime | None
+
+
+class CampaignPage(BaseModel):
+    """A shop's campaigns, newest first; pass ``next_cursor`` back as ``cursor``."""
+
+    items: list[Campaign]
+    next_cursor: str | None

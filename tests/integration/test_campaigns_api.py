@@ -1,0 +1,403 @@
+"""The campaign resource over HTTP on the real database: create, read, list, cancel.
+
+Waves are moved by hand here (the scheduler's part is tested with the scheduler) to see the
+campaign's status follow them and cancelling leave started waves alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from pydantic import SecretStr
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.api.app import create_app
+from shared.db.schema import campaign_waves, campaigns
+from shared.playbook_file import layers_of
+from shared.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+AUTH = {"Authorization": "Bearer test-token"}
+READER = {"Authorization": "Bearer reader-token"}
+SHOP = "shop-1"
+BASE = f"/v1/shops/{SHOP}/campaigns"
+SEGMENTS = f"/v1/shops/{SHOP}/segments"
+NOW = datetime.now(UTC)
+DAY = timedelta(days=1)
+# Waves may be planned up to 60 days ahead in this shop (the default window is a day).
+PLAYBOOK = {"shops": {SHOP: {"business_time": {"max_ahead": "P60D"}}}}
+VIP = {"field": "tier", "op": ">=", "value": "vip"}
+MEMBERS = {"field": "tier", "op": "=", "value": "member"}
+IDENTITY = "token:" + hashlib.sha256(b"test-token").hexdigest()[:12]
+
+
+@pytest_asyncio.fixture
+async def client(engine: AsyncEngine, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    settings = settings.model_copy(
+        update={"api_tokens": [SecretStr("test-token")], "api_read_tokens": [SecretStr("reader-token")]}
+    )
+    layers = layers_of(PLAYBOOK)
+    app = create_app(settings, layers.playbook(), layers)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test", headers=AUTH) as http,
+    ):
+        yield http
+
+
+def _error(response: httpx.Response, status: int, code: str) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert body["error"]["code"] == code, body
+    message: str = body["error"]["message"]
+    return message
+
+
+def _body(**changes: Any) -> dict[str, Any]:
+    """A valid plan with a definition and two waves, a day and eight days ahead."""
+    body: dict[str, Any] = {
+        "name": "Win back VIPs",
+        "definition": VIP,
+        "strategies": [
+            {
+                "code": "ten_off",
+                "weight": 2,
+                "template": "winback_coupon",
+                "variables": {"headline": "We miss you"},
+                "incentive": {"kind": "coupon", "value": "10.00", "min_spend": "50.00", "valid_for": "P30D"},
+            },
+            {
+                "code": "points",
+                "weight": "1.5",
+                "template": "winback_points",
+                "incentive": {"kind": "points", "points": 200},
+            },
+            {"code": "plain", "weight": 1, "template": "winback_plain"},
+        ],
+        "holdout_percent": 10,
+        "waves": [
+            {"at": (NOW + DAY).isoformat(), "audience": "all"},
+            {"at": (NOW + 8 * DAY).isoformat(), "audience": "not_converted"},
+        ],
+        "attribution_window": "P14D",
+        "budget": "500.00",
+    }
+    body.update(changes)
+    return body
+
+
+async def _create(client: httpx.AsyncClient, **changes: Any) -> dict[str, Any]:
+    response = await client.post(BASE, json=_body(**changes))
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+async def _set_waves(engine: AsyncEngine, campaign_id: str, **statuses: str) -> None:
+    """Moves waves by number (``w1="done"``) as the scheduler would."""
+    async with engine.begin() as connection:
+        for name, wave_status in statuses.items():
+            await connection.execute(
+                update(campaign_waves)
+                .where(campaign_waves.c.campaign_id == campaign_id, campaign_waves.c.wave == int(name[1:]))
+                .values(
+                    status=wave_status,
+                    members=7 if wave_status == "done" else 0,
+                    ran_at=NOW if wave_status == "done" else None,
+                )
+            )
+
+
+# --- creating and reading -------------------------------------------------------------------------
+
+
+async def test_create_with_a_definition_and_read_it(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
+    created = await _create(client)
+    uuid.UUID(created["campaign_id"])
+    assert created["status"] == "scheduled"
+    assert created["name"] == "Win back VIPs"
+    assert (created["segment_id"], created["segment_version"]) == (None, None)
+    assert created["definition"] == VIP
+    assert [strategy["code"] for strategy in created["strategies"]] == ["ten_off", "points", "plain"]
+    assert [strategy["weight"] for strategy in created["strategies"]] == ["2", "1.5", "1"]
+    assert created["strategies"][0]["incentive"] == {
+        "kind": "coupon",
+        "value": "10.00",
+        "min_spend": "50.00",
+        "valid_for": "P30D",
+    }
+    assert created["strategies"][0]["variables"] == {"headline": "We miss you"}
+    assert created["strategies"][1]["incentive"] == {"kind": "points", "points": 200}
+    assert created["strategies"][2]["incentive"] is None
+    assert (created["holdout_percent"], created["attribution_window"], created["budget"]) == (10, "P14D", "500.00")
+    assert [
+        (wave["wave"], wave["audience"], wave["status"], wave["members"], wave["ran_at"]) for wave in created["waves"]
+    ] == [
+        (1, "all", "pending", 0, None),
+        (2, "not_converted", "pending", 0, None),
+    ]
+    assert datetime.fromisoformat(created["waves"][0]["at"]) == datetime.fromisoformat(_body()["waves"][0]["at"])
+    assert created["created_by"] == IDENTITY
+    assert created["cancelled_at"] is None
+    assert datetime.fromisoformat(created["created_at"]).tzinfo is not None
+
+    read = await client.get(f"{BASE}/{created['campaign_id']}", headers=READER)  # a read-only token may read
+    assert read.status_code == 200, read.text
+    assert read.json() == created
+
+    async with engine.connect() as connection:
+        row = (await connection.execute(select(campaigns))).one()
+        waves = (await connection.execute(select(campaign_waves).order_by(campaign_waves.c.wave))).all()
+    assert (row.shop_id, row.status, row.created_by, row.plan["definition"]) == (SHOP, "scheduled", IDENTITY, VIP)
+    assert [(wave.wave, wave.status) for wave in waves] == [(1, "pending"), (2, "pending")]
+
+
+async def test_a_wave_time_already_past_is_accepted(client: httpx.AsyncClient) -> None:
+    created = await _create(client, waves=[{"at": (NOW - DAY).isoformat()}])
+    assert [(wave["wave"], wave["audience"], wave["status"]) for wave in created["waves"]] == [(1, "all", "pending")]
+    # Optional fields: no budget, the default attribution window, no holdout.
+    body = _body()
+    for optional in ("budget", "attribution_window", "holdout_percent"):
+        del body[optional]
+    response = await client.post(BASE, json=body)
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert (created["budget"], created["attribution_window"], created["holdout_percent"]) == (None, "P14D", 0)
+
+
+async def test_a_segment_is_copied_in_when_the_campaign_is_created(client: httpx.AsyncClient) -> None:
+    response = await client.post(SEGMENTS, json={"name": "VIPs", "definition": VIP})
+    assert response.status_code == 201, response.text
+    segment_id = response.json()["segment_id"]
+    body = _body(segment_id=segment_id)
+    del body["definition"]
+    response = await client.post(BASE, json=body)
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert (created["segment_id"], created["segment_version"], created["definition"]) == (segment_id, 1, VIP)
+
+    # A later version of the segment leaves the campaign as it was; a new campaign takes the new one.
+    revised = await client.put(f"{SEGMENTS}/{segment_id}", json={"name": "Members", "definition": MEMBERS})
+    assert revised.status_code == 200, revised.text
+    read = (await client.get(f"{BASE}/{created['campaign_id']}")).json()
+    assert (read["segment_version"], read["definition"]) == (1, VIP)
+    second = (await client.post(BASE, json=body)).json()
+    assert (second["segment_version"], second["definition"]) == (2, MEMBERS)
+
+    # Archived: no new campaign from it, and the existing ones keep their copy.
+    assert (await client.delete(f"{SEGMENTS}/{segment_id}")).status_code == 204
+    message = _error(await client.post(BASE, json=body), 422, "invalid_campaign")
+    assert message.startswith("body.segment_id: ")
+    assert (await client.get(f"{BASE}/{created['campaign_id']}")).json()["definition"] == VIP
+
+    unknown = {**body, "segment_id": "seg_000000000000000000000000"}
+    assert _error(await client.post(BASE, json=unknown), 422, "invalid_campaign").startswith("body.segment_id: ")
+
+
+async def test_a_segment_of_another_shop_is_unknown(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/shops/shop-2/segments", json={"name": "VIPs", "definition": VIP})
+    body = _body(segment_id=response.json()["segment_id"])
+    del body["definition"]
+    assert _error(await client.post(BASE, json=body), 422, "invalid_campaign").startswith("body.segment_id: ")
+
+
+# --- refusals -------------------------------------------------------------------------------------
+
+
+def _strategy(**changes: Any) -> list[dict[str, Any]]:
+    strategies: list[dict[str, Any]] = _body()["strategies"]
+    strategies[1] = {**strategies[1], **changes}
+    return strategies
+
+
+INVALID: list[tuple[dict[str, Any], str]] = [
+    ({"holdout_percent": 51}, "body.holdout_percent: must be an integer from 0 to 50"),
+    ({"holdout_percent": -1}, "body.holdout_percent: "),
+    ({"strategies": _strategy(weight=0)}, "body.strategies[1].weight: must be more than 0"),
+    ({"strategies": _strategy(weight=-2)}, "body.strategies[1].weight: must be more than 0"),
+    ({"strategies": _strategy(weight="heavy")}, "body.strategies[1].weight: must be a number"),
+    ({"strategies": _strategy(incentive={"kind": "voucher"})}, "body.strategies[1].incentive.kind: must be one of"),
+    ({"strategies": _strategy(code="ten_off")}, "body.strategies[1].code: "),
+    ({"strategies": _strategy(code="holdout")}, "body.strategies[1].code: "),
+    ({"strategies": _strategy(template="")}, "body.strategies[1].template: "),
+    ({"strategies": []}, "body.strategies: must be a non-empty list"),
+    (
+        {"waves": [{"at": (NOW + 2 * DAY).isoformat()}, {"at": (NOW + DAY).isoformat()}]},
+        "body.waves[1].at: must be later than the wave before it",
+    ),
+    ({"waves": [{"at": "2026-03-02T09:00:00"}]}, "body.waves[0].at: must be an RFC 3339 time with an offset"),
+    ({"waves": [{"at": (NOW + DAY).isoformat(), "audience": "everyone"}]}, "body.waves[0].audience: "),
+    ({"waves": [{"at": (NOW + DAY).isoformat(), "audience": "not_converted"}]}, "body.waves[0].audience: "),
+    ({"waves": []}, "body.waves: must be a non-empty list"),
+    ({"definition": {"field": "tier", "op": "=", "value": "platinum"}}, "body.definition"),
+    ({"definition": {"field": "shoe_size", "op": "=", "value": 42}}, "body.definition"),
+    ({"segment_id": "seg_000000000000000000000000"}, "body.segment_id: give exactly one of"),
+    ({"definition": None}, "body.segment_id: give exactly one of"),
+    ({"name": ""}, "body.name: "),
+    ({"attribution_window": "14 days"}, "body.attribution_window: "),
+    ({"budget": "-5.00"}, "body.budget: "),
+    ({"budget": 500}, "body.budget: "),
+    ({"strategies": _strategy(variables={"n": 2**63})}, "body.strategies[1].variables.n: must be a number from"),
+    ({"strategies": _strategy(variables={"n": [10**120]})}, "body.strategies[1].variables.n[0]: "),
+]
+
+
+@pytest.mark.parametrize(("changes", "start"), INVALID)
+async def test_an_invalid_plan_is_refused_naming_its_path(
+    client: httpx.AsyncClient, engine: AsyncEngine, changes: dict[str, Any], start: str
+) -> None:
+    message = _error(await client.post(BASE, json=_body(**changes)), 422, "invalid_campaign")
+    assert message.startswith(start), message
+    async with engine.connect() as connection:
+        assert (await connection.execute(select(campaigns))).first() is None
+
+
+async def test_wave_times_must_lie_in_the_business_time_window(client: httpx.AsyncClient) -> None:
+    too_far = [{"at": (NOW + DAY).isoformat()}, {"at": (NOW + 61 * DAY).isoformat()}]
+    message = _error(await client.post(BASE, json=_body(waves=too_far)), 422, "time_out_of_range")
+    assert message.startswith("body.waves[1].at ")
+    too_early = [{"at": "1999-12-31T00:00:00Z"}]
+    _error(await client.post(BASE, json=_body(waves=too_early)), 422, "time_out_of_range")
+
+
+async def test_bodies_that_are_not_a_plan(client: httpx.AsyncClient) -> None:
+    _error(await client.post(BASE, json=[1, 2]), 422, "invalid_request")
+    response = await client.post(BASE, content=b"{not json", headers={"Content-Type": "application/json"})
+    _error(response, 422, "invalid_json")
+
+
+async def test_tokens(client: httpx.AsyncClient) -> None:
+    created = await _create(client)
+    campaign = f"{BASE}/{created['campaign_id']}"
+    anonymous = {"Authorization": ""}
+    for response in (
+        await client.post(BASE, json=_body(), headers=anonymous),
+        await client.get(BASE, headers=anonymous),
+        await client.get(campaign, headers={"Authorization": "Bearer wrong"}),
+        await client.post(f"{campaign}/cancel", headers=anonymous),
+    ):
+        _error(response, 401, "unauthorized")
+    _error(await client.post(BASE, json=_body(), headers=READER), 403, "forbidden")
+    _error(await client.post(f"{campaign}/cancel", headers=READER), 403, "forbidden")
+    assert (await client.get(BASE, headers=READER)).status_code == 200
+    assert (await client.get(campaign, headers=READER)).json()["status"] == "scheduled"
+
+
+async def test_unknown_campaigns(client: httpx.AsyncClient) -> None:
+    created = await _create(client)
+    _error(await client.get(f"{BASE}/{uuid.uuid4()}"), 404, "campaign_not_found")
+    _error(await client.post(f"{BASE}/{uuid.uuid4()}/cancel"), 404, "campaign_not_found")
+    other = f"/v1/shops/shop-2/campaigns/{created['campaign_id']}"  # another shop's id is unknown here
+    _error(await client.get(other), 404, "campaign_not_found")
+    _error(await client.post(f"{other}/cancel"), 404, "campaign_not_found")
+    assert (await client.get("/v1/shops/shop-2/campaigns")).json() == {"items": [], "next_cursor": None}
+
+
+# --- listing and status ---------------------------------------------------------------------------
+
+
+async def test_list_newest_first_a_page_at_a_time_and_by_status(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
+    ids = [(await _create(client, name=f"campaign {index}"))["campaign_id"] for index in range(5)]
+    newest_first = list(reversed(ids))
+
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = (await client.get(BASE, params=params, headers=READER)).json()
+        seen += [item["campaign_id"] for item in page["items"]]
+        assert len(page["items"]) <= 2
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == newest_first
+    first = (await client.get(BASE)).json()
+    assert first["items"][0] == (await client.get(f"{BASE}/{ids[-1]}")).json()
+
+    # ids[0]: first wave running -> running; ids[1]: every wave done -> completed; ids[2]: cancelled.
+    await _set_waves(engine, ids[0], w1="running")
+    await _set_waves(engine, ids[1], w1="done", w2="done")
+    assert (await client.post(f"{BASE}/{ids[2]}/cancel")).status_code == 200
+    expected = {
+        "scheduled": [ids[4], ids[3]],
+        "running": [ids[0]],
+        "completed": [ids[1]],
+        "cancelled": [ids[2]],
+    }
+    for wanted, campaign_ids in expected.items():
+        listed = (await client.get(BASE, params={"status": wanted})).json()
+        assert [item["campaign_id"] for item in listed["items"]] == campaign_ids, wanted
+        assert {item["status"] for item in listed["items"]} == {wanted}
+    completed = (await client.get(f"{BASE}/{ids[1]}")).json()
+    assert [(wave["status"], wave["members"]) for wave in completed["waves"]] == [("done", 7), ("done", 7)]
+    assert all(wave["ran_at"] is not None for wave in completed["waves"])
+
+    # A filtered page goes on with the same filter.
+    page = (await client.get(BASE, params={"status": "scheduled", "limit": 1})).json()
+    assert [item["campaign_id"] for item in page["items"]] == [ids[4]]
+    rest = (await client.get(BASE, params={"status": "scheduled", "cursor": page["next_cursor"]})).json()
+    assert ([item["campaign_id"] for item in rest["items"]], rest["next_cursor"]) == ([ids[3]], None)
+
+    _error(await client.get(BASE, params={"status": "paused"}), 422, "invalid_request")
+    _error(await client.get(BASE, params={"cursor": "not-a-cursor"}), 422, "invalid_cursor")
+    _error(await client.get(BASE, params={"cursor": "eyJrIjoiZyJ9"}), 422, "invalid_cursor")  # a segments cursor
+
+
+# --- cancelling -----------------------------------------------------------------------------------
+
+
+async def test_cancel_stops_the_waves_not_yet_started(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
+    created = await _create(
+        client,
+        waves=[
+            {"at": (NOW - DAY).isoformat()},
+            {"at": NOW.isoformat(), "audience": "not_converted"},
+            {"at": (NOW + DAY).isoformat(), "audience": "not_converted"},
+        ],
+    )
+    campaign = f"{BASE}/{created['campaign_id']}"
+    await _set_waves(engine, created["campaign_id"], w1="done", w2="running")
+    assert (await client.get(campaign)).json()["status"] == "running"
+
+    response = await client.post(f"{campaign}/cancel")
+    assert response.status_code == 200, response.text
+    cancelled = response.json()
+    assert cancelled["status"] == "cancelled"
+    assert datetime.fromisoformat(cancelled["cancelled_at"]) >= NOW
+    assert [wave["status"] for wave in cancelled["waves"]] == ["done", "running", "cancelled"]
+    assert (await client.get(campaign)).json() == cancelled
+
+    # Again: the same document, the first cancelled_at.
+    again = await client.post(f"{campaign}/cancel")
+    assert again.status_code == 200, again.text
+    assert again.json() == cancelled
+    # The running wave finishing later leaves the campaign cancelled.
+    await _set_waves(engine, created["campaign_id"], w2="done")
+    assert (await client.get(campaign)).json()["status"] == "cancelled"
+
+
+async def test_cancel_a_scheduled_campaign_and_a_completed_one(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
+    scheduled = await _create(client)
+    cancelled = (await client.post(f"{BASE}/{scheduled['campaign_id']}/cancel")).json()
+    assert [wave["status"] for wave in cancelled["waves"]] == ["cancelled", "cancelled"]
+    async with engine.connect() as connection:
+        row = (await connection.execute(select(campaigns.c.status, campaigns.c.cancelled_at))).one()
+    assert row.status == "cancelled"
+    assert row.cancelled_at is not None
+
+    completed = await _create(client)
+    await _set_waves(engine, completed["campaign_id"], w1="done", w2="done")
+    message = _error(await client.post(f"{BASE}/{completed['campaign_id']}/cancel"), 409, "campaign_not_cancellable")
+    assert completed["campaign_id"] in message
+    read = (await client.get(f"{BASE}/{completed['campaign_id']}")).json()
+    assert (read["status"], read["cancelled_at"]) == ("completed", None)
