@@ -8,6 +8,7 @@ must then lie in the shop's business-time window (``time_out_of_range``). Writes
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -34,7 +35,7 @@ from services.api.routes import (
 )
 from services.api.routing import ApiRoute
 from services.api.schemas import Campaign, CampaignPage
-from shared.domain.campaigns import InvalidCampaignError, parse_plan
+from shared.domain.campaigns import PLANNING_HORIZON, InvalidCampaignError, parse_plan
 from shared.domain.segments import Vocabulary
 from shared.usecases.campaigns import (
     CampaignKey,
@@ -187,8 +188,12 @@ async def create(
     oversized = _oversized_integer(body)
     if oversized is not None:
         raise _invalid(InvalidCampaignError(oversized, "must be a number from -2^63 to 2^63 - 1"))
+    # Waves are planned ahead (a Double 11 in September): up to a year past the wall clock, or the
+    # shop's own window when that reaches further.
+    window = shop.business_time
+    planning = dataclasses.replace(window, max_ahead=max(window.max_ahead, PLANNING_HORIZON))
     for index, wave in enumerate(plan.waves):
-        check_time(f"body.waves[{index}].at", wave.at, [shop.business_time])
+        check_time(f"body.waves[{index}].at", wave.at, [planning])
     try:
         created = await create_campaign(engine, shop_id, shop, plan, created_by)
     except InvalidCampaignError as error:

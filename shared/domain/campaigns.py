@@ -28,6 +28,7 @@ __all__ = [
     "BUCKETS",
     "HOLDOUT",
     "INCENTIVE_KINDS",
+    "PLANNING_HORIZON",
     "CampaignIncentive",
     "CampaignPlan",
     "Duration",
@@ -47,6 +48,8 @@ AUDIENCES = ("all", "not_converted")
 INCENTIVE_KINDS = ("coupon", "points", "sample")
 BUCKETS = 10_000  # shares are resolved to a hundredth of a percent
 MAX_STRATEGIES = 20
+MAX_POINTS = 1_000_000  # points one strategy may give one member
+PLANNING_HORIZON = timedelta(days=366)  # how far past the wall clock a wave may be planned
 MAX_WAVES = 20
 _CODE = re.compile(r"[a-z0-9][a-z0-9_\-]{0,63}", re.ASCII)
 _DURATION = re.compile(
@@ -219,8 +222,8 @@ def _incentive(raw: object, path: str) -> CampaignIncentive:
         raise InvalidCampaignError(f"{path}.kind", f"must be one of {', '.join(INCENTIVE_KINDS)}")
     if kind == "points":
         points = raw.get("points")
-        if not isinstance(points, int) or isinstance(points, bool) or points <= 0:
-            raise InvalidCampaignError(f"{path}.points", "must be a positive integer")
+        if not isinstance(points, int) or isinstance(points, bool) or not 0 < points <= MAX_POINTS:
+            raise InvalidCampaignError(f"{path}.points", f"must be an integer from 1 to {MAX_POINTS:,}")
         return CampaignIncentive(kind="points", points=points)
     value = raw.get("value")
     min_spend = raw.get("min_spend")
