@@ -511,6 +511,8 @@ def decision_row(
     campaign_id: str | None = None,
     shop: str = SHOP,
     points: int = 0,
+    wave: int | None = None,
+    strategy: str | None = None,
 ) -> tuple[Table, Json]:
     """An incentive decision; an emitted one carries the action named like the decision, as the event path names it."""
     return decisions, {
@@ -519,6 +521,8 @@ def decision_row(
         "member_id": member_id,
         "rule": rule,
         "campaign_id": campaign_id,
+        "wave": wave,
+        "strategy": strategy,
         "outcome": outcome,
         "reason": "decided" if outcome == "emitted" else outcome,
         "at": at,

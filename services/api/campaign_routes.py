@@ -8,7 +8,9 @@ must then lie in the shop's business-time window (``time_out_of_range``). Writes
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -34,7 +36,8 @@ from services.api.routes import (
     invalid_doc,
 )
 from services.api.routing import ApiRoute
-from services.api.schemas import Campaign, CampaignPage
+from services.api.schemas import Campaign, CampaignPage, CampaignReport
+from shared.domain.campaign_report import CSV_COLUMNS, report_rows
 from shared.domain.campaigns import PLANNING_HORIZON, InvalidCampaignError, parse_plan
 from shared.domain.segments import Vocabulary
 from shared.usecases.campaigns import (
@@ -42,6 +45,7 @@ from shared.usecases.campaigns import (
     CampaignNotCancellableError,
     CampaignNotFoundError,
     CampaignRecord,
+    campaign_report,
     cancel_campaign,
     create_campaign,
     list_campaigns,
@@ -231,6 +235,48 @@ async def campaign(shop_id: ShopId, campaign_id: CampaignId, engine: Engine) -> 
     except CampaignNotFoundError:
         raise _not_found(shop_id, campaign_id) from None
     return json_response(_campaign(found))
+
+
+ReportFormat = Annotated[Literal["json", "csv"], Query(description="json, or csv (a header row) for spreadsheets.")]
+
+
+@campaigns_router.get(
+    "/{campaign_id}/report",
+    response_model=CampaignReport,
+    summary="A campaign's report",
+    responses={
+        **_NOT_FOUND,
+        status.HTTP_200_OK: {"content": {"text/csv": {"schema": {"type": "string"}}}},
+    },
+)
+async def report(
+    shop_id: ShopId,
+    campaign_id: CampaignId,
+    engine: Engine,
+    format: Annotated[
+        Literal["json", "csv"], Query(description="json, or csv (a header row) for spreadsheets.")
+    ] = "json",
+) -> Response:
+    """Per strategy, for the holdout and per wave: reach, delivery, conversions, revenue, cost, ROI and uplift.
+
+    How each figure is computed is in docs/campaigns.md, "The report".
+    """
+    try:
+        document = await campaign_report(engine, shop_id, campaign_id)
+    except CampaignNotFoundError:
+        raise _not_found(shop_id, campaign_id) from None
+    if format == "json":
+        return json_response(document)
+    lines = io.StringIO()
+    writer = csv.writer(lines, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows(["" if value is None else value for value in row] for row in report_rows(document))
+    filename = f"campaign-{campaign_id}-report.csv"
+    return Response(
+        lines.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 @campaigns_router.post(

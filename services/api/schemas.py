@@ -515,3 +515,41 @@ class CampaignPage(BaseModel):
 
     items: list[Campaign]
     next_cursor: str | None
+
+
+class StrategyReport(BaseModel):
+    """One strategy of a campaign (docs/campaigns.md, "The report")."""
+
+    code: str
+    members: int = Field(description="Distinct members the strategy reached.")
+    sent: int = Field(description="Its actions the notifier sent on at least one channel.")
+    suppressed: int = Field(description="Its actions suppressed (consent, frequency cap) and sent on no channel.")
+    converted: int = Field(description="Members with a paid order within the window after their first wave.")
+    conversion_rate: float | None
+    revenue: str = Field(pattern=MONEY_PATTERN, description="The paid amounts of those orders.")
+    revenue_per_member: str | None = Field(pattern=MONEY_PATTERN)
+    coupons_redeemed: int
+    cost: str = Field(pattern=MONEY_PATTERN, description="Redeemed coupons' face value plus the points given.")
+    roi: float | None = Field(description="(revenue - cost) / cost; null when cost is 0.")
+    uplift: ReportUplift
+
+
+class HoldoutReport(BaseModel):
+    members: int = Field(description="Distinct members held out.")
+    converted: int
+    conversion_rate: float | None
+    revenue_per_member: str | None = Field(pattern=MONEY_PATTERN)
+
+
+class WaveReport(BaseModel):
+    wave: int
+    at: datetime
+    members: int = Field(description="Distinct members who got an action in the wave.")
+
+
+class CampaignReport(BaseModel):
+    """Per strategy, the holdout and per wave."""
+
+    strategies: list[StrategyReport]
+    holdout: HoldoutReport
+    waves: list[WaveReport]

@@ -11,11 +11,14 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.audience.campaign_report import campaign_figures
 from shared.audience.segment_reads import get_segment
-from shared.domain.campaigns import CampaignPlan, InvalidCampaignError, plan_document
+from shared.domain.campaign_report import GroupFigures, report_document
+from shared.domain.campaigns import HOLDOUT, CampaignPlan, InvalidCampaignError, plan_document, stored_plan
 from shared.domain.playbook import ShopPlaybook
 from shared.domain.segments import InvalidDefinitionError, Vocabulary, parse_definition
 from shared.store import campaign_rows
@@ -119,3 +122,16 @@ async def cancel_campaign(
         found = await campaign_rows.get_campaign(connection, shop_id, campaign_id)
     assert found is not None
     return found
+
+
+async def campaign_report(engine: AsyncEngine, shop_id: str, campaign_id: str) -> dict[str, Any]:
+    """The report of a campaign (``report_document``); raises ``CampaignNotFoundError``."""
+    async with engine.connect() as connection:
+        found = await campaign_rows.get_campaign(connection, shop_id, campaign_id)
+        if found is None:
+            raise CampaignNotFoundError(shop_id, campaign_id)
+        plan = stored_plan(found.plan)
+        groups, waves = await campaign_figures(connection, shop_id, campaign_id, plan.attribution_window)
+    empty = GroupFigures()
+    strategies = [(strategy.code, groups.get(strategy.code, empty)) for strategy in plan.strategies]
+    return report_document(strategies, groups.get(HOLDOUT, empty), waves)

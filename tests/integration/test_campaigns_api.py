@@ -6,7 +6,9 @@ campaign's status follow them and cancelling leave started waves alone.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -16,13 +18,15 @@ import httpx
 import pytest
 import pytest_asyncio
 from pydantic import SecretStr
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.api.app import create_app
-from shared.db.schema import campaign_waves, campaigns
+from shared.db.schema import campaign_waves, campaigns, deliveries
+from shared.domain.stats import newcombe_difference
 from shared.playbook_file import layers_of
 from shared.settings import Settings
+from tests.builders import coupon_row, decision_row, insert_rows, order_row
 
 pytestmark = pytest.mark.integration
 
@@ -400,3 +404,150 @@ async def test_cancel_a_scheduled_campaign_and_a_completed_one(client: httpx.Asy
     assert completed["campaign_id"] in message
     read = (await client.get(f"{BASE}/{completed['campaign_id']}")).json()
     assert (read["status"], read["cancelled_at"]) == ("completed", None)
+
+
+# --- the report ------------------------------------------------------------------------------------
+
+
+def _delivery(action_id: str, member_id: str, status: str, channel: str = "log") -> tuple[Table, dict[str, Any]]:
+    return deliveries, {
+        "action_id": action_id,
+        "channel": channel,
+        "shop_id": SHOP,
+        "member_id": member_id,
+        "rule": "campaign",
+        "category": "incentive",
+        "status": status,
+        "occurred_at": NOW,
+        "action": {},
+    }
+
+
+async def test_the_report_counts_each_strategy_the_holdout_and_each_wave(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    created = await _create(client)
+    cid = created["campaign_id"]
+    t1, t2 = (datetime.fromisoformat(wave["at"]) for wave in created["waves"])
+
+    def decided(ident: str, member: str, wave: int, strategy: str | None, outcome: str = "emitted", **kw: Any) -> Any:
+        at = t1 if wave == 1 else t2
+        return decision_row(ident, member, "campaign", outcome, at, campaign_id=cid, wave=wave, strategy=strategy, **kw)
+
+    await insert_rows(
+        engine,
+        # ten_off: m1 redeems its coupon 2 days after wave 1 (120.00); m2, reached in both waves, pays exactly
+        # 14 days after its first wave (80.00, counts); m3, first reached in wave 2, pays a day too late.
+        decided("a1", "m1", 1, "ten_off", value="10.00"),
+        coupon_row("CA", "m1", "campaign", "a1", "10.00", t1, status="redeemed", order_id="o1", campaign_id=cid),
+        order_row("o1", "m1", t1 + 2 * DAY, "120.00"),
+        decided("a2", "m2", 1, "ten_off", value="10.00"),
+        coupon_row("CB", "m2", "campaign", "a2", "10.00", t1, campaign_id=cid),
+        decided("a2b", "m2", 2, "ten_off", value="10.00"),
+        coupon_row("CB2", "m2", "campaign", "a2b", "10.00", t2, campaign_id=cid),
+        order_row("o2", "m2", t1 + 14 * DAY, "80.00"),
+        decided("a3", "m3", 2, "ten_off", value="10.00"),
+        coupon_row("CC", "m3", "campaign", "a3", "10.00", t2, campaign_id=cid),
+        order_row("o3", "m3", t2 + 15 * DAY, "70.00"),
+        _delivery("a1", "m1", "sent"),
+        _delivery("a2", "m2", "suppressed"),
+        _delivery("a2b", "m2", "sent"),
+        _delivery("a2b", "m2", "suppressed", channel="webhook"),  # sent on one channel: sent
+        _delivery("a3", "m3", "deferred"),
+        # points: m4, 200 points worth 2.00, no order.
+        decided("p1", "m4", 1, "points", kind="points", value="2.00", points=200),
+        _delivery("p1", "m4", "sent"),
+        # the holdout: h1 converts (50.00); h2, first held out in wave 1, pays 20 days on; h3, first held
+        # out in wave 2, converts (30.00).
+        decided("h1", "h1", 1, None, "holdout"),
+        order_row("oh1", "h1", t1 + DAY, "50.00"),
+        decided("h2", "h2", 1, None, "holdout"),
+        decided("h2b", "h2", 2, None, "holdout"),
+        order_row("oh2", "h2", t1 + 20 * DAY, "40.00"),
+        decided("h3", "h3", 2, None, "holdout"),
+        order_row("oh3", "h3", t2 + 3 * DAY, "30.00"),
+        # Neither group: a member left out by the not_converted filter, and another campaign's decision.
+        decided("f1", "m5", 2, "plain", "not_converted_filter"),
+        decision_row("x1", "m1", "campaign", "emitted", t1, campaign_id="another", wave=1, strategy="ten_off"),
+    )
+
+    report = (await client.get(f"{BASE}/{cid}/report", headers=READER)).json()
+    ten_off_uplift = newcombe_difference(2, 3, 2, 3)
+    points_uplift = newcombe_difference(0, 1, 2, 3)
+    assert ten_off_uplift is not None
+    assert points_uplift is not None
+    assert report == {
+        "strategies": [
+            {
+                "code": "ten_off",
+                "members": 3,
+                "sent": 2,
+                "suppressed": 1,
+                "converted": 2,
+                "conversion_rate": 0.6667,
+                "revenue": "200.00",
+                "revenue_per_member": "66.67",
+                "coupons_redeemed": 1,
+                "cost": "10.00",
+                "roi": 19.0,
+                "uplift": {
+                    "rate_diff": 0.0,
+                    "ci95": [round(ten_off_uplift.low, 4), round(ten_off_uplift.high, 4)],
+                },
+            },
+            {
+                "code": "points",
+                "members": 1,
+                "sent": 1,
+                "suppressed": 0,
+                "converted": 0,
+                "conversion_rate": 0.0,
+                "revenue": "0.00",
+                "revenue_per_member": "0.00",
+                "coupons_redeemed": 0,
+                "cost": "2.00",
+                "roi": -1.0,
+                "uplift": {
+                    "rate_diff": -0.6667,
+                    "ci95": [round(points_uplift.low, 4), round(points_uplift.high, 4)],
+                },
+            },
+            {
+                "code": "plain",
+                "members": 0,
+                "sent": 0,
+                "suppressed": 0,
+                "converted": 0,
+                "conversion_rate": None,
+                "revenue": "0.00",
+                "revenue_per_member": None,
+                "coupons_redeemed": 0,
+                "cost": "0.00",
+                "roi": None,
+                "uplift": {"rate_diff": None, "ci95": None},
+            },
+        ],
+        "holdout": {"members": 3, "converted": 2, "conversion_rate": 0.6667, "revenue_per_member": "26.67"},
+        "waves": [
+            {"wave": 1, "at": t1.astimezone(UTC).isoformat(), "members": 3},
+            {"wave": 2, "at": t2.astimezone(UTC).isoformat(), "members": 2},
+        ],
+    }
+
+    csv_response = await client.get(f"{BASE}/{cid}/report", params={"format": "csv"}, headers=READER)
+    assert csv_response.status_code == 200
+    assert csv_response.headers["content-type"] == "text/csv; charset=utf-8"
+    lines = list(csv.reader(io.StringIO(csv_response.text)))
+    assert lines[0][:5] == ["section", "code", "wave", "at", "members"]
+    assert [line[:2] for line in lines[1:]] == [
+        ["strategy", "ten_off"],
+        ["strategy", "points"],
+        ["strategy", "plain"],
+        ["holdout", ""],
+        ["wave", ""],
+        ["wave", ""],
+    ]
+    assert lines[1][9] == "200.00"
+    _error(await client.get(f"{BASE}/nope/report"), 404, "campaign_not_found")
+    wrong = {"Authorization": "Bearer not-a-configured-token"}
+    assert (await client.get(f"{BASE}/{cid}/report", headers=wrong)).status_code == 401
