@@ -52,10 +52,10 @@ _CAMPAIGN_RUNNING = text(
 # The first wave of each member is the earliest earlier wave whose targets hold it; it converted
 # when it paid an order in that wave's window (windows as arrays: wave, start, stop).
 _TARGETS = text(
-    "WITH claimed AS (UPDATE campaign_targets t SET done = true "
-    f"WHERE t.shop_id = :shop_id AND t.campaign_id = :campaign_id AND t.wave = :wave AND t.member_id IN ("
-    f"SELECT member_id FROM campaign_targets WHERE {_WAVE} AND NOT done "
-    "ORDER BY member_id LIMIT :limit FOR UPDATE SKIP LOCKED) RETURNING t.member_id), "
+    f"WITH picked AS (SELECT member_id FROM campaign_targets WHERE {_WAVE} AND NOT done "
+    "ORDER BY member_id LIMIT :limit FOR UPDATE SKIP LOCKED), "
+    "claimed AS (UPDATE campaign_targets t SET done = true FROM picked WHERE t.shop_id = :shop_id "
+    "AND t.campaign_id = :campaign_id AND t.wave = :wave AND t.member_id = picked.member_id RETURNING t.member_id), "
     "firsts AS (SELECT c.member_id, min(e.wave) AS wave FROM claimed c JOIN campaign_targets e "
     "ON e.shop_id = :shop_id AND e.campaign_id = :campaign_id AND e.wave < :wave AND e.member_id = c.member_id "
     "GROUP BY c.member_id) "
