@@ -16,9 +16,13 @@ from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
+from sqlalchemy import ColumnElement
+
 from shared.domain.budgets import BudgetBook, BudgetKey, SpendRow
+from shared.domain.campaign_waves import ConversionWindow, DueWave
 from shared.domain.decisions import MemberContext
 from shared.domain.model import ActionDecision, Coupon, Decision, LedgerEntry, Member, Order, UnredeemedCode
+from shared.domain.rfm import RfmEdges
 from shared.store.unit_of_work import Changes, EventKey, Key, LoadedMembers, ParkedEvent, UnitOfWork, UnitsOfWork
 
 
@@ -150,6 +154,29 @@ class InMemoryUnitOfWork(UnitOfWork):
 
         found = sorted((c for c in self.store.coupons.values() if due(c)), key=lambda c: c.expires_at)
         return [copy.deepcopy(coupon) for coupon in found[:limit]]
+
+    async def cancel_waves(self) -> int:
+        return 0
+
+    async def claim_pending_wave(self, as_of: datetime) -> DueWave | None:
+        return None  # campaigns are tested on PostgreSQL
+
+    async def start_wave(self, wave: DueWave, audience: ColumnElement[bool]) -> int:
+        raise NotImplementedError("campaign waves run on PostgreSQL only")
+
+    async def running_waves(self, as_of: datetime) -> list[DueWave]:
+        return []
+
+    async def claim_targets(
+        self, wave: DueWave, limit: int, windows: Sequence[ConversionWindow]
+    ) -> list[tuple[str, bool]]:
+        raise NotImplementedError("campaign waves run on PostgreSQL only")
+
+    async def finish_wave(self, wave: DueWave) -> bool:
+        raise NotImplementedError("campaign waves run on PostgreSQL only")
+
+    async def rfm_edges(self, shop_id: str) -> RfmEdges | None:
+        return None
 
     async def ledger_entry(self, key: Key, entry_id: str) -> LedgerEntry | None:
         return next((e for e in self.store.ledgers.get(key, []) if e.entry_id == entry_id), None)

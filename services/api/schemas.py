@@ -190,9 +190,14 @@ class SchedulerRunResponse(BaseModel):
     failed_members: int = Field(description="Members whose pass raised an error: left as they were and quarantined.")
     late_skipped: int = Field(description="Messages not sent because their due item was handled too late.")
     decisions: dict[str, int] = Field(
-        description="Incentive decisions by outcome (emitted, holdout, budget_exhausted, late_skipped)."
+        description="Incentive decisions by outcome (emitted, holdout, budget_exhausted, late_skipped, "
+        "and for campaign waves not_converted_filter, member_unknown)."
     )
     coupons_expired: int = Field(description="Wallet coupons expired unredeemed.")
+    waves_started: int = Field(description="Campaign waves whose audience this run fixed and started.")
+    waves_run: int = Field(description="Campaign waves this run finished (done).")
+    waves_cancelled: int = Field(description="Open waves of cancelled campaigns marked cancelled.")
+    wave_members: int = Field(description="Members of running campaign waves decided by this run.")
     rfm_shops: int = Field(description="Shops whose RFM edges were recomputed.")
     batches: int
 

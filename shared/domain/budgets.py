@@ -61,9 +61,21 @@ class BudgetBook:
         loaded = self.since.get((shop, scope))
         if loaded is None or start < loaded:
             raise RuntimeError(f"the budget of {scope} was not loaded for the period from {start.isoformat()}")
-        key = (shop, scope, start)
+        return self._spend((shop, scope, start), budget.amount, value)
+
+    def spend_total_within(self, shop: str, scope: str, amount: Decimal, value: Decimal) -> bool:
+        """Spends ``value`` of a budget over the scope's whole life (a campaign's) if it fits in ``amount``."""
+        if (shop, scope) not in self.since:
+            raise RuntimeError(f"the budget of {scope} was not loaded")
+        return self._spend((shop, scope, _EPOCH), amount, value)
+
+    def total_spent(self, shop: str, scope: str) -> Decimal:
+        row = self.spend.get((shop, scope, _EPOCH))
+        return row.spent if row is not None else Decimal("0.00")
+
+    def _spend(self, key: BudgetKey, amount: Decimal, value: Decimal) -> bool:
         row = self.spend.setdefault(key, SpendRow())
-        if row.spent + value > budget.amount:
+        if row.spent + value > amount:
             return False
         row.spent += value
         row.issued += 1

@@ -8,6 +8,8 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.domain.rfm import RfmEdges
+
 
 async def shops_with_members(connection: AsyncConnection) -> dict[str, datetime | None]:
     """Every shop with members, and the business time its RFM edges were computed at (None: never).
@@ -55,3 +57,19 @@ async def compute_rfm_edges(connection: AsyncConnection, shops: Sequence[str], a
         {"as_of": as_of, "shops": list(shops)},
     )
     return int(result.rowcount or 0)
+
+
+async def load_edges(connection: AsyncConnection, shop_id: str) -> RfmEdges | None:
+    """The shop's RFM edges, for a segment evaluated on the write side; None before any (or with no buyers)."""
+    row = (
+        await connection.execute(
+            text("SELECT as_of, recency_days, frequency, monetary FROM rfm_edges WHERE shop_id = :shop_id"),
+            {"shop_id": shop_id},
+        )
+    ).one_or_none()
+    if row is None or not row.recency_days:
+        return None
+    try:
+        return RfmEdges(row.as_of, tuple(row.recency_days), tuple(row.frequency), tuple(row.monetary))
+    except ValueError:  # not four ascending edges: no segment can be told
+        return None

@@ -20,9 +20,11 @@ from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
+from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.domain.budgets import BudgetBook
+from shared.domain.campaign_waves import ConversionWindow, DueWave
 from shared.domain.decisions import MemberContext
 from shared.domain.model import (
     ActionDecision,
@@ -34,9 +36,11 @@ from shared.domain.model import (
     Order,
     UnredeemedCode,
 )
+from shared.domain.rfm import RfmEdges
 from shared.store import (
     action_log,
     budget_spend,
+    campaign_waves,
     decision_log,
     due_claims,
     event_log,
@@ -76,6 +80,9 @@ class Changes:
     quarantined_events: Counter[Key] = field(default_factory=Counter)
     budgets: BudgetBook | None = None
     coupon_pass: list[tuple[str, CouponChange]] = field(default_factory=list)  # the scheduler's expiries, reminders
+    # Decisions and coupons of members not loaded (a campaign wave's batch): written like the members' own.
+    loose_decisions: list[Decision] = field(default_factory=list)
+    loose_coupons: list[Coupon] = field(default_factory=list)
 
     def orders(self) -> list[tuple[str, Order]]:
         return [
@@ -88,10 +95,10 @@ class Changes:
         return [(key, entry) for key, context in self.members.items() for entry in context.new_ledger]
 
     def decisions(self) -> list[Decision]:
-        return [decision for context in self.members.values() for decision in context.decisions]
+        return [decision for context in self.members.values() for decision in context.decisions] + self.loose_decisions
 
     def coupons(self) -> list[Coupon]:
-        return [coupon for context in self.members.values() for coupon in context.new_coupons]
+        return [coupon for context in self.members.values() for coupon in context.new_coupons] + self.loose_coupons
 
     def coupon_changes(self) -> list[tuple[str, CouponChange]]:
         return [(key[0], change) for key, context in self.members.items() for change in context.coupon_changes]
@@ -152,6 +159,44 @@ class UnitOfWork(abc.ABC):
     def pass_coupons(self, changes: Iterable[tuple[str, CouponChange]]) -> None:
         """The coupons' new status and reminder time, written at commit."""
         self.changes.coupon_pass.extend(changes)
+
+    @abc.abstractmethod
+    async def cancel_waves(self) -> int:
+        """Marks the open waves of cancelled campaigns ``cancelled``; how many."""
+
+    @abc.abstractmethod
+    async def claim_pending_wave(self, as_of: datetime) -> DueWave | None:
+        """Locks the earliest pending campaign wave due by ``as_of`` that nobody else holds."""
+
+    @abc.abstractmethod
+    async def start_wave(self, wave: DueWave, audience: ColumnElement[bool]) -> int:
+        """Fixes the claimed wave's audience (a condition on ``members``) as its targets and starts it; its size."""
+
+    @abc.abstractmethod
+    async def running_waves(self, as_of: datetime) -> list[DueWave]:
+        """Running waves due by ``as_of`` of campaigns not cancelled, earliest first."""
+
+    @abc.abstractmethod
+    async def claim_targets(
+        self, wave: DueWave, limit: int, windows: Sequence[ConversionWindow]
+    ) -> list[tuple[str, bool]]:
+        """Claims up to ``limit`` open targets of the wave, marked done at commit; each with whether it converted."""
+
+    @abc.abstractmethod
+    async def finish_wave(self, wave: DueWave) -> bool:
+        """Marks the wave done if none of its targets is open (its campaign completed after its last wave)."""
+
+    @abc.abstractmethod
+    async def rfm_edges(self, shop_id: str) -> RfmEdges | None:
+        """The shop's RFM edges, for a segment that names an RFM segment."""
+
+    def add_decisions(self, decisions: Iterable[Decision]) -> None:
+        """Decisions about members the unit did not load, written at commit."""
+        self.changes.loose_decisions.extend(decisions)
+
+    def add_coupons(self, coupons: Iterable[Coupon]) -> None:
+        """Coupons for members the unit did not load, written at commit."""
+        self.changes.loose_coupons.extend(coupons)
 
     @abc.abstractmethod
     async def ledger_entry(self, key: Key, entry_id: str) -> LedgerEntry | None:
@@ -317,6 +362,29 @@ class SqlUnitOfWork(UnitOfWork):
 
     async def count_due(self, as_of: datetime) -> int:
         return await due_claims.count_due(self.connection, as_of)
+
+    async def cancel_waves(self) -> int:
+        return await campaign_waves.cancel_waves(self.connection)
+
+    async def claim_pending_wave(self, as_of: datetime) -> DueWave | None:
+        return await campaign_waves.claim_pending_wave(self.connection, as_of)
+
+    async def start_wave(self, wave: DueWave, audience: ColumnElement[bool]) -> int:
+        return await campaign_waves.start_wave(self.connection, wave, audience)
+
+    async def running_waves(self, as_of: datetime) -> list[DueWave]:
+        return await campaign_waves.running_waves(self.connection, as_of)
+
+    async def claim_targets(
+        self, wave: DueWave, limit: int, windows: Sequence[ConversionWindow]
+    ) -> list[tuple[str, bool]]:
+        return await campaign_waves.claim_targets(self.connection, wave, limit, windows)
+
+    async def finish_wave(self, wave: DueWave) -> bool:
+        return await campaign_waves.finish_wave(self.connection, wave)
+
+    async def rfm_edges(self, shop_id: str) -> RfmEdges | None:
+        return await rfm_edges.load_edges(self.connection, shop_id)
 
     async def ledger_entry(self, key: Key, entry_id: str) -> LedgerEntry | None:
         return await points_ledger.ledger_entry(self.connection, key, entry_id)

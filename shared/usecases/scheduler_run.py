@@ -6,8 +6,9 @@ on each other), the pure domain (``shared.domain.due_rules.run_due``) handles th
 items on the items' own due times, and the unit of work writes members, orders, ledger
 lines, actions and outbox rows in the batch's transaction. Then the wallet's open coupons whose
 reminder or expiry has come are claimed the same way, in batches of their own, set-based, without
-loading their members (``shared.domain.coupon_expiry``). A run touches only what is due; running
-the same ``as_of`` again finds nothing left and emits nothing.
+loading their members (``shared.domain.coupon_expiry``). Then campaign waves whose time has come are
+started and worked through in claimed batches of their targets (``shared.usecases.campaign_run``).
+A run touches only what is due; running the same ``as_of`` again finds nothing left and emits nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from shared.domain.due_rules import run_due
 from shared.domain.model import ActionDecision
 from shared.domain.playbook import Playbook, ShopPlaybook
 from shared.store.unit_of_work import Key, UnitsOfWork
+from shared.usecases.campaign_run import WaveRunner
 from shared.usecases.incentive_inputs import attach_incentive_inputs
 
 log = structlog.get_logger(__name__)
@@ -49,6 +51,10 @@ class SchedulerReport:
     by_rule: Counter[str] = field(default_factory=Counter)
     decisions: Counter[str] = field(default_factory=Counter)  # incentive decisions by outcome
     coupons_expired: int = 0
+    waves_started: int = 0
+    waves_run: int = 0  # waves this run finished (marked done)
+    waves_cancelled: int = 0
+    wave_members: int = 0  # wave targets decided
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -60,16 +66,23 @@ class SchedulerReport:
             "late_skipped": self.late_skipped,
             "decisions": dict(sorted(self.decisions.items())),
             "coupons_expired": self.coupons_expired,
+            "waves_started": self.waves_started,
+            "waves_run": self.waves_run,
+            "waves_cancelled": self.waves_cancelled,
+            "wave_members": self.wave_members,
             "rfm_shops": self.rfm_shops,
             "batches": self.batches,
         }
 
 
 class Scheduler:
-    def __init__(self, units: UnitsOfWork, playbook: Playbook, batch_size: int = 500) -> None:
+    def __init__(
+        self, units: UnitsOfWork, playbook: Playbook, batch_size: int = 500, wave_batch_size: int = 2_000
+    ) -> None:
         self._units = units
         self._playbook = playbook
         self._batch_size = batch_size
+        self._waves = WaveRunner(units, playbook, wave_batch_size)
 
     async def run(self, as_of: datetime, wait_for_locked_s: float = 30.0) -> SchedulerReport:
         """Runs everything due up to ``as_of``; returns once nothing due is left.
@@ -84,6 +97,8 @@ class Scheduler:
             if await self._run_batch(as_of, report):
                 continue
             if await self._run_coupons(as_of, report):
+                continue
+            if await self._waves.step(as_of, report):
                 continue
             async with self._units() as uow:
                 remaining = await uow.count_due(as_of)

@@ -1,0 +1,261 @@
+"""A campaign wave, member by member: what one member of a wave's audience gets, and why.
+
+The scheduler materialises a wave's audience in PostgreSQL and hands the members over in
+batches; this module decides each of them without any I/O. The outcome is a function of the
+campaign, the wave and the member (and the budget left), so a batch decided again after a
+crash gives the same ids, codes and records, and the store keeps each of them once.
+
+Order of the checks: a wave handled later than the playbook's ``schedule.max_lateness`` sends
+nothing (``late_skipped``); a member of the holdout gets nothing (``holdout``); in a
+``not_converted`` wave a member who converted since the first wave it was in gets nothing
+(``not_converted_filter``); an incentive the campaign's total budget cannot cover is not given
+(``budget_exhausted``); otherwise the action leaves (``emitted``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from shared.domain import incentives
+from shared.domain.budgets import BudgetBook
+from shared.domain.campaigns import HOLDOUT, CampaignIncentive, CampaignPlan, Strategy, Wave, assign
+from shared.domain.decisions import Decider, MemberContext, action_id, incentive_code
+from shared.domain.due_rules import next_due
+from shared.domain.model import ZERO, ActionDecision, Coupon, Decision
+from shared.domain.money import money, round_money
+from shared.domain.playbook import ShopPlaybook
+
+__all__ = [
+    "MEMBER_UNKNOWN",
+    "NOT_CONVERTED_FILTER",
+    "RULE",
+    "ConversionWindow",
+    "DueWave",
+    "MemberOutcome",
+    "WaveRun",
+    "budget_scope",
+    "conversion_windows",
+    "decide_member",
+    "gives_points",
+    "wave_action_id",
+]
+
+RULE = "campaign"  # the rule of every campaign action and decision
+NOT_CONVERTED_FILTER = "not_converted_filter"
+MEMBER_UNKNOWN = "member_unknown"  # points for a member whose row is gone (erased since the wave started)
+
+
+@dataclass(frozen=True, slots=True)
+class DueWave:
+    """A wave as the store hands it over: its campaign's stored plan document included."""
+
+    shop_id: str
+    campaign_id: str
+    wave: int
+    at: datetime
+    audience: str
+    plan: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionWindow:
+    """Paid orders in (start, stop] convert a member whose first wave of the campaign is ``wave``."""
+
+    wave: int
+    start: datetime
+    stop: datetime
+
+
+def conversion_windows(plan: CampaignPlan, wave: int) -> list[ConversionWindow]:
+    """For a ``not_converted`` wave: each earlier wave's attribution window, cut at this wave's time."""
+    at = plan.waves[wave - 1].at
+    return [
+        ConversionWindow(earlier.number, earlier.at, min(plan.attribution_window.after(earlier.at), at))
+        for earlier in plan.waves
+        if earlier.number < wave
+    ]
+
+
+def budget_scope(campaign_id: str) -> str:
+    """The budget scope of a campaign's total budget (``budget_spend.scope``)."""
+    return f"campaign:{campaign_id}"
+
+
+def wave_action_id(shop_id: str, member_id: str, campaign_id: str, wave: int) -> str:
+    """The action's (and decision's) id: one per (campaign, wave, member), however often it is decided."""
+    return action_id(shop_id, member_id, RULE, f"{campaign_id}|{wave}")
+
+
+@dataclass(frozen=True, slots=True)
+class WaveRun:
+    """One wave being handled at ``as_of``: its plan, the shop's playbook and whether it is too late to send."""
+
+    shop_id: str
+    campaign_id: str
+    wave: Wave
+    plan: CampaignPlan
+    playbook: ShopPlaybook
+    late: bool
+
+    @classmethod
+    def of(cls, due: DueWave, plan: CampaignPlan, playbook: ShopPlaybook, as_of: datetime) -> WaveRun:
+        lateness = playbook.schedule.max_lateness
+        late = lateness is not None and as_of - due.at > lateness
+        return cls(due.shop_id, due.campaign_id, plan.waves[due.wave - 1], plan, playbook, late)
+
+    def strategy_of(self, member_id: str) -> Strategy | None:
+        """The member's strategy; None for the holdout."""
+        code = assign(self.campaign_id, member_id, self.plan.strategies, self.plan.holdout_percent)
+        return None if code == HOLDOUT else self.plan.strategy(code)
+
+
+def gives_points(strategy: Strategy | None) -> bool:
+    return strategy is not None and strategy.incentive is not None and strategy.incentive.kind == "points"
+
+
+@dataclass(slots=True)
+class MemberOutcome:
+    """What one member of a wave gets: always a decision; an action (and a coupon) when emitted."""
+
+    decision: Decision
+    action: ActionDecision | None = None
+    coupon: Coupon | None = None
+
+
+def _value(incentive: CampaignIncentive | None, playbook: ShopPlaybook) -> Decimal:
+    """What the incentive costs the campaign's budget: face value, or points at ``value_per_point``."""
+    if incentive is None:
+        return ZERO
+    if incentive.kind == "points":
+        return round_money(Decimal(incentive.points or 0) * playbook.points.value_per_point)
+    return round_money(incentive.value) if incentive.value is not None else ZERO
+
+
+def decide_member(
+    run: WaveRun,
+    member_id: str,
+    *,
+    converted: bool = False,
+    budgets: BudgetBook | None = None,
+    context: MemberContext | None = None,
+) -> MemberOutcome:
+    """One member's outcome in the wave.
+
+    ``converted``: the member paid an order in the attribution window of its first wave (asked
+    only of ``not_converted`` waves). ``budgets`` holds the campaign's locked total budget when
+    it has one; ``context`` is the member, locked and loaded, when its strategy gives points.
+    """
+    shop, campaign, wave, playbook = run.shop_id, run.campaign_id, run.wave, run.playbook
+    ident = wave_action_id(shop, member_id, campaign, wave.number)
+    strategy = run.strategy_of(member_id)
+    incentive = strategy.incentive if strategy is not None else None
+    value = _value(incentive, playbook)
+    outcome, reason = incentives.EMITTED, "given"
+    if run.late:
+        outcome = incentives.LATE_SKIPPED
+        reason = (
+            f"the wave was handled more than {playbook.schedule.max_lateness} after its time (schedule.max_lateness)"
+        )
+    elif strategy is None:
+        outcome, reason = incentives.HOLDOUT, f"the member is in the campaign's {run.plan.holdout_percent} % holdout"
+    elif converted and wave.audience == "not_converted":
+        outcome = NOT_CONVERTED_FILTER
+        reason = "the member converted since its first wave of the campaign; this wave is for those who did not"
+    elif gives_points(strategy) and context is None:
+        outcome, reason = MEMBER_UNKNOWN, "the member is no longer known, so no points can be credited"
+    elif run.plan.budget is not None and incentive is not None:
+        if budgets is None:
+            raise RuntimeError(f"the budget of campaign {campaign} was not loaded")
+        if not budgets.spend_total_within(shop, budget_scope(campaign), run.plan.budget, value):
+            outcome = incentives.BUDGET_EXHAUSTED
+            spent = budgets.total_spent(shop, budget_scope(campaign))
+            reason = f"{spent} of the campaign's total budget of {run.plan.budget} spent; this incentive is {value}"
+    emitted = outcome == incentives.EMITTED
+    coupon_given = emitted and incentive is not None and incentive.kind == "coupon"
+    decision = Decision(
+        decision_id=ident,
+        shop_id=shop,
+        member_id=member_id,
+        rule=RULE,
+        outcome=outcome,
+        reason=reason,
+        at=wave.at,
+        action_id=ident if emitted else None,
+        code=incentive_code("coupon", ident) if coupon_given else None,
+        kind=incentive.kind if incentive is not None else None,
+        value=value,
+        points=(incentive.points or 0) if incentive is not None and incentive.kind == "points" else 0,
+        playbook_version=playbook.version,
+        campaign_id=campaign,
+        wave=wave.number,
+        strategy=strategy.code if strategy is not None else None,
+    )
+    if not emitted or strategy is None:
+        return MemberOutcome(decision)
+    body = None if incentive is None else _incentive_body(incentive, ident, wave.at)
+    coupon = None
+    if incentive is not None and body is not None and incentive.kind == "coupon":
+        coupon = _coupon(run, member_id, ident, incentive, body)
+    if incentive is not None and body is not None and incentive.kind == "points" and context is not None:
+        body["expires_at"] = _credit(run, context, incentive.points or 0)
+    action = ActionDecision(
+        action_id=ident,
+        shop_id=shop,
+        member_id=member_id,
+        rule=RULE,
+        category="incentive",
+        trigger={"schedule": RULE, "due_at": wave.at.isoformat()},
+        occurred_at=wave.at,
+        template=strategy.template,
+        variables=dict(strategy.variables),
+        incentive=body,
+        playbook_version=playbook.version,
+        campaign={"campaign_id": campaign, "wave": wave.number, "strategy": strategy.code},
+    )
+    return MemberOutcome(decision, action, coupon)
+
+
+def _incentive_body(incentive: CampaignIncentive, ident: str, at: datetime) -> dict[str, Any]:
+    """The action's incentive; a coupon's or sample's code derives from the action id, so replays reproduce it."""
+    body: dict[str, Any] = {"kind": incentive.kind}
+    if incentive.value is not None:
+        body["value"] = money(incentive.value)
+    if incentive.min_spend is not None:
+        body["min_spend"] = money(incentive.min_spend)
+    if incentive.points is not None:
+        body["points"] = incentive.points
+    if incentive.kind in ("coupon", "sample"):
+        body["code"] = incentive_code(incentive.kind, ident)
+        if incentive.valid_for is not None:
+            body["expires_at"] = incentive.valid_for.after(at).isoformat()
+    return body
+
+
+def _coupon(run: WaveRun, member_id: str, ident: str, incentive: CampaignIncentive, body: Mapping[str, Any]) -> Coupon:
+    at = run.wave.at
+    return Coupon(
+        shop_id=run.shop_id,
+        code=str(body["code"]),
+        member_id=member_id,
+        rule=RULE,
+        action_id=ident,
+        value=round_money(incentive.value) if incentive.value is not None else ZERO,
+        issued_at=at,
+        expires_at=incentive.valid_for.after(at) if incentive.valid_for is not None else at,
+        min_spend=round_money(incentive.min_spend) if incentive.min_spend is not None else None,
+        campaign_id=run.campaign_id,
+        playbook_version=run.playbook.version,
+    )
+
+
+def _credit(run: WaveRun, context: MemberContext, points: int) -> str | None:
+    """Credits the points on the member's ledger (a gift under the wave's id); when they expire."""
+    at = run.wave.at
+    decider = Decider(context, run.playbook, at, {"schedule": RULE, "due_at": at.isoformat()})
+    entry = decider.credit(f"{RULE}:{run.campaign_id}|{run.wave.number}", "gift", points)
+    context.member.next_due_at = next_due(context, run.playbook)  # the new lot's expiry is scheduled
+    return entry.expires_at.isoformat() if entry.expires_at is not None else None

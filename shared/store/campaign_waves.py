@@ -1,0 +1,156 @@
+"""Campaign waves in PostgreSQL: started once, their audience fixed in one statement, worked in claimed batches.
+
+A pending wave is claimed ``FOR UPDATE SKIP LOCKED`` and started in one transaction: its
+audience is inserted into ``campaign_targets`` by one INSERT ... SELECT over ``members`` (the
+segment compiled to SQL as of the wave's time), the wave turns ``running`` and its campaign
+``running``. Any number of schedulers then claim batches of open targets, each ``FOR UPDATE
+SKIP LOCKED`` and marked done in the batch's transaction, so each member is handled by exactly
+one committed batch. The wave is ``done`` when no open target is left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Integer, Row, Text, insert, literal, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.db.schema import campaign_targets, members
+from shared.domain.campaign_waves import RULE, ConversionWindow, DueWave
+from shared.domain.incentives import EMITTED
+
+_WAVE = "shop_id = :shop_id AND campaign_id = :campaign_id AND wave = :wave"
+_COLUMNS = "w.shop_id, w.campaign_id, w.wave, w.at, w.audience, c.plan"
+
+# Waves of cancelled campaigns not started yet never run; one already running finishes, so that no
+# strategy's members are cut off half-way and the report compares whole groups.
+_CANCEL = text(
+    "UPDATE campaign_waves w SET status = 'cancelled' FROM campaigns c "
+    "WHERE c.shop_id = w.shop_id AND c.campaign_id = w.campaign_id AND c.status = 'cancelled' "
+    "AND w.status = 'pending'"
+)
+# A wave starts after every earlier wave of its campaign has started, so a member's first wave is known.
+_CLAIM = text(
+    f"SELECT {_COLUMNS} FROM campaign_waves w JOIN campaigns c USING (shop_id, campaign_id) "
+    "WHERE w.status = 'pending' AND w.at <= :as_of AND c.status IN ('scheduled', 'running') "
+    "AND NOT EXISTS (SELECT 1 FROM campaign_waves e WHERE e.shop_id = w.shop_id "
+    "AND e.campaign_id = w.campaign_id AND e.wave < w.wave AND e.status = 'pending') "
+    "ORDER BY w.at, w.shop_id, w.campaign_id, w.wave LIMIT 1 FOR UPDATE OF w SKIP LOCKED"
+)
+_RUNNING = text(
+    f"SELECT {_COLUMNS} FROM campaign_waves w JOIN campaigns c USING (shop_id, campaign_id) "
+    "WHERE w.status = 'running' AND w.at <= :as_of "
+    "ORDER BY w.at, w.shop_id, w.campaign_id, w.wave"
+)
+_START = text(f"UPDATE campaign_waves SET status = 'running', started_at = now() WHERE {_WAVE} AND status = 'pending'")
+_CAMPAIGN_RUNNING = text(
+    "UPDATE campaigns SET status = 'running' "
+    "WHERE shop_id = :shop_id AND campaign_id = :campaign_id AND status = 'scheduled'"
+)
+# Claims open targets and marks them done at once: a rollback reopens them for the next batch.
+# The first wave of each member is the earliest earlier wave whose targets hold it; it converted
+# when it paid an order in that wave's window (windows as arrays: wave, start, stop).
+_TARGETS = text(
+    f"WITH picked AS (SELECT member_id FROM campaign_targets WHERE {_WAVE} AND NOT done "
+    "ORDER BY member_id LIMIT :limit FOR UPDATE SKIP LOCKED), "
+    "claimed AS (UPDATE campaign_targets t SET done = true FROM picked WHERE t.shop_id = :shop_id "
+    "AND t.campaign_id = :campaign_id AND t.wave = :wave AND t.member_id = picked.member_id RETURNING t.member_id), "
+    "firsts AS (SELECT c.member_id, min(e.wave) AS wave FROM claimed c JOIN campaign_targets e "
+    "ON e.shop_id = :shop_id AND e.campaign_id = :campaign_id AND e.wave < :wave AND e.member_id = c.member_id "
+    "GROUP BY c.member_id) "
+    "SELECT c.member_id, EXISTS (SELECT 1 FROM firsts f "
+    "JOIN unnest(CAST(:waves AS int[]), CAST(:starts AS timestamptz[]), CAST(:stops AS timestamptz[])) "
+    "AS win(wave, start, stop) ON win.wave = f.wave "
+    "JOIN orders o ON o.shop_id = :shop_id AND o.member_id = f.member_id "
+    "AND o.paid_at > win.start AND o.paid_at <= win.stop "
+    "WHERE f.member_id = c.member_id) FROM claimed c ORDER BY c.member_id"
+)
+_LOCK_CAMPAIGN = text("SELECT 1 FROM campaigns WHERE shop_id = :shop_id AND campaign_id = :campaign_id FOR UPDATE")
+# Members who got an action in the wave: its emitted decisions, found by the decisions' rule index.
+_FINISH = text(
+    "UPDATE campaign_waves w SET status = 'done', ran_at = now(), members = ("
+    "SELECT count(DISTINCT d.member_id) FROM decisions d WHERE d.shop_id = :shop_id AND d.rule = :rule "
+    "AND d.at = w.at AND d.campaign_id = :campaign_id AND d.wave = :wave AND d.outcome = :emitted) "
+    "WHERE w.shop_id = :shop_id AND w.campaign_id = :campaign_id AND w.wave = :wave AND w.status = 'running' "
+    "AND NOT EXISTS (SELECT 1 FROM campaign_targets t WHERE t.shop_id = :shop_id "
+    "AND t.campaign_id = :campaign_id AND t.wave = :wave AND NOT t.done) RETURNING w.wave"
+)
+_COMPLETE = text(
+    "UPDATE campaigns c SET status = 'completed' WHERE c.shop_id = :shop_id AND c.campaign_id = :campaign_id "
+    "AND c.status = 'running' AND NOT EXISTS (SELECT 1 FROM campaign_waves w WHERE w.shop_id = :shop_id "
+    "AND w.campaign_id = :campaign_id AND w.status IN ('pending', 'running'))"
+)
+
+
+def _key(wave: DueWave) -> dict[str, object]:
+    return {"shop_id": wave.shop_id, "campaign_id": wave.campaign_id, "wave": wave.wave}
+
+
+def _due(row: Row[Any]) -> DueWave:
+    return DueWave(row.shop_id, row.campaign_id, row.wave, row.at, row.audience, row.plan)
+
+
+async def cancel_waves(connection: AsyncConnection) -> int:
+    """Marks the open waves of cancelled campaigns ``cancelled``; how many."""
+    return int((await connection.execute(_CANCEL)).rowcount or 0)
+
+
+async def claim_pending_wave(connection: AsyncConnection, as_of: datetime) -> DueWave | None:
+    """Locks the earliest pending wave due by ``as_of`` that no other transaction holds."""
+    row = (await connection.execute(_CLAIM, {"as_of": as_of})).first()
+    return None if row is None else _due(row)
+
+
+async def start_wave(connection: AsyncConnection, wave: DueWave, audience: ColumnElement[bool]) -> int:
+    """Fixes the claimed wave's audience (``audience``: a condition on ``members``) and starts it; its size."""
+    chosen = select(
+        members.c.shop_id,
+        literal(wave.campaign_id, Text()),
+        literal(wave.wave, Integer()),
+        members.c.member_id,
+    ).where(audience)
+    statement = insert(campaign_targets).from_select(["shop_id", "campaign_id", "wave", "member_id"], chosen)
+    result = await connection.execute(statement)
+    await connection.execute(_START, _key(wave))
+    await connection.execute(_CAMPAIGN_RUNNING, _key(wave))
+    return int(result.rowcount or 0)
+
+
+async def running_waves(connection: AsyncConnection, as_of: datetime) -> list[DueWave]:
+    """Running waves due by ``as_of`` of campaigns not cancelled, earliest first."""
+    return [_due(row) for row in await connection.execute(_RUNNING, {"as_of": as_of})]
+
+
+async def claim_targets(
+    connection: AsyncConnection, wave: DueWave, limit: int, windows: Sequence[ConversionWindow]
+) -> list[tuple[str, bool]]:
+    """Claims up to ``limit`` open targets nobody holds, marked done; each with whether it converted.
+
+    ``windows`` are the earlier waves' attribution windows (empty: nobody is asked).
+    """
+    rows = await connection.execute(
+        _TARGETS,
+        {
+            **_key(wave),
+            "limit": limit,
+            "waves": [window.wave for window in windows],
+            "starts": [window.start for window in windows],
+            "stops": [window.stop for window in windows],
+        },
+    )
+    return [(str(row[0]), bool(row[1])) for row in rows]
+
+
+async def finish_wave(connection: AsyncConnection, wave: DueWave) -> bool:
+    """Marks the wave done if none of its targets is open, and its campaign completed after its last wave.
+
+    The campaign's row is locked first, so two waves finishing at once see each other's end.
+    """
+    await connection.execute(_LOCK_CAMPAIGN, _key(wave))
+    finished = (await connection.execute(_FINISH, {**_key(wave), "rule": RULE, "emitted": EMITTED})).first()
+    if finished is None:
+        return False
+    await connection.execute(_COMPLETE, _key(wave))
+    return True

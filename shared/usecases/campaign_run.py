@@ -1,0 +1,134 @@
+"""Running campaign waves: the scheduler's pass over waves whose time has come.
+
+Each step is one transaction: start one pending wave (its audience fixed in PostgreSQL as of
+the wave's time), or decide one claimed batch of a running wave's targets, or mark a wave
+with no open target done. Batches are claimed SKIP LOCKED and marked done with everything they
+write, so concurrent runs share a wave, a run stopped mid-wave is resumed by the next one where
+it stopped, and each (wave, member) is decided once. Members are loaded only for batches whose
+strategies credit points; everything else is decided from the member's id alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from shared.audience.segment_query import Audience
+from shared.domain import incentives
+from shared.domain.budgets import TOTAL, period_start
+from shared.domain.campaign_waves import (
+    DueWave,
+    WaveRun,
+    budget_scope,
+    conversion_windows,
+    decide_member,
+    gives_points,
+)
+from shared.domain.campaigns import stored_plan
+from shared.domain.playbook import Playbook
+from shared.domain.segments import fields_used
+from shared.store.unit_of_work import Key, UnitsOfWork
+
+if TYPE_CHECKING:
+    from shared.usecases.scheduler_run import SchedulerReport
+
+__all__ = ["WaveRunner"]
+
+
+class WaveRunner:
+    """Steps through the waves due by a business time, one transaction a step."""
+
+    def __init__(self, units: UnitsOfWork, playbook: Playbook, batch_size: int = 2_000) -> None:
+        self._units = units
+        self._playbook = playbook
+        self._batch_size = batch_size
+
+    async def step(self, as_of: datetime, report: SchedulerReport) -> bool:
+        """One transaction's work on the waves due by ``as_of``; False when nothing could be done."""
+        if await self._start(as_of, report):
+            return True
+        async with self._units() as uow:
+            waves = await uow.running_waves(as_of)
+        for wave in waves:
+            if await self._batch(wave, as_of, report) or await self._finish(wave, report):
+                return True
+        return False
+
+    async def _start(self, as_of: datetime, report: SchedulerReport) -> bool:
+        """Starts the earliest pending wave due: its audience, as of its time, becomes its targets."""
+        async with self._units() as uow:
+            report.waves_cancelled += await uow.cancel_waves()
+            due = await uow.claim_pending_wave(as_of)
+            if due is None:
+                await uow.commit()
+                return False
+            plan = stored_plan(due.plan)
+            if plan.definition is None:
+                raise RuntimeError(f"campaign {due.campaign_id} has no segment definition")
+            edges = await uow.rfm_edges(due.shop_id) if "rfm_segment" in fields_used(plan.definition) else None
+            audience = Audience(plan.definition, due.shop_id, self._playbook.for_shop(due.shop_id), due.at, edges)
+            await uow.start_wave(due, audience.where())
+            await uow.commit()
+        report.waves_started += 1
+        return True
+
+    def _run(self, due: DueWave, as_of: datetime) -> WaveRun:
+        plan = stored_plan(due.plan)
+        waves = list(plan.waves)
+        # The wave's row is its truth: the time and audience it was scheduled with.
+        waves[due.wave - 1] = dataclasses.replace(waves[due.wave - 1], at=due.at, audience=due.audience)
+        plan = dataclasses.replace(plan, waves=tuple(waves))
+        return WaveRun.of(due, plan, self._playbook.for_shop(due.shop_id), as_of)
+
+    async def _batch(self, due: DueWave, as_of: datetime, report: SchedulerReport) -> bool:
+        """Decides one claimed batch of the wave's open targets; False when none could be claimed."""
+        run = self._run(due, as_of)
+        shop = due.shop_id
+        filtered = run.wave.audience == "not_converted" and not run.late
+        async with self._units() as uow:
+            claimed = await uow.claim_targets(
+                due, self._batch_size, conversion_windows(run.plan, due.wave) if filtered else []
+            )
+            if not claimed:
+                return False
+            # Only members whose points are credited are locked and loaded, with their ledgers.
+            keys: list[Key] = [
+                (shop, member)
+                for member, converted in claimed
+                if not run.late and not converted and gives_points(run.strategy_of(member))
+            ]
+            loaded = await uow.load_members(keys, ledgers=True, create=False) if keys else None
+            contexts = {}
+            if loaded is not None:  # a quarantined member's state is not trusted: it is not credited
+                contexts = {key: c for key, c in loaded.contexts.items() if key not in loaded.quarantined}
+            budgets = None
+            if run.plan.budget is not None and not run.late:
+                since = period_start(TOTAL, due.at, ZoneInfo("UTC"))
+                budgets = await uow.lock_budgets([(shop, budget_scope(due.campaign_id))], since)
+            outcomes = [
+                decide_member(run, member, converted=converted, budgets=budgets, context=contexts.get((shop, member)))
+                for member, converted in claimed
+            ]
+            uow.add_decisions(outcome.decision for outcome in outcomes)
+            uow.add_coupons(outcome.coupon for outcome in outcomes if outcome.coupon is not None)
+            uow.add_actions(outcome.action for outcome in outcomes if outcome.action is not None)
+            uow.save(context for context in contexts.values() if context.new_ledger)
+            new_rules = await uow.commit()
+        report.batches += 1
+        report.wave_members += len(claimed)
+        report.actions += len(new_rules)
+        report.by_rule.update(new_rules)
+        report.decisions.update(outcome.decision.outcome for outcome in outcomes)
+        report.late_skipped += sum(outcome.decision.outcome == incentives.LATE_SKIPPED for outcome in outcomes)
+        return True
+
+    async def _finish(self, due: DueWave, report: SchedulerReport) -> bool:
+        """Marks the wave done when no target is open (others may still hold some: then not yet)."""
+        async with self._units() as uow:
+            finished = await uow.finish_wave(due)
+            await uow.commit()
+        if finished:
+            report.waves_run += 1
+        return finished
