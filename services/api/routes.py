@@ -344,7 +344,9 @@ async def run_scheduler(
     ``as_of`` must lie inside the business-time window of the default playbook and of every shop's.
     """
     check_time("body.as_of", body.as_of, _every_window(playbook))
-    report = await Scheduler(units, playbook, state.settings.scheduler_batch_size).run(body.as_of)
+    settings = state.settings
+    scheduler = Scheduler(units, playbook, settings.scheduler_batch_size, settings.campaign_batch_size)
+    report = await scheduler.run(body.as_of)
     return SchedulerRunResponse.model_validate(report.as_dict())
 
 

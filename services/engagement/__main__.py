@@ -134,7 +134,11 @@ async def main() -> int:
     runtime.watchers.add("backlogs", _backlogs(engine))
     timers: dict[str, Loop] = {}
     if settings.scheduler_interval_s > 0:
-        scheduler = _scheduler_run(Scheduler(SqlUnitOfWork.factory(engine), playbook, settings.scheduler_batch_size))
+        scheduler = _scheduler_run(
+            Scheduler(
+                SqlUnitOfWork.factory(engine), playbook, settings.scheduler_batch_size, settings.campaign_batch_size
+            )
+        )
 
         async def schedule(stop: asyncio.Event) -> None:
             await every("engagement.scheduler", settings.scheduler_interval_s, scheduler, stop)

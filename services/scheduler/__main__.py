@@ -80,7 +80,12 @@ async def _run(
         window = _outside(playbook, as_of)
         if window is not None:
             return window
-        scheduler = Scheduler(SqlUnitOfWork.factory(engine), playbook, batch_size or settings.scheduler_batch_size)
+        scheduler = Scheduler(
+            SqlUnitOfWork.factory(engine),
+            playbook,
+            batch_size or settings.scheduler_batch_size,
+            settings.campaign_batch_size,
+        )
         return (await scheduler.run(as_of)).as_dict()
     finally:
         await engine.dispose()
