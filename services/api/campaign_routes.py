@@ -217,15 +217,17 @@ async def create(
     "/forecast",
     response_model=CampaignForecast,
     summary="Forecast a campaign",
-    responses=invalid_doc("invalid_json", "invalid_campaign", "time_out_of_range"),
+    dependencies=[FullAccess],
+    responses={**FORBIDDEN, **invalid_doc("invalid_json", "invalid_campaign", "time_out_of_range")},
 )
 async def forecast(shop_id: ShopId, body: CampaignBody, engine: Engine, playbook: Playbooks) -> Response:
     """What the plan may yield if run now, from this shop's own history of similar incentives.
 
-    The body is a campaign's, validated as creating it would be; nothing is written, so a
-    read-only token may ask. The audience is counted now, per lifecycle stage, with who is
-    reachable now (consent, frequency cap); conversions, revenue and cost are estimated from the
-    shop's past decisions of the same incentive kinds. The model: docs/campaigns.md, "The forecast".
+    The body is a campaign's, validated as creating it would be. Nothing is written, but like
+    every POST it needs a full token (a segment's preview is the same). The audience is counted
+    now, per lifecycle stage, with who is reachable now (consent, frequency cap); conversions,
+    revenue and cost are estimated from the shop's past decisions of the same incentive kinds.
+    The model: docs/campaigns.md, "The forecast".
     """
     shop = playbook.for_shop(shop_id)
     plan = _plan(body, shop)

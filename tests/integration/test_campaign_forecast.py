@@ -138,7 +138,7 @@ async def _history(engine: AsyncEngine) -> dict[str, int]:
 
 async def test_the_forecast_recovers_known_response_rates(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
     reachable = await _history(engine)
-    response = await client.post(f"{BASE}/forecast", json=_body(budget="900.00"), headers=READER)
+    response = await client.post(f"{BASE}/forecast", json=_body(budget="900.00"))
     assert response.status_code == 200, response.text
     forecast = response.json()
     assert forecast["audience"] == 2 * PER_STAGE
@@ -204,6 +204,10 @@ async def test_the_forecast_validates_the_plan_as_creating_it_would(client: http
     refused(await client.post(f"{BASE}/forecast", json=far), "time_out_of_range")
     anonymous = await client.post(f"{BASE}/forecast", json=_body(), headers={"Authorization": ""})
     assert anonymous.status_code == 401
+    # It writes nothing, but read-only tokens have the GET routes only, as for a segment's preview.
+    reader = await client.post(f"{BASE}/forecast", json=_body(), headers=READER)
+    assert reader.status_code == 403
+    assert reader.json()["error"]["code"] == "forbidden"
 
 
 async def test_a_saved_segment_is_forecast_by_its_current_definition(
