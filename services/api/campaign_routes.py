@@ -1,4 +1,4 @@
-"""Campaign routes: creating a campaign, reading one or a page of them, and cancelling one.
+"""Campaign routes: creating a campaign, forecasting a plan, reading one or a page of them, and cancelling one.
 
 The body is validated by the domain (``shared.domain.campaigns.parse_plan``), which names the
 bad field, so every refusal of the plan is 422 ``invalid_campaign`` with its path; wave times
@@ -36,9 +36,10 @@ from services.api.routes import (
     invalid_doc,
 )
 from services.api.routing import ApiRoute
-from services.api.schemas import Campaign, CampaignPage, CampaignReport
+from services.api.schemas import Campaign, CampaignForecast, CampaignPage, CampaignReport
 from shared.domain.campaign_report import CSV_COLUMNS, report_rows
-from shared.domain.campaigns import PLANNING_HORIZON, InvalidCampaignError, parse_plan
+from shared.domain.campaigns import PLANNING_HORIZON, CampaignPlan, InvalidCampaignError, parse_plan
+from shared.domain.playbook import ShopPlaybook
 from shared.domain.segments import Vocabulary
 from shared.usecases.campaigns import (
     CampaignKey,
@@ -48,6 +49,7 @@ from shared.usecases.campaigns import (
     campaign_report,
     cancel_campaign,
     create_campaign,
+    forecast_campaign,
     list_campaigns,
     read_campaign,
 )
@@ -167,6 +169,24 @@ def _campaign(record: CampaignRecord) -> dict[str, Any]:
     }
 
 
+def _plan(body: dict[str, Any], shop: ShopPlaybook) -> CampaignPlan:
+    """The validated plan, or the 422 creating it would answer (``invalid_campaign``, ``time_out_of_range``)."""
+    try:
+        plan = parse_plan(body, Vocabulary.of(shop))
+    except InvalidCampaignError as error:
+        raise _invalid(error) from None
+    oversized = _oversized_integer(body)
+    if oversized is not None:
+        raise _invalid(InvalidCampaignError(oversized, "must be a number from -2^63 to 2^63 - 1"))
+    # Waves are planned ahead (a Double 11 in September): up to a year past the wall clock, or the
+    # shop's own window when that reaches further.
+    window = shop.business_time
+    planning = dataclasses.replace(window, max_ahead=max(window.max_ahead, PLANNING_HORIZON))
+    for index, wave in enumerate(plan.waves):
+        check_time(f"body.waves[{index}].at", wave.at, [planning])
+    return plan
+
+
 @campaigns_router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -185,24 +205,37 @@ async def create(
     campaign. A wave time already past is accepted: the wave runs at the scheduler's next run.
     """
     shop = playbook.for_shop(shop_id)
-    try:
-        plan = parse_plan(body, Vocabulary.of(shop))
-    except InvalidCampaignError as error:
-        raise _invalid(error) from None
-    oversized = _oversized_integer(body)
-    if oversized is not None:
-        raise _invalid(InvalidCampaignError(oversized, "must be a number from -2^63 to 2^63 - 1"))
-    # Waves are planned ahead (a Double 11 in September): up to a year past the wall clock, or the
-    # shop's own window when that reaches further.
-    window = shop.business_time
-    planning = dataclasses.replace(window, max_ahead=max(window.max_ahead, PLANNING_HORIZON))
-    for index, wave in enumerate(plan.waves):
-        check_time(f"body.waves[{index}].at", wave.at, [planning])
+    plan = _plan(body, shop)
     try:
         created = await create_campaign(engine, shop_id, shop, plan, created_by)
     except InvalidCampaignError as error:
         raise _invalid(error) from None
     return json_response(_campaign(created), status_code=status.HTTP_201_CREATED)
+
+
+@campaigns_router.post(
+    "/forecast",
+    response_model=CampaignForecast,
+    summary="Forecast a campaign",
+    dependencies=[FullAccess],
+    responses={**FORBIDDEN, **invalid_doc("invalid_json", "invalid_campaign", "time_out_of_range")},
+)
+async def forecast(shop_id: ShopId, body: CampaignBody, engine: Engine, playbook: Playbooks) -> Response:
+    """What the plan may yield if run now, from this shop's own history of similar incentives.
+
+    The body is a campaign's, validated as creating it would be. Nothing is written, but like
+    every POST it needs a full token (a segment's preview is the same). The audience is counted
+    now, per lifecycle stage, with who is reachable now (consent, frequency cap); conversions,
+    revenue and cost are estimated from the shop's past decisions of the same incentive kinds.
+    The model: docs/campaigns.md, "The forecast".
+    """
+    shop = playbook.for_shop(shop_id)
+    plan = _plan(body, shop)
+    try:
+        document = await forecast_campaign(engine, shop_id, shop, plan)
+    except InvalidCampaignError as error:
+        raise _invalid(error) from None
+    return json_response(document)
 
 
 @campaigns_router.get(

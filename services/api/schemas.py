@@ -522,6 +522,54 @@ class CampaignPage(BaseModel):
     next_cursor: str | None
 
 
+class ForecastInterval(BaseModel):
+    value: float = Field(description="The expected number of members converting (an expectation, not a count).")
+    low: float = Field(description="Low bound of the 95 % interval.")
+    high: float = Field(description="High bound of the 95 % interval.")
+
+
+class ForecastRate(BaseModel):
+    value: float = Field(description="Predicted response rate for the plan's mix of strategies, to 4 decimals.")
+    low: float
+    high: float
+
+
+class ForecastHistory(BaseModel):
+    decisions: int = Field(description="Past emitted decisions of the plan's incentive kinds, members now here.")
+    conversions: int = Field(description="Of them, followed by a paid order within the attribution window.")
+
+
+class ForecastPrior(BaseModel):
+    rate: float = Field(description="The response rate assumed without history.")
+    strength: float = Field(description="Pseudo-decisions the prior weighs against the shop's own history.")
+
+
+class ForecastStage(BaseModel):
+    stage: str | None = Field(description="The lifecycle stage; null for members without one.")
+    audience: int
+    reachable: int
+    history: ForecastHistory
+    rate: ForecastRate
+    expected_conversions: float
+    members_within_budget: int | None = Field(description="Members of the stage the budget covers; null without one.")
+
+
+class CampaignForecast(BaseModel):
+    """What a plan may yield if run now (docs/campaigns.md, "The forecast")."""
+
+    audience: int = Field(description="Members the definition selects now.")
+    reachable: int = Field(description="Of them, with marketing consent and under the frequency cap now.")
+    expected_conversions: ForecastInterval
+    expected_revenue: str = Field(pattern=MONEY_PATTERN)
+    expected_cost: str = Field(pattern=MONEY_PATTERN, description="Redeemed coupons, points and samples given.")
+    members_within_budget: int | None = Field(
+        description="Reachable members the budget covers, best predicted response first; null without a budget."
+    )
+    revenue_per_conversion: str = Field(pattern=MONEY_PATTERN)
+    prior: ForecastPrior
+    stages: list[ForecastStage]
+
+
 class StrategyReport(BaseModel):
     """One strategy of a campaign (docs/campaigns.md, "The report")."""
 
