@@ -217,7 +217,7 @@ async def _main() -> None:
         wave_cpu = self_cpu_seconds() - cpu
         wave_backends = await backend_cpu_seconds(database_url) - backends
         counts = await _counts(engine)
-        batch_size = wave_batch or 2_000
+        batch_size = wave_batch or 5_000
         _say(
             f"wave: {report.wave_members:,} members decided in {report.batches} batches of {batch_size:,}, "
             f"{report.actions:,} actions, decisions {dict(sorted(report.decisions.items()))} | {wave_seconds:.2f} s "
