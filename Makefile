@@ -16,10 +16,10 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 SCRIPTS := deploy/scripts
 
-.PHONY: help venv up down infra-up infra-down migrate lint test run bench bench-pair bench-scheduler bench-api bench-audience chaos status clean
+.PHONY: help venv up down infra-up infra-down migrate lint test run bench bench-pair bench-scheduler bench-api bench-audience bench-campaign chaos status clean
 
 help:
-	@echo "targets: venv up down infra-up infra-down migrate lint test run bench bench-pair bench-scheduler bench-api bench-audience chaos status clean"
+	@echo "targets: venv up down infra-up infra-down migrate lint test run bench bench-pair bench-scheduler bench-api bench-audience bench-campaign chaos status clean"
 
 $(STAMP): pyproject.toml
 	$(SCRIPTS)/venv.sh
@@ -87,6 +87,10 @@ bench-api: infra-up
 # Segment counts, previews and a CSV export over BENCH_MEMBERS members (default 1,000,000) in BENCH_SHOPS shops (1).
 bench-audience: infra-up
 	$(BIN)/python -m tests.bench.audience_bench
+
+# A campaign wave to BENCH_MEMBERS members (default 1,000,000), its relay to Kafka and its report.
+bench-campaign: infra-up
+	$(BIN)/python -m tests.bench.campaign_bench
 
 # The fault suite runs its own stack (.local/chaos, other ports), never the development one.
 chaos: venv

@@ -40,7 +40,7 @@ __all__ = ["WaveRunner"]
 class WaveRunner:
     """Steps through the waves due by a business time, one transaction a step."""
 
-    def __init__(self, units: UnitsOfWork, playbook: Playbook, batch_size: int = 2_000) -> None:
+    def __init__(self, units: UnitsOfWork, playbook: Playbook, batch_size: int = 5_000) -> None:
         self._units = units
         self._playbook = playbook
         self._batch_size = batch_size
@@ -93,11 +93,13 @@ class WaveRunner:
             )
             if not claimed:
                 return False
-            # Only members whose points are credited are locked and loaded, with their ledgers.
+            # Only members whose points are credited are locked and loaded, with their ledgers; a plan
+            # without a points strategy spares every member the assignment's hashing here.
+            points = any(gives_points(strategy) for strategy in run.plan.strategies)
             keys: list[Key] = [
                 (shop, member)
                 for member, converted in claimed
-                if not run.late and not converted and gives_points(run.strategy_of(member))
+                if points and not run.late and not converted and gives_points(run.strategy_of(member))
             ]
             loaded = await uow.load_members(keys, ledgers=True, create=False) if keys else None
             contexts = {}

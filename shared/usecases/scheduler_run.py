@@ -77,7 +77,7 @@ class SchedulerReport:
 
 class Scheduler:
     def __init__(
-        self, units: UnitsOfWork, playbook: Playbook, batch_size: int = 500, wave_batch_size: int = 2_000
+        self, units: UnitsOfWork, playbook: Playbook, batch_size: int = 500, wave_batch_size: int = 5_000
     ) -> None:
         self._units = units
         self._playbook = playbook
