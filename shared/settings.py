@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     relay_idle_interval_ms: int = 50
     scheduler_interval_s: float = 60.0  # the background scheduler runs as of the wall clock this often; 0 = off
     scheduler_batch_size: int = 500
-    campaign_batch_size: int = Field(default=2000, gt=0)  # a campaign wave's members handled per transaction
+    campaign_batch_size: int = Field(default=5000, gt=0)  # a campaign wave's members handled per transaction
 
     # Notifier
     notifier_group_id: str = "notifier"
