@@ -28,17 +28,17 @@ WITH reached AS (
 units AS (
     SELECT grp, member_id, min(at) AS first_at FROM reached GROUP BY grp, member_id
 ),
+-- Only the members with a qualifying order are aggregated twice: most members never convert.
 conversions AS (
-    SELECT u.grp, u.member_id, count(o.order_id) AS orders, coalesce(sum(o.paid_amount), 0) AS revenue
+    SELECT u.grp, count(DISTINCT u.member_id) AS converted, sum(o.paid_amount) AS revenue
     FROM units u
-    LEFT JOIN orders o
+    JOIN orders o
       ON o.shop_id = :shop_id AND o.member_id = u.member_id AND o.paid_at IS NOT NULL
      AND o.paid_at > u.first_at AND o.paid_at <= u.first_at + make_interval(months => :months) + :fixed
-    GROUP BY u.grp, u.member_id
+    GROUP BY u.grp
 ),
 groups AS (
-    SELECT grp, count(*) AS members, count(*) FILTER (WHERE orders > 0) AS converted, sum(revenue) AS revenue
-    FROM conversions GROUP BY grp
+    SELECT grp, count(*) AS members FROM units GROUP BY grp
 ),
 sent AS (
     SELECT r.grp,
@@ -53,20 +53,25 @@ sent AS (
     WHERE r.outcome = 'emitted'
     GROUP BY r.grp
 ),
-money AS (
-    SELECT r.grp,
-           count(*) FILTER (WHERE c.status = 'redeemed') AS coupons_redeemed,
-           coalesce(sum(c.value) FILTER (WHERE c.status = 'redeemed'), 0) AS redeemed_value,
-           coalesce(sum(r.value) FILTER (WHERE r.kind = 'points'), 0) AS points_value
-    FROM reached r
-    LEFT JOIN coupons c ON c.shop_id = :shop_id AND c.code = r.code
-    WHERE r.outcome = 'emitted'
+-- The campaign's redeemed coupons are few and found by their own index; points are on the decisions.
+redeemed AS (
+    SELECT r.grp, count(*) AS coupons_redeemed, sum(c.value) AS redeemed_value
+    FROM coupons c JOIN reached r ON r.code = c.code AND r.outcome = 'emitted'
+    WHERE c.shop_id = :shop_id AND c.campaign_id = :campaign_id AND c.status = 'redeemed'
     GROUP BY r.grp
+),
+points AS (
+    SELECT grp, sum(value) AS points_value FROM reached WHERE outcome = 'emitted' AND kind = 'points' GROUP BY grp
+),
+money AS (
+    SELECT g.grp, coalesce(d.coupons_redeemed, 0) AS coupons_redeemed,
+           coalesce(d.redeemed_value, 0) AS redeemed_value, coalesce(p.points_value, 0) AS points_value
+    FROM groups g LEFT JOIN redeemed d USING (grp) LEFT JOIN points p USING (grp)
 )
-SELECT g.grp, g.members, g.converted, g.revenue,
+SELECT g.grp, g.members, coalesce(v.converted, 0), coalesce(v.revenue, 0),
        coalesce(s.sent, 0), coalesce(s.suppressed, 0),
        coalesce(m.coupons_redeemed, 0), coalesce(m.redeemed_value, 0), coalesce(m.points_value, 0)
-FROM groups g LEFT JOIN sent s USING (grp) LEFT JOIN money m USING (grp)
+FROM groups g LEFT JOIN conversions v USING (grp) LEFT JOIN sent s USING (grp) LEFT JOIN money m USING (grp)
 """
 ).bindparams(bindparam("fixed", type_=Interval()))
 

@@ -237,6 +237,12 @@ coupons = Table(
     Index("ix_coupons_member", "shop_id", "member_id", text("issued_at DESC"), "code"),
     # The scheduler's pass over open coupons: expiries and reminders, in expiry order.
     Index("ix_coupons_open", "expires_at", postgresql_where=text("status = 'issued'")),
+    Index(
+        "ix_coupons_campaign_redeemed",
+        "shop_id",
+        "campaign_id",
+        postgresql_where=text("campaign_id IS NOT NULL AND status = 'redeemed'"),
+    ),
 )
 
 # Codes paid orders named that redeemed nothing of the payer's own wallet; those of another member's
@@ -278,6 +284,7 @@ decisions = Table(
     # A member's decisions are few: listed from the key's prefix and sorted, with no index of their own.
     PrimaryKeyConstraint("shop_id", "member_id", "decision_id"),
     Index("ix_decisions_rule", "shop_id", "rule", "at"),
+    Index("ix_decisions_campaign", "shop_id", "campaign_id", "wave", postgresql_where=text("campaign_id IS NOT NULL")),
 )
 
 # Value issued per budget scope (a rule, or campaign:<id>) and calendar period of business time.

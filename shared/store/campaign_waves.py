@@ -73,6 +73,7 @@ _TARGETS = text(
     "ORDER BY c.member_id"
 )
 _ANALYZE = text("ANALYZE campaign_targets")
+_ANALYZE_RESULTS = text("ANALYZE decisions, coupons")
 _LOCK_CAMPAIGN = text("SELECT 1 FROM campaigns WHERE shop_id = :shop_id AND campaign_id = :campaign_id FOR UPDATE")
 # Members who got an action in the wave: its emitted decisions, found by the decisions' rule index.
 _FINISH = text(
@@ -163,4 +164,7 @@ async def finish_wave(connection: AsyncConnection, wave: DueWave) -> bool:
     if finished is None:
         return False
     await connection.execute(_COMPLETE, _key(wave))
+    # A wave adds a decision per member at once: the report, read next, is planned on fresh statistics
+    # (a sample: fast whatever the table's size) rather than on the empty table autovacuum last saw.
+    await connection.execute(_ANALYZE_RESULTS)
     return True

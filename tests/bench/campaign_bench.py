@@ -23,7 +23,8 @@ Then it times:
 
 One summary line (``campaign bench: ...``) gives the figures and whether each target was met;
 everything printed is appended to tests/bench/results/campaign.log. The database and the topic
-are removed at the end, also when the run fails.
+are removed at the end, also when the run fails (``BENCH_KEEP_DATABASE=1`` keeps the database,
+to look at plans by hand).
 """
 
 from __future__ import annotations
@@ -277,7 +278,10 @@ async def _main() -> None:
         )
     finally:
         await engine.dispose()
-        await admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        if os.environ.get("BENCH_KEEP_DATABASE"):  # kept for EXPLAIN ANALYZE by hand
+            _say(f"database kept: {database}")
+        else:
+            await admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         if topic_made:
             await delete_topics([topic])
 

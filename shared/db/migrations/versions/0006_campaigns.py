@@ -68,7 +68,24 @@ def upgrade() -> None:
     )
 
 
+    # The campaign report: a campaign's decisions, and its redeemed coupons (few), without reading the rules'.
+    op.create_index(
+        "ix_decisions_campaign",
+        "decisions",
+        ["shop_id", "campaign_id", "wave"],
+        postgresql_where=sa.text("campaign_id IS NOT NULL"),
+    )
+    op.create_index(
+        "ix_coupons_campaign_redeemed",
+        "coupons",
+        ["shop_id", "campaign_id"],
+        postgresql_where=sa.text("campaign_id IS NOT NULL AND status = 'redeemed'"),
+    )
+
+
 def downgrade() -> None:
+    op.drop_index("ix_coupons_campaign_redeemed", table_name="coupons")
+    op.drop_index("ix_decisions_campaign", table_name="decisions")
     op.drop_index("ix_campaign_targets_open", table_name="campaign_targets")
     op.drop_table("campaign_targets")
     op.drop_index("ix_campaign_waves_due", table_name="campaign_waves")
