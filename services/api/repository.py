@@ -231,12 +231,12 @@ def decode_segment_member_cursor(cursor: str, bounds: BusinessTimeBounds) -> Seg
 
 
 def encode_campaign_cursor(key: CampaignKey) -> str:
-    return _encode({"k": "c", "t": key.created_at.isoformat(), "i": key.campaign_id})
+    return _encode({"k": "cp", "t": key.created_at.isoformat(), "i": key.campaign_id})
 
 
 def decode_campaign_cursor(cursor: str, bounds: BusinessTimeBounds) -> CampaignKey:
     """Campaigns are created at wall-clock times, which lie in the business-time window too."""
-    document = _decode(cursor, "c")
+    document = _decode(cursor, "cp")  # not "c": a coupon list's cursor must not page through campaigns
     return CampaignKey(created_at=_time(document, bounds), campaign_id=_identifier(document, "i"))
 
 

@@ -12,17 +12,21 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.responses import JSONResponse
 
+from services.api import repository
 from services.api.repository import MemberRecord
 from services.api.responses import json_response
 from services.api.schemas import MemberStatus
 from services.api.status import member_status
+from shared.domain.business_time import BusinessTimeBounds
 from shared.domain.model import LedgerEntry
 from shared.domain.rfm import RfmEdges
 from shared.playbook_file import load_playbook
+from shared.usecases.campaigns import CampaignKey
 
 PLAYBOOK = load_playbook(None).default
 
@@ -150,3 +154,13 @@ json_documents = st.recursive(
 def test_list_pages_are_the_bytes_starlette_sent(items: list[Any], next_cursor: str | None) -> None:
     page = {"items": items, "next_cursor": next_cursor}
     assert json_response(page).body == JSONResponse(page).body
+
+
+def test_a_cursor_of_one_list_is_refused_by_another() -> None:
+    at, bounds = datetime(2026, 11, 1, tzinfo=UTC), BusinessTimeBounds()
+    coupon = repository.encode_coupon_cursor(repository.CouponKey(at, "C123"))
+    campaign = repository.encode_campaign_cursor(CampaignKey(at, "camp-1"))
+    with pytest.raises(repository.InvalidCursorError):
+        repository.decode_campaign_cursor(coupon, bounds)
+    with pytest.raises(repository.InvalidCursorError):
+        repository.decode_coupon_cursor(campaign, bounds)
