@@ -14,15 +14,16 @@ nothing (``late_skipped``); a member of the holdout gets nothing (``holdout``); 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from shared.domain import incentives
 from shared.domain.budgets import BudgetBook
-from shared.domain.campaigns import HOLDOUT, CampaignIncentive, CampaignPlan, Strategy, Wave, assign
+from shared.domain.campaigns import Assignment, CampaignIncentive, CampaignPlan, Strategy, Wave
 from shared.domain.decisions import Decider, MemberContext, action_id, incentive_code
 from shared.domain.due_rules import next_due
 from shared.domain.model import ZERO, ActionDecision, Coupon, Decision
@@ -36,9 +37,11 @@ __all__ = [
     "ConversionWindow",
     "DueWave",
     "MemberOutcome",
+    "WaveBatch",
     "WaveRun",
     "budget_scope",
     "conversion_windows",
+    "decide_batch",
     "decide_member",
     "gives_points",
     "wave_action_id",
@@ -100,17 +103,22 @@ class WaveRun:
     plan: CampaignPlan
     playbook: ShopPlaybook
     late: bool
+    assignment: Assignment
 
     @classmethod
     def of(cls, due: DueWave, plan: CampaignPlan, playbook: ShopPlaybook, as_of: datetime) -> WaveRun:
         lateness = playbook.schedule.max_lateness
         late = lateness is not None and as_of - due.at > lateness
-        return cls(due.shop_id, due.campaign_id, plan.waves[due.wave - 1], plan, playbook, late)
+        assignment = Assignment.of(plan.strategies, plan.holdout_percent)
+        return cls(due.shop_id, due.campaign_id, plan.waves[due.wave - 1], plan, playbook, late, assignment)
 
     def strategy_of(self, member_id: str) -> Strategy | None:
         """The member's strategy; None for the holdout."""
-        code = assign(self.campaign_id, member_id, self.plan.strategies, self.plan.holdout_percent)
-        return None if code == HOLDOUT else self.plan.strategy(code)
+        return self.assignment.strategy_of(self.campaign_id, member_id)
+
+    def value_of(self, strategy: Strategy | None) -> Decimal:
+        """What the strategy's incentive costs the campaign's budget."""
+        return _value(strategy.incentive if strategy is not None else None, self.playbook)
 
 
 def gives_points(strategy: Strategy | None) -> bool:
@@ -135,6 +143,39 @@ def _value(incentive: CampaignIncentive | None, playbook: ShopPlaybook) -> Decim
     return round_money(incentive.value) if incentive.value is not None else ZERO
 
 
+def _outcome(
+    run: WaveRun,
+    strategy: Strategy | None,
+    value: Decimal,
+    *,
+    converted: bool,
+    budgets: BudgetBook | None,
+    known: bool,
+) -> tuple[str, str]:
+    """The outcome and its reason, by the checks in the module's order (spending the budget when it fits)."""
+    shop, campaign, playbook = run.shop_id, run.campaign_id, run.playbook
+    incentive = strategy.incentive if strategy is not None else None
+    if run.late:
+        lateness = playbook.schedule.max_lateness
+        reason = f"the wave was handled more than {lateness} after its time (schedule.max_lateness)"
+        return incentives.LATE_SKIPPED, reason
+    if strategy is None:
+        return incentives.HOLDOUT, f"the member is in the campaign's {run.plan.holdout_percent} % holdout"
+    if converted and run.wave.audience == "not_converted":
+        reason = "the member converted since its first wave of the campaign; this wave is for those who did not"
+        return NOT_CONVERTED_FILTER, reason
+    if gives_points(strategy) and not known:
+        return MEMBER_UNKNOWN, "the member is no longer known, so no points can be credited"
+    if run.plan.budget is not None and incentive is not None:
+        if budgets is None:
+            raise RuntimeError(f"the budget of campaign {campaign} was not loaded")
+        if not budgets.spend_total_within(shop, budget_scope(campaign), run.plan.budget, value):
+            spent = budgets.total_spent(shop, budget_scope(campaign))
+            reason = f"{spent} of the campaign's total budget of {run.plan.budget} spent; this incentive is {value}"
+            return incentives.BUDGET_EXHAUSTED, reason
+    return incentives.EMITTED, "given"
+
+
 def decide_member(
     run: WaveRun,
     member_id: str,
@@ -149,31 +190,25 @@ def decide_member(
     only of ``not_converted`` waves). ``budgets`` holds the campaign's locked total budget when
     it has one; ``context`` is the member, locked and loaded, when its strategy gives points.
     """
+    strategy = run.strategy_of(member_id)
+    value = run.value_of(strategy)
+    outcome, reason = _outcome(run, strategy, value, converted=converted, budgets=budgets, known=context is not None)
+    return _member_outcome(run, member_id, strategy, value, outcome, reason, context)
+
+
+def _member_outcome(
+    run: WaveRun,
+    member_id: str,
+    strategy: Strategy | None,
+    value: Decimal,
+    outcome: str,
+    reason: str,
+    context: MemberContext | None,
+) -> MemberOutcome:
+    """The records of one member's outcome: its decision, and its action and coupon when emitted."""
     shop, campaign, wave, playbook = run.shop_id, run.campaign_id, run.wave, run.playbook
     ident = wave_action_id(shop, member_id, campaign, wave.number)
-    strategy = run.strategy_of(member_id)
     incentive = strategy.incentive if strategy is not None else None
-    value = _value(incentive, playbook)
-    outcome, reason = incentives.EMITTED, "given"
-    if run.late:
-        outcome = incentives.LATE_SKIPPED
-        reason = (
-            f"the wave was handled more than {playbook.schedule.max_lateness} after its time (schedule.max_lateness)"
-        )
-    elif strategy is None:
-        outcome, reason = incentives.HOLDOUT, f"the member is in the campaign's {run.plan.holdout_percent} % holdout"
-    elif converted and wave.audience == "not_converted":
-        outcome = NOT_CONVERTED_FILTER
-        reason = "the member converted since its first wave of the campaign; this wave is for those who did not"
-    elif gives_points(strategy) and context is None:
-        outcome, reason = MEMBER_UNKNOWN, "the member is no longer known, so no points can be credited"
-    elif run.plan.budget is not None and incentive is not None:
-        if budgets is None:
-            raise RuntimeError(f"the budget of campaign {campaign} was not loaded")
-        if not budgets.spend_total_within(shop, budget_scope(campaign), run.plan.budget, value):
-            outcome = incentives.BUDGET_EXHAUSTED
-            spent = budgets.total_spent(shop, budget_scope(campaign))
-            reason = f"{spent} of the campaign's total budget of {run.plan.budget} spent; this incentive is {value}"
     emitted = outcome == incentives.EMITTED
     coupon_given = emitted and incentive is not None and incentive.kind == "coupon"
     decision = Decision(
@@ -217,6 +252,103 @@ def decide_member(
         campaign={"campaign_id": campaign, "wave": wave.number, "strategy": strategy.code},
     )
     return MemberOutcome(decision, action, coupon)
+
+
+@dataclass(slots=True)
+class WaveBatch:
+    """A batch's outcomes as columns: what members of one group and outcome share is decided once.
+
+    Each member not credited points has one entry in the columns: its id, its action id (also
+    its decision's), the code of its coupon or sample (when emitted with one), the variant it
+    belongs to and, when its reason is its own (a budget's spent amount), that reason. A
+    variant's ``example`` is the full outcome of its first member; every other member of the
+    variant gets the same records with its own values in those fields (``expand``), which is
+    how the store writes a whole batch in one set-based statement. Members credited points were
+    decided one by one on their loaded state (``credited``).
+    """
+
+    examples: list[MemberOutcome] = field(default_factory=list)
+    members: list[str] = field(default_factory=list)
+    action_ids: list[str] = field(default_factory=list)
+    codes: list[str | None] = field(default_factory=list)
+    variants: list[int] = field(default_factory=list)
+    reasons: list[str | None] = field(default_factory=list)
+    credited: list[MemberOutcome] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.members) + len(self.credited)
+
+    def outcomes(self) -> list[str]:
+        """Every member's outcome (``emitted``, ``holdout`` ...), for the run's report."""
+        shared = [self.examples[variant].decision.outcome for variant in self.variants]
+        return shared + [outcome.decision.outcome for outcome in self.credited]
+
+    def expand(self) -> list[MemberOutcome]:
+        """Each columned member's full outcome, as ``decide_member`` gives it (the store writes it in SQL)."""
+        expanded = []
+        for member, ident, code, variant, reason in zip(
+            self.members, self.action_ids, self.codes, self.variants, self.reasons, strict=True
+        ):
+            example = self.examples[variant]
+            decision = dataclasses.replace(
+                example.decision,
+                decision_id=ident,
+                member_id=member,
+                reason=reason if reason is not None else example.decision.reason,
+                action_id=ident if example.decision.action_id is not None else None,
+                code=code if example.decision.code is not None else None,
+            )
+            action = coupon = None
+            if example.action is not None:
+                body = example.action.incentive
+                if body is not None and "code" in body:
+                    body = {**body, "code": code}
+                action = dataclasses.replace(example.action, action_id=ident, member_id=member, incentive=body)
+            if example.coupon is not None and code is not None:
+                coupon = dataclasses.replace(example.coupon, code=code, member_id=member, action_id=ident)
+            expanded.append(MemberOutcome(decision, action, coupon))
+        return expanded
+
+
+def decide_batch(
+    run: WaveRun,
+    claimed: Sequence[tuple[str, bool]],
+    *,
+    budgets: BudgetBook | None = None,
+    contexts: Mapping[str, MemberContext] | None = None,
+) -> WaveBatch:
+    """A batch of members (each with whether it converted), decided as ``decide_member`` would, in order.
+
+    ``contexts`` are the loaded members whose strategy credits points, by member id.
+    """
+    batch = WaveBatch()
+    variants: dict[tuple[str | None, str], int] = {}
+    loaded = contexts or {}
+    shop, campaign, number = run.shop_id, run.campaign_id, run.wave.number
+    for member, converted in claimed:
+        strategy = run.strategy_of(member)
+        if gives_points(strategy):
+            context = loaded.get(member)
+            batch.credited.append(decide_member(run, member, converted=converted, budgets=budgets, context=context))
+            continue
+        value = run.value_of(strategy)
+        outcome, reason = _outcome(run, strategy, value, converted=converted, budgets=budgets, known=True)
+        key = (strategy.code if strategy is not None else None, outcome)
+        variant = variants.get(key)
+        if variant is None:
+            variant = variants[key] = len(batch.examples)
+            batch.examples.append(_member_outcome(run, member, strategy, value, outcome, reason, None))
+        ident = wave_action_id(shop, member, campaign, number)
+        body = batch.examples[variant].action
+        code = None
+        if body is not None and body.incentive is not None and "code" in body.incentive:
+            code = incentive_code(body.incentive["kind"], ident)
+        batch.members.append(member)
+        batch.action_ids.append(ident)
+        batch.codes.append(code)
+        batch.variants.append(variant)
+        batch.reasons.append(reason if outcome == incentives.BUDGET_EXHAUSTED else None)
+    return batch
 
 
 def _incentive_body(incentive: CampaignIncentive, ident: str, at: datetime) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ __all__ = [
     "HOLDOUT",
     "INCENTIVE_KINDS",
     "PLANNING_HORIZON",
+    "Assignment",
     "CampaignIncentive",
     "CampaignPlan",
     "Duration",
@@ -317,22 +319,45 @@ def bucket_sql(campaign_param: str, member_column: str, purpose: str) -> str:
     return f"(('x' || substr(encode(sha256(convert_to({text}, 'UTF8')), 'hex'), 1, 15))::bit(60)::bigint % {BUCKETS})"
 
 
-def assign(campaign_id: str, member_id: str, strategies: Sequence[Strategy], holdout_percent: int) -> str:
-    """The member's strategy code, or ``HOLDOUT``: the same in every wave of the campaign.
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """Who gets which strategy, or the holdout: the same in every wave of the campaign.
 
     The holdout takes the buckets below ``holdout_percent`` of one hash; everyone else is given
-    a strategy by a second, independent hash, in proportion to the weights.
+    a strategy by a second, independent hash, in proportion to the weights. Built once per plan:
+    a wave asks it of every member.
     """
-    if bucket(campaign_id, member_id, HOLDOUT) < holdout_percent * (BUCKETS // 100):
-        return HOLDOUT
-    total = sum(strategy.weight for strategy in strategies)
-    point = Decimal(bucket(campaign_id, member_id, "strategy")) / BUCKETS * total
-    running = Decimal(0)
-    for strategy in strategies:
-        running += strategy.weight
-        if point < running:
-            return strategy.code
-    return strategies[-1].code
+
+    strategies: tuple[Strategy, ...]
+    holdout_buckets: int
+    total: Decimal
+    bounds: tuple[Decimal, ...]  # the running sum of the weights, strategy by strategy
+
+    @classmethod
+    def of(cls, strategies: Sequence[Strategy], holdout_percent: int) -> Assignment:
+        bounds = tuple(itertools.accumulate(strategy.weight for strategy in strategies))
+        return cls(
+            tuple(strategies),
+            holdout_percent * (BUCKETS // 100),
+            sum((s.weight for s in strategies), Decimal(0)),
+            bounds,
+        )
+
+    def strategy_of(self, campaign_id: str, member_id: str) -> Strategy | None:
+        """The member's strategy; None for the holdout."""
+        if bucket(campaign_id, member_id, HOLDOUT) < self.holdout_buckets:
+            return None
+        point = Decimal(bucket(campaign_id, member_id, "strategy")) / BUCKETS * self.total
+        for strategy, bound in zip(self.strategies, self.bounds, strict=True):
+            if point < bound:
+                return strategy
+        return self.strategies[-1]
+
+
+def assign(campaign_id: str, member_id: str, strategies: Sequence[Strategy], holdout_percent: int) -> str:
+    """The member's strategy code, or ``HOLDOUT`` (``Assignment``)."""
+    strategy = Assignment.of(strategies, holdout_percent).strategy_of(campaign_id, member_id)
+    return HOLDOUT if strategy is None else strategy.code
 
 
 # --- the stored plan ------------------------------------------------------------------------------

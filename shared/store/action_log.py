@@ -52,21 +52,28 @@ def action_row(decision: ActionDecision, created_at: datetime) -> tuple[Any, ...
     )
 
 
-_COLUMNS = ["action_id", "shop_id", "member_id", "rule", "category", "occurred_at", "created_at", "payload"]
+COLUMNS = ["action_id", "shop_id", "member_id", "rule", "category", "occurred_at", "created_at", "payload"]
 _EMPTY = "[]"
+
+
+def log_and_queue(insert: str) -> str:
+    """Parts ``new`` (the actions ``insert`` logs, an ``INSERT INTO actions`` of ``COLUMNS``) and ``queued``.
+
+    An action id logged before is neither logged nor queued again; ``new`` returns each new action's rule.
+    """
+    return (
+        f"new AS ({insert} ON CONFLICT (action_id) DO NOTHING "
+        "RETURNING shop_id, member_id, rule, payload, occurred_at), "
+        "queued AS (INSERT INTO outbox (stream, key, payload, event_time) "
+        "SELECT 'actions', shop_id || ':' || member_id, payload::text, occurred_at FROM new)"
+    )
 
 
 @functools.cache
 def _statement(companions: tuple[str, ...]) -> TextClause:
     """Actions and their outbox rows, with ``companions`` (statements of their own JSON parameters) as parts."""
     parts = "".join(f"part{index} AS ({sql}), " for index, sql in enumerate(companions))
-    return text(
-        f"WITH {parts}new AS ({insert_rows(actions, _COLUMNS)} ON CONFLICT (action_id) DO NOTHING "
-        "RETURNING shop_id, member_id, rule, payload, occurred_at), "
-        "queued AS (INSERT INTO outbox (stream, key, payload, event_time) "
-        "SELECT 'actions', shop_id || ':' || member_id, payload::text, occurred_at FROM new) "
-        "SELECT rule FROM new"
-    )
+    return text(f"WITH {parts}{log_and_queue(insert_rows(actions, COLUMNS))} SELECT rule FROM new")
 
 
 async def insert_actions(

@@ -17,9 +17,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, Integer, Row, Text, insert, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db.schema import campaign_targets, members
-from shared.domain.campaign_waves import RULE, ConversionWindow, DueWave
+from shared.db.engine import dump_json
+from shared.db.schema import actions, campaign_targets, coupons, decisions, members
+from shared.domain.campaign_waves import RULE, ConversionWindow, DueWave, WaveBatch
 from shared.domain.incentives import EMITTED
+from shared.store import action_log, decision_log, wallet
+from shared.store.bulk_sql import insert_select, row_value
 
 _WAVE = "shop_id = :shop_id AND campaign_id = :campaign_id AND wave = :wave"
 _COLUMNS = "w.shop_id, w.campaign_id, w.wave, w.at, w.audience, c.plan"
@@ -168,3 +171,82 @@ async def finish_wave(connection: AsyncConnection, wave: DueWave) -> bool:
     # (a sample: fast whatever the table's size) rather than on the empty table autovacuum last saw.
     await connection.execute(_ANALYZE_RESULTS)
     return True
+
+
+# A decided batch (``WaveBatch``), written in one statement: the members' columns zipped into rows
+# ``m``, each joined with its variant's example rows (``u.r``: a decision, a coupon and an action
+# row, as the object path writes them), whose member-specific values the member's own replace.
+_MEMBERS = (
+    "m AS (SELECT m.member_id, m.ident, m.code, CAST(m.variant AS int) + 1 AS variant, m.reason FROM ROWS FROM ("
+    "jsonb_array_elements_text(CAST(:members AS jsonb)), jsonb_array_elements_text(CAST(:idents AS jsonb)), "
+    "jsonb_array_elements_text(CAST(:codes AS jsonb)), jsonb_array_elements_text(CAST(:variants AS jsonb)), "
+    "jsonb_array_elements_text(CAST(:reasons AS jsonb))) AS m(member_id, ident, code, variant, reason))"
+)
+
+
+def _examples(param: str) -> str:
+    return f"m JOIN jsonb_array_elements(CAST(:{param} AS jsonb)) WITH ORDINALITY AS u(r, n) ON u.n = m.variant"
+
+
+_D, _C, _A = decision_log.COLUMNS, wallet.COLUMNS, action_log.COLUMNS
+_DECISIONS = insert_select(
+    decisions,
+    _D,
+    _examples("decision_examples"),
+    {
+        "decision_id": "m.ident",
+        "member_id": "m.member_id",
+        "reason": f"coalesce(m.reason, {row_value(decisions, _D, 'reason')})",
+        "action_id": f"CASE WHEN {row_value(decisions, _D, 'action_id')} IS NOT NULL THEN m.ident END",
+        "code": f"CASE WHEN {row_value(decisions, _D, 'code')} IS NOT NULL THEN m.code END",
+    },
+)
+_COUPONS = insert_select(
+    coupons,
+    _C,
+    f"{_examples('coupon_examples')} WHERE jsonb_typeof(u.r) = 'array' AND m.code IS NOT NULL",
+    {"code": "m.code", "member_id": "m.member_id", "action_id": "m.ident"},
+)
+_PAYLOAD = f"{row_value(actions, _A, 'payload')} || jsonb_build_object('action_id', m.ident, 'member_id', m.member_id)"
+_ACTIONS = insert_select(
+    actions,
+    _A,
+    f"{_examples('action_examples')} WHERE jsonb_typeof(u.r) = 'array'",
+    {
+        "action_id": "m.ident",
+        "member_id": "m.member_id",
+        "payload": f"CASE WHEN m.code IS NULL THEN {_PAYLOAD} "
+        f"ELSE jsonb_set({_PAYLOAD}, '{{incentive,code}}', to_jsonb(m.code)) END",
+    },
+)
+_WRITE_BATCH = text(
+    f"WITH {_MEMBERS}, "
+    f"decided AS ({_DECISIONS} ON CONFLICT DO NOTHING), "
+    f"issued AS ({_COUPONS} ON CONFLICT (shop_id, code) DO NOTHING), "
+    f"{action_log.log_and_queue(_ACTIONS)} "
+    "SELECT count(*) FROM new"
+)
+
+
+async def write_batch(connection: AsyncConnection, batch: WaveBatch, now: datetime) -> int:
+    """Writes the batch's decisions, coupons, actions and outbox rows (not its ``credited``); how many actions are new.
+
+    Each example is written through the same row functions as a decision, coupon or action of
+    the object path, so a member's rows are those ``batch.expand()`` would have written.
+    """
+    if not batch.members:
+        return 0
+    examples = batch.examples
+    parameters = {
+        "members": dump_json(batch.members),
+        "idents": dump_json(batch.action_ids),
+        "codes": dump_json(batch.codes),
+        "variants": dump_json(batch.variants),
+        "reasons": dump_json(batch.reasons),
+        "decision_examples": dump_json([decision_log.decision_row(e.decision, now) for e in examples]),
+        "coupon_examples": dump_json([None if e.coupon is None else wallet.coupon_row(e.coupon) for e in examples]),
+        "action_examples": dump_json(
+            [None if e.action is None else action_log.action_row(e.action, now) for e in examples]
+        ),
+    }
+    return int((await connection.execute(_WRITE_BATCH, parameters)).scalar_one())

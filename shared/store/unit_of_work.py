@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.domain.budgets import BudgetBook
-from shared.domain.campaign_waves import ConversionWindow, DueWave
+from shared.domain.campaign_waves import RULE, ConversionWindow, DueWave, WaveBatch
 from shared.domain.decisions import MemberContext
 from shared.domain.model import (
     ActionDecision,
@@ -83,6 +83,7 @@ class Changes:
     # Decisions and coupons of members not loaded (a campaign wave's batch): written like the members' own.
     loose_decisions: list[Decision] = field(default_factory=list)
     loose_coupons: list[Coupon] = field(default_factory=list)
+    wave_batches: list[WaveBatch] = field(default_factory=list)  # written set-based, after the rest
 
     def orders(self) -> list[tuple[str, Order]]:
         return [
@@ -197,6 +198,13 @@ class UnitOfWork(abc.ABC):
     def add_coupons(self, coupons: Iterable[Coupon]) -> None:
         """Coupons for members the unit did not load, written at commit."""
         self.changes.loose_coupons.extend(coupons)
+
+    def add_wave_batch(self, batch: WaveBatch) -> None:
+        """A wave's decided batch, written at commit: members credited points like any, the rest set-based."""
+        self.add_decisions(outcome.decision for outcome in batch.credited)
+        self.add_coupons(outcome.coupon for outcome in batch.credited if outcome.coupon is not None)
+        self.add_actions(outcome.action for outcome in batch.credited if outcome.action is not None)
+        self.changes.wave_batches.append(batch)
 
     @abc.abstractmethod
     async def ledger_entry(self, key: Key, entry_id: str) -> LedgerEntry | None:
@@ -444,6 +452,8 @@ class SqlUnitOfWork(UnitOfWork):
             _COMPANIONS,
             parameters,
         )
+        for batch in changes.wave_batches:
+            rules += [RULE] * await campaign_waves.write_batch(connection, batch, now)
         await connection.commit()
         if self._cache is not None:
             for key, context in changes.members.items():

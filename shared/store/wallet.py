@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -16,7 +17,7 @@ from shared.db.schema import coupons, unredeemed_codes
 from shared.domain.model import Coupon, CouponChange, UnredeemedCode
 from shared.store.bulk_sql import UNNEST_KEYS, Key, insert_rows, json_rows, key_arrays, rows_of
 
-_COLUMNS = [
+COLUMNS = [
     "shop_id",
     "code",
     "member_id",
@@ -34,7 +35,7 @@ _COLUMNS = [
     "reminded_at",
 ]
 # A coupon is issued under its action's id, so the same fact issued again is the same coupon.
-INSERT_COUPONS = f"{insert_rows(coupons, _COLUMNS, 'coupons')} ON CONFLICT (shop_id, code) DO NOTHING"
+INSERT_COUPONS = f"{insert_rows(coupons, COLUMNS, 'coupons')} ON CONFLICT (shop_id, code) DO NOTHING"
 # Redemptions and expiries of coupons written by earlier transactions (see ``coupon_parameters``).
 CHANGE_COUPONS = (
     "UPDATE coupons c SET status = u.r->>2, order_id = u.r->>3, redeemed_at = CAST(u.r->>4 AS timestamptz) "
@@ -42,6 +43,11 @@ CHANGE_COUPONS = (
 )
 _UNREDEEMED_COLUMNS = ["shop_id", "code", "order_id", "member_id", "at"]
 INSERT_UNREDEEMED = f"{insert_rows(unredeemed_codes, _UNREDEEMED_COLUMNS, 'unredeemed')} ON CONFLICT DO NOTHING"
+
+
+def coupon_row(coupon: Coupon) -> list[Any]:
+    """The coupon's values in ``COLUMNS`` order."""
+    return [getattr(coupon, name) for name in COLUMNS]
 
 
 def coupon_parameters(
@@ -63,7 +69,7 @@ def coupon_parameters(
         else:
             coupon.status, coupon.order_id, coupon.redeemed_at = change.status, change.order_id, change.redeemed_at
     return {
-        **json_rows([[getattr(coupon, name) for name in _COLUMNS] for coupon in new.values()], "coupons"),
+        **json_rows([coupon_row(coupon) for coupon in new.values()], "coupons"),
         **json_rows(
             [[shop, code, c.status, c.order_id, c.redeemed_at] for (shop, code), c in sorted(later.items())],
             "coupon_changes",
@@ -78,7 +84,7 @@ _PASS = text(
     f"FROM {rows_of()} WHERE c.shop_id = u.r->>0 AND c.code = u.r->>1"
 )
 _DUE = text(
-    f"SELECT {', '.join(f'c.{name}' for name in _COLUMNS)} FROM coupons c "
+    f"SELECT {', '.join(f'c.{name}' for name in COLUMNS)} FROM coupons c "
     "LEFT JOIN unnest(CAST(:shops AS text[]), CAST(:leads AS interval[])) AS l(shop_id, lead) USING (shop_id) "
     "WHERE c.status = 'issued' AND c.expires_at <= CAST(:horizon AS timestamptz) AND ("
     "c.expires_at <= CAST(:as_of AS timestamptz) OR (c.reminded_at IS NULL AND c.expires_at - "
@@ -110,7 +116,7 @@ async def claim_due_coupons(
             "limit": limit,
         },
     )
-    return [Coupon(**dict(zip(_COLUMNS, row, strict=True))) for row in rows]
+    return [Coupon(**dict(zip(COLUMNS, row, strict=True))) for row in rows]
 
 
 async def pass_coupons(connection: AsyncConnection, changes: Sequence[tuple[str, CouponChange]]) -> None:
@@ -124,13 +130,13 @@ async def find_coupons(connection: AsyncConnection, keys: Sequence[Key]) -> dict
     """Coupons by (shop, code); codes no wallet holds are left out."""
     if not keys:
         return {}
-    columns = ", ".join(f"c.{name}" for name in _COLUMNS)
+    columns = ", ".join(f"c.{name}" for name in COLUMNS)
     rows = await connection.execute(
         text(f"SELECT {columns} FROM coupons c JOIN {UNNEST_KEYS} AS k(shop_id, code) USING (shop_id, code)"),
         key_arrays(keys),
     )
     found = {}
     for row in rows:
-        coupon = Coupon(**dict(zip(_COLUMNS, row, strict=True)))
+        coupon = Coupon(**dict(zip(COLUMNS, row, strict=True)))
         found[(coupon.shop_id, coupon.code)] = coupon
     return found

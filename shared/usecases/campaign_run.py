@@ -23,7 +23,7 @@ from shared.domain.campaign_waves import (
     WaveRun,
     budget_scope,
     conversion_windows,
-    decide_member,
+    decide_batch,
     gives_points,
 )
 from shared.domain.campaigns import stored_plan
@@ -109,21 +109,19 @@ class WaveRunner:
             if run.plan.budget is not None and not run.late:
                 since = period_start(TOTAL, due.at, ZoneInfo("UTC"))
                 budgets = await uow.lock_budgets([(shop, budget_scope(due.campaign_id))], since)
-            outcomes = [
-                decide_member(run, member, converted=converted, budgets=budgets, context=contexts.get((shop, member)))
-                for member, converted in claimed
-            ]
-            uow.add_decisions(outcome.decision for outcome in outcomes)
-            uow.add_coupons(outcome.coupon for outcome in outcomes if outcome.coupon is not None)
-            uow.add_actions(outcome.action for outcome in outcomes if outcome.action is not None)
+            batch = decide_batch(
+                run, claimed, budgets=budgets, contexts={member: c for (_, member), c in contexts.items()}
+            )
+            uow.add_wave_batch(batch)
             uow.save(context for context in contexts.values() if context.new_ledger)
             new_rules = await uow.commit()
+        outcomes = batch.outcomes()
         report.batches += 1
         report.wave_members += len(claimed)
         report.actions += len(new_rules)
         report.by_rule.update(new_rules)
-        report.decisions.update(outcome.decision.outcome for outcome in outcomes)
-        report.late_skipped += sum(outcome.decision.outcome == incentives.LATE_SKIPPED for outcome in outcomes)
+        report.decisions.update(outcomes)
+        report.late_skipped += outcomes.count(incentives.LATE_SKIPPED)
         return True
 
     async def _finish(self, due: DueWave, report: SchedulerReport) -> bool:

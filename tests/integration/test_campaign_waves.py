@@ -25,6 +25,15 @@ from shared.db.schema import (
     outbox,
     points_ledger,
 )
+from shared.domain.budgets import BudgetBook, SpendRow
+from shared.domain.campaign_waves import (
+    NOT_CONVERTED_FILTER,
+    DueWave,
+    WaveRun,
+    budget_scope,
+    decide_batch,
+    decide_member,
+)
 from shared.domain.campaigns import HOLDOUT, assign, parse_plan, plan_document
 from shared.domain.playbook import Playbook
 from shared.playbook_file import parse_playbook
@@ -201,7 +210,7 @@ async def test_an_interrupted_wave_resumes_where_it_stopped(
 
     async def failing(self: SqlUnitOfWork) -> list[str]:
         nonlocal batches
-        if self.changes.loose_decisions:
+        if self.changes.wave_batches:
             batches += 1
             if batches == 3:  # the third batch's transaction dies before it commits
                 raise ConnectionError("the database went away")
@@ -267,3 +276,75 @@ async def test_a_wave_not_yet_due_waits(engine: AsyncEngine) -> None:
     report = await scheduler(engine).run(T1 - timedelta(seconds=1))
     assert report.waves_started == 0
     assert await rows(engine, select(campaign_waves.c.status)) == [("pending",), ("pending",)]
+
+
+async def written(engine: AsyncEngine) -> dict[str, list[Any]]:
+    """The rows a batch wrote, less the times of writing (``decided_at``, ``created_at``)."""
+
+    def payload(document: Any) -> Any:
+        parsed = json.loads(document) if isinstance(document, str) else dict(document)
+        parsed.pop("created_at")
+        return parsed
+
+    found = {
+        "decisions": sorted(
+            tuple(r) for r in await rows(engine, select(*[c for c in decisions.c if c.name != "decided_at"]))
+        ),
+        "coupons": sorted(tuple(r) for r in await rows(engine, select(coupons))),
+        "actions": sorted(
+            (r.action_id, r.shop_id, r.member_id, r.rule, r.category, r.occurred_at, json.dumps(payload(r.payload)))
+            for r in await rows(engine, select(actions))
+        ),
+        "outbox": sorted(
+            (r.stream, r.key, r.event_time, json.dumps(payload(r.payload), sort_keys=True))
+            for r in await rows(engine, select(outbox))
+        ),
+    }
+    async with engine.begin() as connection:
+        await connection.execute(text("TRUNCATE decisions, coupons, actions, outbox"))
+    return found
+
+
+async def test_a_batch_written_set_based_holds_the_rows_each_member_would_have_been_written_with(
+    engine: AsyncEngine,
+) -> None:
+    plan = parse_plan(
+        body(
+            strategies=[
+                {"code": "coupon", "weight": 2, "template": "d11_a", "variables": {"headline": "双11", "n": 2},
+                 "incentive": {"kind": "coupon", "value": "10.00", "min_spend": "99.00", "valid_for": "P7D"}},
+                {"code": "sample", "weight": 1, "template": "d11_b", "incentive": {"kind": "sample", "value": "3.00"}},
+                {"code": "plain", "weight": 1, "template": "d11_c"},
+            ],
+            budget="150.00",
+        )
+    )  # fmt: skip
+    due = DueWave(SHOP, CAMPAIGN, 2, plan.waves[1].at, plan.waves[1].audience, plan_document(plan))
+    wave_run = WaveRun.of(due, plan, playbook().for_shop(SHOP), due.at)
+    claimed = [(member, index % 5 == 0) for index, member in enumerate(AUDIENCE)]
+
+    def spend() -> BudgetBook:
+        scope, start = budget_scope(CAMPAIGN), datetime(1970, 1, 1).date()
+        book = BudgetBook(spend={(SHOP, scope, start): SpendRow(Decimal("0"), 0)})
+        book.since[(SHOP, scope)] = start
+        return book
+
+    batch = decide_batch(wave_run, claimed, budgets=spend())
+    assert {"emitted", "holdout", "budget_exhausted", NOT_CONVERTED_FILTER} <= set(batch.outcomes())
+    async with SqlUnitOfWork(engine) as uow:
+        uow.add_wave_batch(batch)
+        assert await uow.commit() == ["campaign"] * batch.outcomes().count("emitted")
+    set_based = await written(engine)
+
+    one_by_one, book = [], spend()
+    for member, converted in claimed:
+        one_by_one.append(decide_member(wave_run, member, converted=converted, budgets=book))
+    async with SqlUnitOfWork(engine) as uow:
+        uow.add_decisions(outcome.decision for outcome in one_by_one)
+        uow.add_coupons(outcome.coupon for outcome in one_by_one if outcome.coupon is not None)
+        uow.add_actions(outcome.action for outcome in one_by_one if outcome.action is not None)
+        await uow.commit()
+    assert set_based == await written(engine)
+    assert len(set_based["decisions"]) == len(AUDIENCE)
+    assert set_based["coupons"]
+    assert set_based["actions"]

@@ -7,6 +7,8 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from shared.domain.budgets import BudgetBook, SpendRow
 from shared.domain.campaign_waves import (
     MEMBER_UNKNOWN,
@@ -15,6 +17,7 @@ from shared.domain.campaign_waves import (
     WaveRun,
     budget_scope,
     conversion_windows,
+    decide_batch,
     decide_member,
     wave_action_id,
 )
@@ -148,3 +151,43 @@ def test_conversion_windows_start_at_each_earlier_wave_and_stop_at_this_one() ->
     (window,) = conversion_windows(plan, 2)
     assert (window.wave, window.start, window.stop) == (1, AT, AT + timedelta(days=10))
     assert conversion_windows(parse_plan(body()), 2)[0].stop == AT + timedelta(days=7)
+
+
+def book(spent: str) -> BudgetBook:
+    scope = budget_scope(CAMPAIGN)
+    start = datetime(1970, 1, 1).date()
+    budgets = BudgetBook(spend={(SHOP, scope, start): SpendRow(Decimal(spent), 0)})
+    budgets.since[(SHOP, scope)] = start
+    return budgets
+
+
+@pytest.mark.parametrize(
+    ("wave", "late", "budget", "spent"),
+    [
+        (1, False, None, "0"),
+        (2, False, None, "0"),  # not_converted: converted members filtered
+        (1, True, None, "0"),  # too late: everyone skipped
+        (1, False, "400.00", "300.00"),  # the budget runs out part-way, then a cheaper sample still fits
+    ],
+)
+def test_a_batch_decides_every_member_as_one_by_one_decisions_would(
+    wave: int, late: bool, budget: str | None, spent: str
+) -> None:
+    changes: dict[str, Any] = {} if budget is None else {"budget": budget}
+    probe = run(wave, **changes)
+    wave_run = run(wave, probe.wave.at + timedelta(days=30) if late else None, **changes)
+    claimed = [(member, index % 4 == 0) for index, member in enumerate(MEMBERS)]
+    contexts = {m: context(m) for m, _ in claimed if m.endswith("7")}  # some points members are loaded, some not
+    batch = decide_batch(wave_run, claimed, budgets=book(spent), contexts=contexts)
+    one_by_one_book, loaded_again = book(spent), {m: context(m) for m in contexts}
+    expected = [
+        decide_member(wave_run, m, converted=c, budgets=one_by_one_book, context=loaded_again.get(m))
+        for m, c in claimed
+    ]
+    by_member = {outcome.decision.member_id: outcome for outcome in batch.expand() + batch.credited}
+    assert [by_member[m] for m, _ in claimed] == expected
+    assert sorted(batch.outcomes()) == sorted(outcome.decision.outcome for outcome in expected)
+    assert len(batch.examples) <= 3 * 5  # a variant per strategy (or the holdout) and outcome, not per member
+    assert len(batch) == len(MEMBERS)
+    if budget is not None:
+        assert {o.decision.outcome for o in expected} >= {"emitted", "budget_exhausted"}
