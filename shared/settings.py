@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     scheduler_interval_s: float = 60.0  # the background scheduler runs as of the wall clock this often; 0 = off
     scheduler_batch_size: int = 500
     campaign_batch_size: int = Field(default=5000, gt=0)  # a campaign wave's members handled per transaction
+    campaign_lanes: int = Field(default=2, ge=1, le=16)  # a wave's batches decided side by side, one connection each
 
     # Notifier
     notifier_group_id: str = "notifier"

@@ -345,7 +345,9 @@ async def run_scheduler(
     """
     check_time("body.as_of", body.as_of, _every_window(playbook))
     settings = state.settings
-    scheduler = Scheduler(units, playbook, settings.scheduler_batch_size, settings.campaign_batch_size)
+    scheduler = Scheduler(
+        units, playbook, settings.scheduler_batch_size, settings.campaign_batch_size, settings.campaign_lanes
+    )
     report = await scheduler.run(body.as_of)
     return SchedulerRunResponse.model_validate(report.as_dict())
 

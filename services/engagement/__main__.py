@@ -136,7 +136,11 @@ async def main() -> int:
     if settings.scheduler_interval_s > 0:
         scheduler = _scheduler_run(
             Scheduler(
-                SqlUnitOfWork.factory(engine), playbook, settings.scheduler_batch_size, settings.campaign_batch_size
+                SqlUnitOfWork.factory(engine),
+                playbook,
+                settings.scheduler_batch_size,
+                settings.campaign_batch_size,
+                settings.campaign_lanes,
             )
         )
 

@@ -85,6 +85,7 @@ async def _run(
             playbook,
             batch_size or settings.scheduler_batch_size,
             settings.campaign_batch_size,
+            settings.campaign_lanes,
         )
         return (await scheduler.run(as_of)).as_dict()
     finally:

@@ -283,7 +283,7 @@ decisions = Table(
     Column("decided_at", TS, nullable=False),
     # A member's decisions are few: listed from the key's prefix and sorted, with no index of their own.
     PrimaryKeyConstraint("shop_id", "member_id", "decision_id"),
-    Index("ix_decisions_rule", "shop_id", "rule", "at"),
+    Index("ix_decisions_rule", "shop_id", "rule", "at", postgresql_where=text("campaign_id IS NULL")),
     Index("ix_decisions_campaign", "shop_id", "campaign_id", "wave", postgresql_where=text("campaign_id IS NOT NULL")),
 )
 
@@ -348,7 +348,7 @@ campaign_waves = Table(
     Index("ix_campaign_waves_due", "at", postgresql_where=text("status IN ('pending', 'running')")),
 )
 
-# A running wave's audience, fixed when the wave starts, and which of its members are handled.
+# A running wave's audience, fixed when the wave starts: each member's row is deleted by the batch that decides it.
 campaign_targets = Table(
     "campaign_targets",
     metadata,
@@ -356,9 +356,33 @@ campaign_targets = Table(
     Column("campaign_id", Text, nullable=False),
     Column("wave", Integer, nullable=False),
     Column("member_id", Text, nullable=False),
-    Column("done", Boolean, nullable=False, server_default=text("false")),
     PrimaryKeyConstraint("shop_id", "campaign_id", "wave", "member_id"),
-    Index("ix_campaign_targets_open", "shop_id", "campaign_id", "wave", "member_id", postgresql_where=text("NOT done")),
+)
+
+# Every member a campaign reached (given its incentive or held out): its group and the first wave that did.
+campaign_members = Table(
+    "campaign_members",
+    metadata,
+    Column("shop_id", Text, nullable=False),
+    Column("campaign_id", Text, nullable=False),
+    Column("member_id", Text, nullable=False),
+    Column("grp", Text, nullable=False),  # the strategy's code, or holdout
+    Column("first_wave", Integer, nullable=False),
+    Column("first_at", TS, nullable=False),
+    PrimaryKeyConstraint("shop_id", "campaign_id", "member_id"),
+)
+
+# Actions sent per wave and strategy, added up by each batch in its transaction; with what their points cost.
+campaign_sends = Table(
+    "campaign_sends",
+    metadata,
+    Column("shop_id", Text, nullable=False),
+    Column("campaign_id", Text, nullable=False),
+    Column("wave", Integer, nullable=False),
+    Column("strategy", Text, nullable=False),
+    Column("members", Integer, nullable=False),
+    Column("points_value", MONEY, nullable=False),
+    PrimaryKeyConstraint("shop_id", "campaign_id", "wave", "strategy"),
 )
 
 actions = Table(

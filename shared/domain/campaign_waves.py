@@ -15,6 +15,7 @@ nothing (``late_skipped``); a member of the holdout gets nothing (``holdout``); 
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,7 +24,7 @@ from typing import Any
 
 from shared.domain import incentives
 from shared.domain.budgets import BudgetBook
-from shared.domain.campaigns import Assignment, CampaignIncentive, CampaignPlan, Strategy, Wave
+from shared.domain.campaigns import HOLDOUT, Assignment, CampaignIncentive, CampaignPlan, Strategy, Wave
 from shared.domain.decisions import Decider, MemberContext, action_id, incentive_code
 from shared.domain.due_rules import next_due
 from shared.domain.model import ZERO, ActionDecision, Coupon, Decision
@@ -267,6 +268,10 @@ class WaveBatch:
     decided one by one on their loaded state (``credited``).
     """
 
+    shop_id: str
+    campaign_id: str
+    wave: int
+    at: datetime
     examples: list[MemberOutcome] = field(default_factory=list)
     members: list[str] = field(default_factory=list)
     action_ids: list[str] = field(default_factory=list)
@@ -282,6 +287,33 @@ class WaveBatch:
         """Every member's outcome (``emitted``, ``holdout`` ...), for the run's report."""
         shared = [self.examples[variant].decision.outcome for variant in self.variants]
         return shared + [outcome.decision.outcome for outcome in self.credited]
+
+    def reached(self) -> tuple[list[str], list[str]]:
+        """The members the wave reached (given the incentive or held out), and each one's group."""
+        groups = [_reached_group(example.decision) for example in self.examples]
+        members, codes = [], []
+        for member, variant in zip(self.members, self.variants, strict=True):
+            if (group := groups[variant]) is not None:
+                members.append(member)
+                codes.append(group)
+        for outcome in self.credited:
+            if (group := _reached_group(outcome.decision)) is not None:
+                members.append(outcome.decision.member_id)
+                codes.append(group)
+        return members, codes
+
+    def sends(self) -> dict[str, tuple[int, Decimal]]:
+        """Actions sent per strategy, with the value of the points they credited."""
+        counts = Counter(self.variants)
+        sent: dict[str, tuple[int, Decimal]] = {}
+        decisions = [(self.examples[v].decision, n) for v, n in counts.items()]
+        decisions += [(outcome.decision, 1) for outcome in self.credited]
+        for decision, n in decisions:
+            if decision.outcome == incentives.EMITTED and decision.strategy is not None:
+                members, value = sent.get(decision.strategy, (0, ZERO))
+                points = decision.value * n if decision.kind == "points" else ZERO
+                sent[decision.strategy] = (members + n, value + points)
+        return sent
 
     def expand(self) -> list[MemberOutcome]:
         """Each columned member's full outcome, as ``decide_member`` gives it (the store writes it in SQL)."""
@@ -310,6 +342,13 @@ class WaveBatch:
         return expanded
 
 
+def _reached_group(decision: Decision) -> str | None:
+    """The member's group when the decision reached it (the strategy's code, or the holdout); else None."""
+    if decision.outcome == incentives.EMITTED and decision.strategy is not None:
+        return decision.strategy
+    return HOLDOUT if decision.outcome == incentives.HOLDOUT else None
+
+
 def decide_batch(
     run: WaveRun,
     claimed: Sequence[tuple[str, bool]],
@@ -321,7 +360,7 @@ def decide_batch(
 
     ``contexts`` are the loaded members whose strategy credits points, by member id.
     """
-    batch = WaveBatch()
+    batch = WaveBatch(run.shop_id, run.campaign_id, run.wave.number, run.wave.at)
     variants: dict[tuple[str | None, str], int] = {}
     loaded = contexts or {}
     shop, campaign, number = run.shop_id, run.campaign_id, run.wave.number

@@ -19,8 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.engine import dump_json
 from shared.db.schema import actions, campaign_targets, coupons, decisions, members
-from shared.domain.campaign_waves import RULE, ConversionWindow, DueWave, WaveBatch
-from shared.domain.incentives import EMITTED
+from shared.domain.campaign_waves import ConversionWindow, DueWave, WaveBatch
 from shared.store import action_log, decision_log, wallet
 from shared.store.bulk_sql import insert_select, row_value
 
@@ -34,12 +33,13 @@ _CANCEL = text(
     "WHERE c.shop_id = w.shop_id AND c.campaign_id = w.campaign_id AND c.status = 'cancelled' "
     "AND w.status = 'pending'"
 )
-# A wave starts after every earlier wave of its campaign has started, so a member's first wave is known.
+# A wave starts once every earlier wave of its campaign is over, so each member's first wave, and
+# whether it converted since, are known when the wave decides it.
 _CLAIM = text(
     f"SELECT {_COLUMNS} FROM campaign_waves w JOIN campaigns c USING (shop_id, campaign_id) "
     "WHERE w.status = 'pending' AND w.at <= :as_of AND c.status IN ('scheduled', 'running') "
     "AND NOT EXISTS (SELECT 1 FROM campaign_waves e WHERE e.shop_id = w.shop_id "
-    "AND e.campaign_id = w.campaign_id AND e.wave < w.wave AND e.status = 'pending') "
+    "AND e.campaign_id = w.campaign_id AND e.wave < w.wave AND e.status IN ('pending', 'running')) "
     "ORDER BY w.at, w.shop_id, w.campaign_id, w.wave LIMIT 1 FOR UPDATE OF w SKIP LOCKED"
 )
 _RUNNING = text(
@@ -52,24 +52,24 @@ _CAMPAIGN_RUNNING = text(
     "UPDATE campaigns SET status = 'running' "
     "WHERE shop_id = :shop_id AND campaign_id = :campaign_id AND status = 'scheduled'"
 )
-# Claims open targets and marks them done at once: a rollback reopens them for the next batch.
-# The picked ids are updated by primary key from an array: written as a join against the CTE, a plan
-# made while the wave's statistics are unknown is a nested loop comparing every target of the wave
-# with every picked one, quadratic in the wave's size. The first wave of each member is the earliest
-# earlier wave whose targets hold it; it converted when it paid an order in that wave's window
-# (windows as arrays: wave, start, stop), found once for the batch and joined by member.
-_TARGETS = text(
-    f"WITH picked AS (SELECT member_id FROM campaign_targets WHERE {_WAVE} AND NOT done "
-    "ORDER BY member_id LIMIT :limit FOR UPDATE SKIP LOCKED), "
-    "claimed AS (UPDATE campaign_targets t SET done = true WHERE t.shop_id = :shop_id "
-    "AND t.campaign_id = :campaign_id AND t.wave = :wave AND t.member_id = ANY(ARRAY(SELECT member_id FROM picked)) "
-    "RETURNING t.member_id), "
-    "firsts AS (SELECT c.member_id, min(e.wave) AS wave FROM claimed c JOIN campaign_targets e "
-    "ON e.shop_id = :shop_id AND e.campaign_id = :campaign_id AND e.wave < :wave AND e.member_id = c.member_id "
-    "GROUP BY c.member_id), "
-    "converted AS (SELECT DISTINCT f.member_id FROM firsts f "
+# Claims open targets by deleting them: a rollback brings them back for the next batch. The picked
+# ids are deleted by primary key from an array: written as a join against a CTE, a plan made while
+# the wave's statistics are unknown compares every target of the wave with every picked one.
+_CLAIMED = (
+    f"claimed AS (DELETE FROM campaign_targets t WHERE t.shop_id = :shop_id AND t.campaign_id = :campaign_id "
+    "AND t.wave = :wave AND t.member_id = ANY(ARRAY("
+    f"SELECT member_id FROM campaign_targets WHERE {_WAVE} ORDER BY member_id LIMIT :limit FOR UPDATE SKIP LOCKED)) "
+    "RETURNING t.member_id)"
+)
+_TARGETS = text(f"WITH {_CLAIMED} SELECT member_id, false FROM claimed ORDER BY member_id")
+# For a ``not_converted`` wave: whether each member paid an order in the attribution window of the
+# first wave that reached it (windows as arrays: wave, start, stop), found once for the batch.
+_TARGETS_CONVERTED = text(
+    f"WITH {_CLAIMED}, "
+    "converted AS (SELECT DISTINCT f.member_id FROM claimed c JOIN campaign_members f "
+    "ON f.shop_id = :shop_id AND f.campaign_id = :campaign_id AND f.member_id = c.member_id "
     "JOIN unnest(CAST(:waves AS int[]), CAST(:starts AS timestamptz[]), CAST(:stops AS timestamptz[])) "
-    "AS win(wave, start, stop) ON win.wave = f.wave "
+    "AS win(wave, start, stop) ON win.wave = f.first_wave "
     "JOIN orders o ON o.shop_id = :shop_id AND o.member_id = f.member_id "
     "AND o.paid_at > win.start AND o.paid_at <= win.stop) "
     "SELECT c.member_id, v.member_id IS NOT NULL FROM claimed c LEFT JOIN converted v USING (member_id) "
@@ -78,14 +78,12 @@ _TARGETS = text(
 _ANALYZE = text("ANALYZE campaign_targets")
 _ANALYZE_RESULTS = text("ANALYZE decisions, coupons")
 _LOCK_CAMPAIGN = text("SELECT 1 FROM campaigns WHERE shop_id = :shop_id AND campaign_id = :campaign_id FOR UPDATE")
-# Members who got an action in the wave: its emitted decisions, found by the decisions' rule index.
+# Members who got an action in the wave: its sends, added up by its batches.
 _FINISH = text(
     "UPDATE campaign_waves w SET status = 'done', ran_at = now(), members = ("
-    "SELECT count(DISTINCT d.member_id) FROM decisions d WHERE d.shop_id = :shop_id AND d.rule = :rule "
-    "AND d.at = w.at AND d.campaign_id = :campaign_id AND d.wave = :wave AND d.outcome = :emitted) "
+    f"SELECT coalesce(sum(s.members), 0) FROM campaign_sends s WHERE {_WAVE}) "
     "WHERE w.shop_id = :shop_id AND w.campaign_id = :campaign_id AND w.wave = :wave AND w.status = 'running' "
-    "AND NOT EXISTS (SELECT 1 FROM campaign_targets t WHERE t.shop_id = :shop_id "
-    "AND t.campaign_id = :campaign_id AND t.wave = :wave AND NOT t.done) RETURNING w.wave"
+    f"AND NOT EXISTS (SELECT 1 FROM campaign_targets t WHERE {_WAVE}) RETURNING w.wave"
 )
 _COMPLETE = text(
     "UPDATE campaigns c SET status = 'completed' WHERE c.shop_id = :shop_id AND c.campaign_id = :campaign_id "
@@ -144,16 +142,14 @@ async def claim_targets(
 
     ``windows`` are the earlier waves' attribution windows (empty: nobody is asked).
     """
-    rows = await connection.execute(
-        _TARGETS,
-        {
-            **_key(wave),
-            "limit": limit,
+    parameters: dict[str, object] = {**_key(wave), "limit": limit}
+    if windows:
+        parameters |= {
             "waves": [window.wave for window in windows],
             "starts": [window.start for window in windows],
             "stops": [window.stop for window in windows],
-        },
-    )
+        }
+    rows = await connection.execute(_TARGETS_CONVERTED if windows else _TARGETS, parameters)
     return [(str(row[0]), bool(row[1])) for row in rows]
 
 
@@ -163,7 +159,7 @@ async def finish_wave(connection: AsyncConnection, wave: DueWave) -> bool:
     The campaign's row is locked first, so two waves finishing at once see each other's end.
     """
     await connection.execute(_LOCK_CAMPAIGN, _key(wave))
-    finished = (await connection.execute(_FINISH, {**_key(wave), "rule": RULE, "emitted": EMITTED})).first()
+    finished = (await connection.execute(_FINISH, _key(wave))).first()
     if finished is None:
         return False
     await connection.execute(_COMPLETE, _key(wave))
@@ -219,25 +215,49 @@ _ACTIONS = insert_select(
         f"ELSE jsonb_set({_PAYLOAD}, '{{incentive,code}}', to_jsonb(m.code)) END",
     },
 )
+# The first wave to reach a member (waves run one after the other) keeps it; sends add up per wave and strategy.
+_REACHED = (
+    "INSERT INTO campaign_members (shop_id, campaign_id, member_id, grp, first_wave, first_at) "
+    "SELECT :shop_id, :campaign_id, r.member_id, r.grp, :wave, :at FROM ROWS FROM ("
+    "jsonb_array_elements_text(CAST(:reached AS jsonb)), jsonb_array_elements_text(CAST(:groups AS jsonb))) "
+    "AS r(member_id, grp) ON CONFLICT DO NOTHING"
+)
+_SENDS = (
+    "INSERT INTO campaign_sends (shop_id, campaign_id, wave, strategy, members, points_value) "
+    "SELECT :shop_id, :campaign_id, :wave, s.strategy, s.members, s.points_value "
+    "FROM jsonb_to_recordset(CAST(:sends AS jsonb)) AS s(strategy text, members int, points_value numeric) "
+    "ON CONFLICT (shop_id, campaign_id, wave, strategy) DO UPDATE "
+    "SET members = campaign_sends.members + excluded.members, "
+    "points_value = campaign_sends.points_value + excluded.points_value"
+)
 _WRITE_BATCH = text(
     f"WITH {_MEMBERS}, "
     f"decided AS ({_DECISIONS} ON CONFLICT DO NOTHING), "
     f"issued AS ({_COUPONS} ON CONFLICT (shop_id, code) DO NOTHING), "
+    f"reached AS ({_REACHED}), "
     f"{action_log.log_and_queue(_ACTIONS)} "
     "SELECT count(*) FROM new"
 )
+_ADD_SENDS = text(_SENDS)
 
 
 async def write_batch(connection: AsyncConnection, batch: WaveBatch, now: datetime) -> int:
-    """Writes the batch's decisions, coupons, actions and outbox rows (not its ``credited``); how many actions are new.
+    """Writes the batch's decisions, coupons, actions and outbox rows; how many actions are new.
 
     Each example is written through the same row functions as a decision, coupon or action of
-    the object path, so a member's rows are those ``batch.expand()`` would have written.
+    the object path, so a member's rows are those ``batch.expand()`` would have written. The
+    members credited points are written by the object path; they count here among the members
+    reached and the sends. The sends are added in a statement of their own, last: concurrent
+    batches of the wave wait on those rows only until the first commits.
     """
-    if not batch.members:
-        return 0
     examples = batch.examples
+    reached, groups = batch.reached()
+    key = {"shop_id": batch.shop_id, "campaign_id": batch.campaign_id, "wave": batch.wave}
     parameters = {
+        **key,
+        "at": batch.at,
+        "reached": dump_json(reached),
+        "groups": dump_json(groups),
         "members": dump_json(batch.members),
         "idents": dump_json(batch.action_ids),
         "codes": dump_json(batch.codes),
@@ -249,4 +269,11 @@ async def write_batch(connection: AsyncConnection, batch: WaveBatch, now: dateti
             [None if e.action is None else action_log.action_row(e.action, now) for e in examples]
         ),
     }
-    return int((await connection.execute(_WRITE_BATCH, parameters)).scalar_one())
+    new = int((await connection.execute(_WRITE_BATCH, parameters)).scalar_one())
+    sends = [
+        {"strategy": strategy, "members": members, "points_value": str(value)}
+        for strategy, (members, value) in sorted(batch.sends().items())
+    ]
+    if sends:
+        await connection.execute(_ADD_SENDS, {**key, "sends": dump_json(sends)})
+    return new

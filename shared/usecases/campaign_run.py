@@ -1,15 +1,17 @@
 """Running campaign waves: the scheduler's pass over waves whose time has come.
 
-Each step is one transaction: start one pending wave (its audience fixed in PostgreSQL as of
-the wave's time), or decide one claimed batch of a running wave's targets, or mark a wave
-with no open target done. Batches are claimed SKIP LOCKED and marked done with everything they
-write, so concurrent runs share a wave, a run stopped mid-wave is resumed by the next one where
-it stopped, and each (wave, member) is decided once. Members are loaded only for batches whose
+Each step starts one pending wave (its audience fixed in PostgreSQL as of the wave's time, in
+one transaction), or decides claimed batches of a running wave's targets (``lanes`` of them side
+by side, each in its own transaction), or marks a wave with no open target done. Targets are
+claimed SKIP LOCKED and deleted with everything their batch writes, so concurrent runs share a
+wave, a run stopped mid-wave is resumed by the next one where it stopped, and each (wave,
+member) is decided once. Members are loaded only for batches whose
 strategies credit points; everything else is decided from the member's id alone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -40,10 +42,11 @@ __all__ = ["WaveRunner"]
 class WaveRunner:
     """Steps through the waves due by a business time, one transaction a step."""
 
-    def __init__(self, units: UnitsOfWork, playbook: Playbook, batch_size: int = 5_000) -> None:
+    def __init__(self, units: UnitsOfWork, playbook: Playbook, batch_size: int = 5_000, lanes: int = 2) -> None:
         self._units = units
         self._playbook = playbook
         self._batch_size = batch_size
+        self._lanes = lanes
 
     async def step(self, as_of: datetime, report: SchedulerReport) -> bool:
         """One transaction's work on the waves due by ``as_of``; False when nothing could be done."""
@@ -52,7 +55,16 @@ class WaveRunner:
         async with self._units() as uow:
             waves = await uow.running_waves(as_of)
         for wave in waves:
-            if await self._batch(wave, as_of, report) or await self._finish(wave, report):
+            # Lanes decide batches side by side, each in its own transaction: while one waits on
+            # PostgreSQL, another decides, and the database writes two batches on two cores.
+            # A lane that fails lets the others finish their batches; then its error is raised.
+            lanes = await asyncio.gather(
+                *(self._batch(wave, as_of, report) for _ in range(self._lanes)), return_exceptions=True
+            )
+            for outcome in lanes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            if any(lanes) or await self._finish(wave, report):
                 return True
         return False
 

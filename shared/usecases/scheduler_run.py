@@ -77,12 +77,17 @@ class SchedulerReport:
 
 class Scheduler:
     def __init__(
-        self, units: UnitsOfWork, playbook: Playbook, batch_size: int = 500, wave_batch_size: int = 5_000
+        self,
+        units: UnitsOfWork,
+        playbook: Playbook,
+        batch_size: int = 500,
+        wave_batch_size: int = 5_000,
+        wave_lanes: int = 2,
     ) -> None:
         self._units = units
         self._playbook = playbook
         self._batch_size = batch_size
-        self._waves = WaveRunner(units, playbook, wave_batch_size)
+        self._waves = WaveRunner(units, playbook, wave_batch_size, wave_lanes)
 
     async def run(self, as_of: datetime, wait_for_locked_s: float = 30.0) -> SchedulerReport:
         """Runs everything due up to ``as_of``; returns once nothing due is left.

@@ -24,7 +24,8 @@ Then it times:
 One summary line (``campaign bench: ...``) gives the figures and whether each target was met;
 everything printed is appended to tests/bench/results/campaign.log. The database and the topic
 are removed at the end, also when the run fails (``BENCH_KEEP_DATABASE=1`` keeps the database,
-to look at plans by hand).
+to look at plans by hand). ``BENCH_STATEMENTS=1`` adds where the wave's time went: the wall time
+of its statements, summed by statement (the database's share of a statement's time included).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from shared.usecases.campaigns import campaign_report
 from shared.usecases.scheduler_run import Scheduler
 from tests.bench.harness import (
     PARTITIONS,
+    StatementClock,
     admin_sql,
     backend_cpu_seconds,
     create_database,
@@ -213,7 +215,8 @@ async def _main() -> None:
         scheduler = Scheduler(SqlUnitOfWork.factory(engine), playbook, **options)
         cpu, backends = self_cpu_seconds(), await backend_cpu_seconds(database_url)
         started = time.perf_counter()
-        report = await scheduler.run(as_of)
+        with StatementClock(engine.sync_engine, enabled=bool(os.environ.get("BENCH_STATEMENTS"))) as clock:
+            report = await scheduler.run(as_of)
         wave_seconds = time.perf_counter() - started
         wave_cpu = self_cpu_seconds() - cpu
         wave_backends = await backend_cpu_seconds(database_url) - backends
@@ -226,6 +229,8 @@ async def _main() -> None:
             f"PostgreSQL backends {wave_backends:.1f} s | rows: "
             + ", ".join(f"{table} {count:,}" for table, count in counts.items())
         )
+        for line in clock.lines():
+            _say(f"wave statement: {line}")
         if report.wave_members != members or counts["actions"] != counts["outbox"] or report.waves_run != 1:
             raise SystemExit(f"unexpected end of the wave: {report.as_dict()}, rows {counts}")
 

@@ -22,7 +22,7 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.api.app import create_app
-from shared.db.schema import campaign_waves, campaigns, deliveries
+from shared.db.schema import campaign_members, campaign_sends, campaign_waves, campaigns, deliveries
 from shared.domain.stats import newcombe_difference
 from shared.playbook_file import layers_of
 from shared.settings import Settings
@@ -409,7 +409,9 @@ async def test_cancel_a_scheduled_campaign_and_a_completed_one(client: httpx.Asy
 # --- the report ------------------------------------------------------------------------------------
 
 
-def _delivery(action_id: str, member_id: str, status: str, channel: str = "log") -> tuple[Table, dict[str, Any]]:
+def _delivery(
+    action_id: str, member_id: str, status: str, channel: str = "log", campaign_id: str = ""
+) -> tuple[Table, dict[str, Any]]:
     return deliveries, {
         "action_id": action_id,
         "channel": channel,
@@ -419,8 +421,20 @@ def _delivery(action_id: str, member_id: str, status: str, channel: str = "log")
         "category": "incentive",
         "status": status,
         "occurred_at": NOW,
-        "action": {},
+        "action": {"campaign": {"campaign_id": campaign_id, "wave": 1, "strategy": "s"}},
     }
+
+
+def _reached(campaign_id: str, member_id: str, grp: str, wave: int, at: datetime) -> tuple[Table, dict[str, Any]]:
+    """A member the campaign reached, as the first wave to reach it records it."""
+    row = {"campaign_id": campaign_id, "member_id": member_id, "grp": grp, "first_wave": wave, "first_at": at}
+    return campaign_members, {"shop_id": SHOP, **row}
+
+
+def _sent(campaign_id: str, wave: int, strategy: str, members: int, points: str = "0") -> tuple[Table, dict[str, Any]]:
+    """A wave's sends of one strategy, as its batches add them up."""
+    row = {"campaign_id": campaign_id, "wave": wave, "strategy": strategy, "members": members, "points_value": points}
+    return campaign_sends, {"shop_id": SHOP, **row}
 
 
 async def test_the_report_counts_each_strategy_the_holdout_and_each_wave(
@@ -449,14 +463,14 @@ async def test_the_report_counts_each_strategy_the_holdout_and_each_wave(
         decided("a3", "m3", 2, "ten_off", value="10.00"),
         coupon_row("CC", "m3", "campaign", "a3", "10.00", t2, campaign_id=cid),
         order_row("o3", "m3", t2 + 15 * DAY, "70.00"),
-        _delivery("a1", "m1", "sent"),
-        _delivery("a2", "m2", "suppressed"),
-        _delivery("a2b", "m2", "sent"),
-        _delivery("a2b", "m2", "suppressed", channel="webhook"),  # sent on one channel: sent
-        _delivery("a3", "m3", "deferred"),
+        _delivery("a1", "m1", "sent", campaign_id=cid),
+        _delivery("a2", "m2", "suppressed", campaign_id=cid),
+        _delivery("a2b", "m2", "sent", campaign_id=cid),
+        _delivery("a2b", "m2", "suppressed", channel="webhook", campaign_id=cid),  # sent on one channel: sent
+        _delivery("a3", "m3", "deferred", campaign_id=cid),
         # points: m4, 200 points worth 2.00, no order.
         decided("p1", "m4", 1, "points", kind="points", value="2.00", points=200),
-        _delivery("p1", "m4", "sent"),
+        _delivery("p1", "m4", "sent", campaign_id=cid),
         # the holdout: h1 converts (50.00); h2, first held out in wave 1, pays 20 days on; h3, first held
         # out in wave 2, converts (30.00).
         decided("h1", "h1", 1, None, "holdout"),
@@ -469,6 +483,21 @@ async def test_the_report_counts_each_strategy_the_holdout_and_each_wave(
         # Neither group: a member left out by the not_converted filter, and another campaign's decision.
         decided("f1", "m5", 2, "plain", "not_converted_filter"),
         decision_row("x1", "m1", "campaign", "emitted", t1, campaign_id="another", wave=1, strategy="ten_off"),
+        _delivery("x1", "m1", "sent", campaign_id="another"),
+        # What the waves recorded with those decisions: each member's group and first reaching wave,
+        # and each wave's sends per strategy.
+        _reached(cid, "m1", "ten_off", 1, t1),
+        _reached(cid, "m2", "ten_off", 1, t1),
+        _reached(cid, "m3", "ten_off", 2, t2),
+        _reached(cid, "m4", "points", 1, t1),
+        _reached(cid, "h1", "holdout", 1, t1),
+        _reached(cid, "h2", "holdout", 1, t1),
+        _reached(cid, "h3", "holdout", 2, t2),
+        _reached("another", "m1", "ten_off", 1, t1),
+        _sent(cid, 1, "ten_off", 2),
+        _sent(cid, 1, "points", 1, "2.00"),
+        _sent(cid, 2, "ten_off", 2),
+        _sent("another", 1, "ten_off", 1),
     )
 
     report = (await client.get(f"{BASE}/{cid}/report", headers=READER)).json()
