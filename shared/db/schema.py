@@ -284,7 +284,6 @@ decisions = Table(
     # A member's decisions are few: listed from the key's prefix and sorted, with no index of their own.
     PrimaryKeyConstraint("shop_id", "member_id", "decision_id"),
     Index("ix_decisions_rule", "shop_id", "rule", "at", postgresql_where=text("campaign_id IS NULL")),
-    Index("ix_decisions_campaign", "shop_id", "campaign_id", "wave", postgresql_where=text("campaign_id IS NOT NULL")),
 )
 
 # Value issued per budget scope (a rule, or campaign:<id>) and calendar period of business time.

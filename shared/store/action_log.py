@@ -56,13 +56,15 @@ COLUMNS = ["action_id", "shop_id", "member_id", "rule", "category", "occurred_at
 _EMPTY = "[]"
 
 
-def log_and_queue(insert: str) -> str:
+def log_and_queue(insert: str, *, skip_logged: bool = True) -> str:
     """Parts ``new`` (the actions ``insert`` logs, an ``INSERT INTO actions`` of ``COLUMNS``) and ``queued``.
 
     An action id logged before is neither logged nor queued again; ``new`` returns each new action's rule.
+    ``skip_logged=False`` is for a writer that cannot meet its ids again: an id met again is then an error.
     """
+    conflict = " ON CONFLICT (action_id) DO NOTHING" if skip_logged else ""
     return (
-        f"new AS ({insert} ON CONFLICT (action_id) DO NOTHING "
+        f"new AS ({insert}{conflict} "
         "RETURNING shop_id, member_id, rule, payload, occurred_at), "
         "queued AS (INSERT INTO outbox (stream, key, payload, event_time) "
         "SELECT 'actions', shop_id || ':' || member_id, payload::text, occurred_at FROM new)"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Table, Text
@@ -46,17 +46,8 @@ _ROWS = rows_of()
 
 def insert_rows(table: Table, names: Sequence[str], param: str = "rows") -> str:
     """``INSERT ... SELECT`` from the rows of ``json_rows`` (sent as ``param``)."""
-    return insert_select(table, names, rows_of(param))
-
-
-def insert_select(table: Table, names: Sequence[str], source: str, overrides: Mapping[str, str] | None = None) -> str:
-    """``INSERT ... SELECT`` from ``source``, where ``u.r`` is a JSON row array of ``names``' values.
-
-    ``overrides`` give SQL expressions for some columns instead (the row's value is then unused).
-    """
-    given = overrides or {}
-    values = ", ".join(given.get(name) or _value(table, name, index) for index, name in enumerate(names))
-    return f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {values} FROM {source}"
+    values = ", ".join(_value(table, name, index) for index, name in enumerate(names))
+    return f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {values} FROM {rows_of(param)}"
 
 
 def row_value(table: Table, names: Sequence[str], name: str) -> str:

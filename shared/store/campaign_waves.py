@@ -14,14 +14,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Row, Text, insert, literal, select, text
+from sqlalchemy import ColumnElement, Integer, Row, Table, Text, insert, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.engine import dump_json
 from shared.db.schema import actions, campaign_targets, coupons, decisions, members
 from shared.domain.campaign_waves import ConversionWindow, DueWave, WaveBatch
+from shared.domain.model import ActionDecision
 from shared.store import action_log, decision_log, wallet
-from shared.store.bulk_sql import insert_select, row_value
+from shared.store.bulk_sql import row_value
 
 _WAVE = "shop_id = :shop_id AND campaign_id = :campaign_id AND wave = :wave"
 _COLUMNS = "w.shop_id, w.campaign_id, w.wave, w.at, w.audience, c.plan"
@@ -76,7 +77,7 @@ _TARGETS_CONVERTED = text(
     "ORDER BY c.member_id"
 )
 _ANALYZE = text("ANALYZE campaign_targets")
-_ANALYZE_RESULTS = text("ANALYZE decisions, coupons")
+_ANALYZE_RESULTS = text("ANALYZE campaign_members, coupons")
 _LOCK_CAMPAIGN = text("SELECT 1 FROM campaigns WHERE shop_id = :shop_id AND campaign_id = :campaign_id FOR UPDATE")
 # Members who got an action in the wave: its sends, added up by its batches.
 _FINISH = text(
@@ -163,7 +164,7 @@ async def finish_wave(connection: AsyncConnection, wave: DueWave) -> bool:
     if finished is None:
         return False
     await connection.execute(_COMPLETE, _key(wave))
-    # A wave adds a decision per member at once: the report, read next, is planned on fresh statistics
+    # A wave adds a member row and a coupon per member at once: the report, read next, is planned on fresh statistics
     # (a sample: fast whatever the table's size) rather than on the empty table autovacuum last saw.
     await connection.execute(_ANALYZE_RESULTS)
     return True
@@ -180,47 +181,65 @@ _MEMBERS = (
 )
 
 
-def _examples(param: str) -> str:
-    return f"m JOIN jsonb_array_elements(CAST(:{param} AS jsonb)) WITH ORDINALITY AS u(r, n) ON u.n = m.variant"
+def _examples(table: Table, names: list[str], param: str, extra: str = "") -> str:
+    """The examples of ``param`` as rows ``e`` of ``names``' values (and ``extra``), cast once per variant."""
+    typed = ", ".join(f'{row_value(table, names, name)} AS "{name}"' for name in names)
+    return (
+        f"(SELECT u.n, {typed}{extra} FROM jsonb_array_elements(CAST(:{param} AS jsonb)) WITH ORDINALITY AS u(r, n) "
+        "WHERE jsonb_typeof(u.r) = 'array') e"
+    )
 
 
+def _from_examples(table: Table, names: list[str], param: str, overrides: dict[str, str], where: str = "") -> str:
+    """``INSERT`` of ``names`` for each member of ``m`` from its variant's example row (``e``), some overridden."""
+    values = ", ".join(overrides.get(name, f'e."{name}"') for name in names)
+    return (
+        f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {values} "
+        f"FROM m JOIN {_examples(table, names, param)} ON e.n = m.variant{where}"
+    )
+
+
+# No ON CONFLICT on the rows of a member: its target is deleted by the batch that writes them, so
+# no other batch writes them again, and checking first (a speculative insertion) costs more than
+# twice the insertion. The wallet keeps its check: a coupon's code could collide with another's.
 _D, _C, _A = decision_log.COLUMNS, wallet.COLUMNS, action_log.COLUMNS
-_DECISIONS = insert_select(
+_DECISIONS = _from_examples(
     decisions,
     _D,
-    _examples("decision_examples"),
+    "decision_examples",
     {
         "decision_id": "m.ident",
         "member_id": "m.member_id",
-        "reason": f"coalesce(m.reason, {row_value(decisions, _D, 'reason')})",
-        "action_id": f"CASE WHEN {row_value(decisions, _D, 'action_id')} IS NOT NULL THEN m.ident END",
-        "code": f"CASE WHEN {row_value(decisions, _D, 'code')} IS NOT NULL THEN m.code END",
+        "reason": 'coalesce(m.reason, e."reason")',
+        "action_id": 'CASE WHEN e."action_id" IS NOT NULL THEN m.ident END',
+        "code": 'CASE WHEN e."code" IS NOT NULL THEN m.code END',
     },
 )
-_COUPONS = insert_select(
+_COUPONS = _from_examples(
     coupons,
     _C,
-    f"{_examples('coupon_examples')} WHERE jsonb_typeof(u.r) = 'array' AND m.code IS NOT NULL",
+    "coupon_examples",
     {"code": "m.code", "member_id": "m.member_id", "action_id": "m.ident"},
+    " WHERE m.code IS NOT NULL",
 )
-_PAYLOAD = f"{row_value(actions, _A, 'payload')} || jsonb_build_object('action_id', m.ident, 'member_id', m.member_id)"
-_ACTIONS = insert_select(
-    actions,
-    _A,
-    f"{_examples('action_examples')} WHERE jsonb_typeof(u.r) = 'array'",
-    {
-        "action_id": "m.ident",
-        "member_id": "m.member_id",
-        "payload": f"CASE WHEN m.code IS NULL THEN {_PAYLOAD} "
-        f"ELSE jsonb_set({_PAYLOAD}, '{{incentive,code}}', to_jsonb(m.code)) END",
-    },
+# An action's payload is its example's JSON text with the member's values put in (``_payload_parts``):
+# text is joined once and parsed once, where building the JSONB value would rebuild it per key.
+_PARTS = "".join(f", u.r->{_A.index('payload')}->>{i} AS p{i}" for i in range(4))
+_OWN = {"action_id": "m.ident", "member_id": "m.member_id", "payload": "NULL"}  # a member's own, or its body
+_BODIES = (
+    f"bodies AS (SELECT {', '.join(_OWN.get(name, f'e.{name}') + f' AS {name}' for name in _A)}, "
+    "e.p0 || to_json(m.ident)::text || e.p1 || to_json(m.member_id)::text || e.p2 "
+    "|| CASE WHEN m.code IS NULL THEN '' ELSE to_json(m.code)::text || e.p3 END AS body "
+    f"FROM m JOIN {_examples(actions, _A, 'action_examples', _PARTS)} ON e.n = m.variant)"
 )
-# The first wave to reach a member (waves run one after the other) keeps it; sends add up per wave and strategy.
+# The first wave to reach a member keeps it: waves run one after the other, and a wave's members are
+# each in one batch, so the member's row is looked for, not raced for.
 _REACHED = (
     "INSERT INTO campaign_members (shop_id, campaign_id, member_id, grp, first_wave, first_at) "
     "SELECT :shop_id, :campaign_id, r.member_id, r.grp, :wave, :at FROM ROWS FROM ("
     "jsonb_array_elements_text(CAST(:reached AS jsonb)), jsonb_array_elements_text(CAST(:groups AS jsonb))) "
-    "AS r(member_id, grp) ON CONFLICT DO NOTHING"
+    "AS r(member_id, grp) WHERE NOT EXISTS (SELECT 1 FROM campaign_members c WHERE c.shop_id = :shop_id "
+    "AND c.campaign_id = :campaign_id AND c.member_id = r.member_id)"
 )
 _SENDS = (
     "INSERT INTO campaign_sends (shop_id, campaign_id, wave, strategy, members, points_value) "
@@ -232,11 +251,15 @@ _SENDS = (
 )
 _WRITE_BATCH = text(
     f"WITH {_MEMBERS}, "
-    f"decided AS ({_DECISIONS} ON CONFLICT DO NOTHING), "
+    f"decided AS ({_DECISIONS}), "
     f"issued AS ({_COUPONS} ON CONFLICT (shop_id, code) DO NOTHING), "
     f"reached AS ({_REACHED}), "
-    f"{action_log.log_and_queue(_ACTIONS)} "
-    "SELECT count(*) FROM new"
+    f"{_BODIES}, "
+    f"logged AS (INSERT INTO actions ({', '.join(_A)}) "
+    f"SELECT {', '.join('CAST(body AS jsonb)' if n == 'payload' else n for n in _A)} FROM bodies), "
+    "queued AS (INSERT INTO outbox (stream, key, payload, event_time) "
+    "SELECT 'actions', shop_id || ':' || member_id, body, occurred_at FROM bodies) "
+    "SELECT count(*) FROM bodies"
 )
 _ADD_SENDS = text(_SENDS)
 
@@ -250,11 +273,25 @@ async def write_batch(connection: AsyncConnection, batch: WaveBatch, now: dateti
     reached and the sends. The sends are added in a statement of their own, last: concurrent
     batches of the wave wait on those rows only until the first commits.
     """
+    new = int((await connection.execute(_WRITE_BATCH, batch_parameters(batch, now))).scalar_one())
+    sends = [
+        {"strategy": strategy, "members": members, "points_value": str(value)}
+        for strategy, (members, value) in sorted(batch.sends().items())
+    ]
+    if sends:
+        key = {"shop_id": batch.shop_id, "campaign_id": batch.campaign_id, "wave": batch.wave}
+        await connection.execute(_ADD_SENDS, {**key, "sends": dump_json(sends)})
+    return new
+
+
+def batch_parameters(batch: WaveBatch, now: datetime) -> dict[str, Any]:
+    """The parameters of the batch's statement."""
     examples = batch.examples
     reached, groups = batch.reached()
-    key = {"shop_id": batch.shop_id, "campaign_id": batch.campaign_id, "wave": batch.wave}
-    parameters = {
-        **key,
+    return {
+        "shop_id": batch.shop_id,
+        "campaign_id": batch.campaign_id,
+        "wave": batch.wave,
         "at": batch.at,
         "reached": dump_json(reached),
         "groups": dump_json(groups),
@@ -265,15 +302,37 @@ async def write_batch(connection: AsyncConnection, batch: WaveBatch, now: dateti
         "reasons": dump_json(batch.reasons),
         "decision_examples": dump_json([decision_log.decision_row(e.decision, now) for e in examples]),
         "coupon_examples": dump_json([None if e.coupon is None else wallet.coupon_row(e.coupon) for e in examples]),
-        "action_examples": dump_json(
-            [None if e.action is None else action_log.action_row(e.action, now) for e in examples]
-        ),
+        "action_examples": dump_json([None if e.action is None else _action_example(e.action, now) for e in examples]),
     }
-    new = int((await connection.execute(_WRITE_BATCH, parameters)).scalar_one())
-    sends = [
-        {"strategy": strategy, "members": members, "points_value": str(value)}
-        for strategy, (members, value) in sorted(batch.sends().items())
-    ]
-    if sends:
-        await connection.execute(_ADD_SENDS, {**key, "sends": dump_json(sends)})
-    return new
+
+
+# Stand-ins for a member's own values in an example's JSON text, marked by NUL characters: no
+# text of a campaign holds one (its plan is stored as JSONB, which cannot).
+_STAND_INS = ("\x00action_id\x00", "\x00member_id\x00", "\x00code\x00")
+
+
+def _action_example(action: ActionDecision, now: datetime) -> list[Any]:
+    """The example's action row, its payload as JSON text cut where the member's id, action id and code go.
+
+    The payload is built and checked by the contract like any action's (``action_row``); the member's
+    values come first in it, the code (a coupon's or sample's) in its incentive.
+    """
+    row = list(action_log.action_row(action, now))
+    payload = dict(row[-1])
+    incentive = payload.get("incentive")
+    stand_ins = list(_STAND_INS[:2])
+    if isinstance(incentive, dict) and "code" in incentive:
+        payload["incentive"] = {**incentive, "code": _STAND_INS[2]}
+        stand_ins.append(_STAND_INS[2])
+    ordered = {"action_id": _STAND_INS[0], "member_id": _STAND_INS[1]}
+    ordered.update((key, value) for key, value in payload.items() if key not in ordered)
+    parts, rest = [], dump_json(ordered)
+    for stand_in in stand_ins:
+        before, found, rest = rest.partition(dump_json(stand_in))
+        if not found:
+            raise ValueError(
+                f"the example action {action.action_id} holds its stand-in {stand_in!r} twice or not at all"
+            )
+        parts.append(before)
+    row[-1] = [*parts, rest]
+    return row

@@ -3,7 +3,8 @@
 A wave's targets are deleted as they are decided (no ``done`` flag to update); a member's first
 wave and group are kept in ``campaign_members`` and each batch's sends are added up in
 ``campaign_sends``, so the campaign report reads neither the campaign's decisions nor its targets.
-The decisions' rule index leaves campaign decisions out: they are found by the campaign's index.
+Nothing reads a campaign's decisions by campaign any more, so their index goes, and the
+decisions' rule index leaves them out: a wave writes one decision per member.
 
 Revision ID: 0007
 Revises: 0006
@@ -60,6 +61,7 @@ def upgrade() -> None:
     op.execute("DELETE FROM campaign_targets WHERE done")
     op.drop_index("ix_campaign_targets_open", table_name="campaign_targets")
     op.drop_column("campaign_targets", "done")
+    op.drop_index("ix_decisions_campaign", table_name="decisions")
     op.drop_index("ix_decisions_rule", table_name="decisions")
     op.create_index(
         "ix_decisions_rule", "decisions", ["shop_id", "rule", "at"], postgresql_where=sa.text("campaign_id IS NULL")
@@ -69,6 +71,12 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_decisions_rule", table_name="decisions")
     op.create_index("ix_decisions_rule", "decisions", ["shop_id", "rule", "at"])
+    op.create_index(
+        "ix_decisions_campaign",
+        "decisions",
+        ["shop_id", "campaign_id", "wave"],
+        postgresql_where=sa.text("campaign_id IS NOT NULL"),
+    )
     op.add_column(
         "campaign_targets", sa.Column("done", sa.Boolean(), nullable=False, server_default=sa.text("false"))
     )
