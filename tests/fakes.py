@@ -168,7 +168,7 @@ class InMemoryUnitOfWork(UnitOfWork):
         return []
 
     async def claim_targets(
-        self, wave: DueWave, limit: int, windows: Sequence[ConversionWindow]
+        self, wave: DueWave, limit: int, windows: Sequence[ConversionWindow], after: str = ""
     ) -> list[tuple[str, bool]]:
         raise NotImplementedError("campaign waves run on PostgreSQL only")
 

@@ -115,7 +115,7 @@ cmd_start() {
     fi
     log "starting postgres on 127.0.0.1:$PG_PORT (log $PG_LOG)"
     as_pg "$BINDIR/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 start \
-      -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_SOCKET_DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+      -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_SOCKET_DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=2GB -c max_wal_size=4GB" \
       >/dev/null || { tail -n 30 "$PG_LOG" >&2; die "postgres failed to start"; }
   fi
   ensure_databases

@@ -55,11 +55,14 @@ _CAMPAIGN_RUNNING = text(
 )
 # Claims open targets by deleting them: a rollback brings them back for the next batch. The picked
 # ids are deleted by primary key from an array: written as a join against a CTE, a plan made while
-# the wave's statistics are unknown compares every target of the wave with every picked one.
+# the wave's statistics are unknown compares every target of the wave with every picked one. They
+# are picked after ``:after``, where the claimer's last batch ended: from the start, each claim
+# would step over the entries of every target deleted before it.
 _CLAIMED = (
     f"claimed AS (DELETE FROM campaign_targets t WHERE t.shop_id = :shop_id AND t.campaign_id = :campaign_id "
     "AND t.wave = :wave AND t.member_id = ANY(ARRAY("
-    f"SELECT member_id FROM campaign_targets WHERE {_WAVE} ORDER BY member_id LIMIT :limit FOR UPDATE SKIP LOCKED)) "
+    f"SELECT member_id FROM campaign_targets WHERE {_WAVE} AND member_id > :after "
+    "ORDER BY member_id LIMIT :limit FOR UPDATE SKIP LOCKED)) "
     "RETURNING t.member_id)"
 )
 _TARGETS = text(f"WITH {_CLAIMED} SELECT member_id, false FROM claimed ORDER BY member_id")
@@ -137,13 +140,13 @@ async def running_waves(connection: AsyncConnection, as_of: datetime) -> list[Du
 
 
 async def claim_targets(
-    connection: AsyncConnection, wave: DueWave, limit: int, windows: Sequence[ConversionWindow]
+    connection: AsyncConnection, wave: DueWave, limit: int, windows: Sequence[ConversionWindow], after: str = ""
 ) -> list[tuple[str, bool]]:
-    """Claims up to ``limit`` open targets nobody holds, marked done; each with whether it converted.
+    """Claims up to ``limit`` open targets after member ``after`` nobody holds; each with whether it converted.
 
     ``windows`` are the earlier waves' attribution windows (empty: nobody is asked).
     """
-    parameters: dict[str, object] = {**_key(wave), "limit": limit}
+    parameters: dict[str, object] = {**_key(wave), "limit": limit, "after": after}
     if windows:
         parameters |= {
             "waves": [window.wave for window in windows],

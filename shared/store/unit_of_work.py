@@ -179,9 +179,12 @@ class UnitOfWork(abc.ABC):
 
     @abc.abstractmethod
     async def claim_targets(
-        self, wave: DueWave, limit: int, windows: Sequence[ConversionWindow]
+        self, wave: DueWave, limit: int, windows: Sequence[ConversionWindow], after: str = ""
     ) -> list[tuple[str, bool]]:
-        """Claims up to ``limit`` open targets of the wave, marked done at commit; each with whether it converted."""
+        """Claims up to ``limit`` open targets of the wave after member ``after``, gone at commit.
+
+        Each comes with whether it converted (in the ``windows`` of earlier waves).
+        """
 
     @abc.abstractmethod
     async def finish_wave(self, wave: DueWave) -> bool:
@@ -384,9 +387,9 @@ class SqlUnitOfWork(UnitOfWork):
         return await campaign_waves.running_waves(self.connection, as_of)
 
     async def claim_targets(
-        self, wave: DueWave, limit: int, windows: Sequence[ConversionWindow]
+        self, wave: DueWave, limit: int, windows: Sequence[ConversionWindow], after: str = ""
     ) -> list[tuple[str, bool]]:
-        return await campaign_waves.claim_targets(self.connection, wave, limit, windows)
+        return await campaign_waves.claim_targets(self.connection, wave, limit, windows, after)
 
     async def finish_wave(self, wave: DueWave) -> bool:
         return await campaign_waves.finish_wave(self.connection, wave)

@@ -47,6 +47,9 @@ class WaveRunner:
         self._playbook = playbook
         self._batch_size = batch_size
         self._lanes = lanes
+        # Per wave, the member its last claimed batch ended with: the next claim starts after it. A
+        # batch rolled back leaves targets behind it; a claim that finds none after it starts over.
+        self._claimed_up_to: dict[tuple[str, str, int], str] = {}
 
     async def step(self, as_of: datetime, report: SchedulerReport) -> bool:
         """One transaction's work on the waves due by ``as_of``; False when nothing could be done."""
@@ -99,12 +102,17 @@ class WaveRunner:
         run = self._run(due, as_of)
         shop = due.shop_id
         filtered = run.wave.audience == "not_converted" and not run.late
+        key = (due.shop_id, due.campaign_id, due.wave)
+        windows = conversion_windows(run.plan, due.wave) if filtered else []
         async with self._units() as uow:
-            claimed = await uow.claim_targets(
-                due, self._batch_size, conversion_windows(run.plan, due.wave) if filtered else []
-            )
+            after = self._claimed_up_to.get(key, "")
+            claimed = await uow.claim_targets(due, self._batch_size, windows, after)
+            if not claimed and after:
+                self._claimed_up_to.pop(key, None)
+                claimed = await uow.claim_targets(due, self._batch_size, windows)
             if not claimed:
                 return False
+            self._claimed_up_to[key] = max(self._claimed_up_to.get(key, ""), claimed[-1][0])
             # Only members whose points are credited are locked and loaded, with their ledgers; a plan
             # without a points strategy spares every member the assignment's hashing here.
             points = any(gives_points(strategy) for strategy in run.plan.strategies)
@@ -143,4 +151,5 @@ class WaveRunner:
             await uow.commit()
         if finished:
             report.waves_run += 1
+            self._claimed_up_to.pop((due.shop_id, due.campaign_id, due.wave), None)
         return finished

@@ -201,9 +201,11 @@ async def test_two_schedulers_at_once_give_one_action_per_wave_and_member(engine
     assert statuses == [("done", 2)]
 
 
+@pytest.mark.parametrize("same_scheduler", [False, True], ids=["restarted", "running-on"])
 async def test_an_interrupted_wave_resumes_where_it_stopped(
-    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, same_scheduler: bool
 ) -> None:
+    """Resumed by a new process, or by the same scheduler, whose claims had gone past the failed batch."""
     await seed(engine, body(waves=[{"at": T1.isoformat()}]))
     commit = SqlUnitOfWork.commit
     batches = 0
@@ -217,14 +219,15 @@ async def test_an_interrupted_wave_resumes_where_it_stopped(
         return await commit(self)
 
     monkeypatch.setattr(SqlUnitOfWork, "commit", failing)
+    first = scheduler(engine, 5)
     with pytest.raises(ConnectionError):
-        await scheduler(engine, 5).run(T1)
+        await first.run(T1)
     # Two lanes: the first step's two batches, and the batch beside the one that failed, are kept.
     assert len(await outcomes(engine, 1)) == 15
     assert await rows(engine, select(campaign_waves.c.status)) == [("running",)]
 
     monkeypatch.setattr(SqlUnitOfWork, "commit", commit)
-    report = await scheduler(engine, 5).run(T1 + timedelta(hours=2))
+    report = await (first if same_scheduler else scheduler(engine, 5)).run(T1 + timedelta(hours=2))
     assert (report.waves_started, report.waves_run, report.wave_members) == (0, 1, len(AUDIENCE) - 15)
     assert sorted(await outcomes(engine, 1)) == AUDIENCE
     found = await campaign_actions(engine)
