@@ -50,6 +50,10 @@ class WaveRunner:
         # Per wave, the member its last claimed batch ended with: the next claim starts after it. A
         # batch rolled back leaves targets behind it; a claim that finds none after it starts over.
         self._claimed_up_to: dict[tuple[str, str, int], str] = {}
+        # This runner's lanes claim one after the other (claims are quick; the batches' writes are
+        # not), so a lane never steps over the targets another lane holds: a claim made beside
+        # another skips each of that one's locked rows, one by one.
+        self._claiming = asyncio.Lock()
 
     async def step(self, as_of: datetime, report: SchedulerReport) -> bool:
         """One transaction's work on the waves due by ``as_of``; False when nothing could be done."""
@@ -105,14 +109,15 @@ class WaveRunner:
         key = (due.shop_id, due.campaign_id, due.wave)
         windows = conversion_windows(run.plan, due.wave) if filtered else []
         async with self._units() as uow:
-            after = self._claimed_up_to.get(key, "")
-            claimed = await uow.claim_targets(due, self._batch_size, windows, after)
-            if not claimed and after:
-                self._claimed_up_to.pop(key, None)
-                claimed = await uow.claim_targets(due, self._batch_size, windows)
-            if not claimed:
-                return False
-            self._claimed_up_to[key] = max(self._claimed_up_to.get(key, ""), claimed[-1][0])
+            async with self._claiming:
+                after = self._claimed_up_to.get(key, "")
+                claimed = await uow.claim_targets(due, self._batch_size, windows, after)
+                if not claimed and after:
+                    self._claimed_up_to.pop(key, None)
+                    claimed = await uow.claim_targets(due, self._batch_size, windows)
+                if not claimed:
+                    return False
+                self._claimed_up_to[key] = max(self._claimed_up_to.get(key, ""), claimed[-1][0])
             # Only members whose points are credited are locked and loaded, with their ledgers; a plan
             # without a points strategy spares every member the assignment's hashing here.
             points = any(gives_points(strategy) for strategy in run.plan.strategies)
