@@ -62,11 +62,9 @@ class WaveRunner:
         async with self._units() as uow:
             waves = await uow.running_waves(as_of)
         for wave in waves:
-            # Lanes decide batches side by side, each in its own transaction: while one waits on
-            # PostgreSQL, another decides, and the database writes two batches on two cores.
-            # A lane that fails lets the others finish their batches; then its error is raised.
+            failed = asyncio.Event()
             lanes = await asyncio.gather(
-                *(self._batch(wave, as_of, report) for _ in range(self._lanes)), return_exceptions=True
+                *(self._lane(wave, as_of, report, failed) for _ in range(self._lanes)), return_exceptions=True
             )
             for outcome in lanes:
                 if isinstance(outcome, BaseException):
@@ -74,6 +72,22 @@ class WaveRunner:
             if any(lanes) or await self._finish(wave, report):
                 return True
         return False
+
+    async def _lane(self, due: DueWave, as_of: datetime, report: SchedulerReport, failed: asyncio.Event) -> bool:
+        """Decides batches of the wave, one transaction each, until none is left; whether any was.
+
+        Lanes run side by side, each at its own pace: while one waits on PostgreSQL another
+        decides, and the database writes two batches on two cores. When a lane fails, the
+        others stop after the batch they are in, and the error is raised.
+        """
+        decided = False
+        try:
+            while not failed.is_set() and await self._batch(due, as_of, report):
+                decided = True
+        except BaseException:
+            failed.set()
+            raise
+        return decided
 
     async def _start(self, as_of: datetime, report: SchedulerReport) -> bool:
         """Starts the earliest pending wave due: its audience, as of its time, becomes its targets."""

@@ -222,13 +222,15 @@ async def test_an_interrupted_wave_resumes_where_it_stopped(
     first = scheduler(engine, 5)
     with pytest.raises(ConnectionError):
         await first.run(T1)
-    # Two lanes: the first step's two batches, and the batch beside the one that failed, are kept.
-    assert len(await outcomes(engine, 1)) == 15
+    # Two lanes: the two batches committed first are kept, and the one the other lane was in when
+    # the third failed, if it had begun one.
+    kept = len(await outcomes(engine, 1))
+    assert kept in (10, 15)
     assert await rows(engine, select(campaign_waves.c.status)) == [("running",)]
 
     monkeypatch.setattr(SqlUnitOfWork, "commit", commit)
     report = await (first if same_scheduler else scheduler(engine, 5)).run(T1 + timedelta(hours=2))
-    assert (report.waves_started, report.waves_run, report.wave_members) == (0, 1, len(AUDIENCE) - 15)
+    assert (report.waves_started, report.waves_run, report.wave_members) == (0, 1, len(AUDIENCE) - kept)
     assert sorted(await outcomes(engine, 1)) == AUDIENCE
     found = await campaign_actions(engine)
     assert len(found) == len(set(found)) == len([m for m in AUDIENCE if strategy_of(m) != HOLDOUT])
