@@ -34,7 +34,7 @@ _CLAIM = text(
     "WITH claimed AS MATERIALIZED ("
     "  SELECT seq FROM outbox WHERE stream = :stream AND seq > :after ORDER BY seq LIMIT :limit"
     "  FOR UPDATE SKIP LOCKED"
-    ") DELETE FROM outbox WHERE seq = ANY(ARRAY(SELECT seq FROM claimed)) "
+    ") DELETE FROM outbox WHERE stream = :stream AND seq = ANY(ARRAY(SELECT seq FROM claimed)) "
     "RETURNING seq, key, payload, event_time"
 )
 

@@ -387,8 +387,8 @@ campaign_sends = Table(
 actions = Table(
     "actions",
     metadata,
-    Column("seq", BigInteger, Identity(), primary_key=True),
-    Column("action_id", Text, nullable=False, unique=True),
+    Column("seq", BigInteger, Identity(), nullable=False),  # the member list's tie-break, in writing order
+    Column("action_id", Text, primary_key=True),
     Column("shop_id", Text, nullable=False),
     Column("member_id", Text, nullable=False),
     Column("rule", Text, nullable=False),
@@ -451,13 +451,13 @@ notifications = Table(
 outbox = Table(
     "outbox",
     metadata,
-    Column("seq", BigInteger, Identity(), primary_key=True),
+    Column("seq", BigInteger, Identity(), nullable=False),
     Column("stream", Text, nullable=False),
     Column("key", Text, nullable=False),
     Column("payload", Text, nullable=False),
     Column("event_time", TS, nullable=False),
     Column("created_at", TS, nullable=False, server_default=text("now()")),
-    Index("ix_outbox_stream", "stream", "seq"),
+    PrimaryKeyConstraint("stream", "seq"),  # the relay's order: one index for every row written
 )
 
 # Members whose stored state the domain could not process: their events are dead-lettered
