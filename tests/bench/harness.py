@@ -549,7 +549,7 @@ class StatementClock:
         self._engine = engine
         self._enabled = enabled
         self._started: dict[int, float] = {}
-        self.seconds: Counter[str] = Counter()
+        self.seconds: dict[str, float] = {}
         self.calls: Counter[str] = Counter()
 
     def __enter__(self) -> StatementClock:
@@ -570,10 +570,11 @@ class StatementClock:
         started = self._started.pop(id(cursor), None)
         if started is not None:
             label = " ".join(statement.split()[:8])[:90]
-            self.seconds[label] += time.perf_counter() - started
+            self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - started
             self.calls[label] += 1
 
     def lines(self, top: int = 8) -> list[str]:
         return [
-            f"{seconds:7.2f} s in {self.calls[label]:>5} x  {label}" for label, seconds in self.seconds.most_common(top)
+            f"{seconds:7.2f} s in {self.calls[label]:>5} x  {label}"
+            for label, seconds in sorted(self.seconds.items(), key=lambda item: -item[1])[:top]
         ]
