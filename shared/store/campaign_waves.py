@@ -10,11 +10,12 @@ one committed batch. The wave is ``done`` when no open target is left.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Row, Table, Text, insert, literal, select, text
+from sqlalchemy import ColumnElement, Integer, Row, Table, Text, TextClause, insert, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.engine import dump_json
@@ -236,12 +237,16 @@ _BODIES = (
     f"FROM m JOIN {_examples(actions, _A, 'action_examples', _PARTS)} ON e.n = m.variant)"
 )
 # The first wave to reach a member keeps it: waves run one after the other, and a wave's members are
-# each in one batch, so the member's row is looked for, not raced for.
+# each in one batch, so a later wave looks for the member's row rather than race for it (the first
+# wave has none to look for).
 _REACHED = (
     "INSERT INTO campaign_members (shop_id, campaign_id, member_id, grp, first_wave, first_at) "
     "SELECT :shop_id, :campaign_id, r.member_id, r.grp, :wave, :at FROM ROWS FROM ("
     "jsonb_array_elements_text(CAST(:reached AS jsonb)), jsonb_array_elements_text(CAST(:groups AS jsonb))) "
-    "AS r(member_id, grp) WHERE NOT EXISTS (SELECT 1 FROM campaign_members c WHERE c.shop_id = :shop_id "
+    "AS r(member_id, grp)"
+)
+_NOT_REACHED_BEFORE = (
+    " WHERE NOT EXISTS (SELECT 1 FROM campaign_members c WHERE c.shop_id = :shop_id "
     "AND c.campaign_id = :campaign_id AND c.member_id = r.member_id)"
 )
 _SENDS = (
@@ -252,18 +257,25 @@ _SENDS = (
     "SET members = campaign_sends.members + excluded.members, "
     "points_value = campaign_sends.points_value + excluded.points_value"
 )
-_WRITE_BATCH = text(
-    f"WITH {_MEMBERS}, "
-    f"decided AS ({_DECISIONS}), "
-    f"issued AS ({_COUPONS} ON CONFLICT (shop_id, code) DO NOTHING), "
-    f"reached AS ({_REACHED}), "
-    f"{_BODIES}, "
-    f"logged AS (INSERT INTO actions ({', '.join(_A)}) "
-    f"SELECT {', '.join('CAST(body AS jsonb)' if n == 'payload' else n for n in _A)} FROM bodies), "
-    "queued AS (INSERT INTO outbox (stream, key, payload, event_time) "
-    "SELECT 'actions', shop_id || ':' || member_id, body, occurred_at FROM bodies) "
-    "SELECT count(*) FROM bodies"
-)
+
+
+@functools.cache
+def _write_batch(first_wave: bool) -> TextClause:
+    reached = _REACHED if first_wave else _REACHED + _NOT_REACHED_BEFORE
+    return text(
+        f"WITH {_MEMBERS}, "
+        f"decided AS ({_DECISIONS}), "
+        f"issued AS ({_COUPONS} ON CONFLICT (shop_id, code) DO NOTHING), "
+        f"reached AS ({reached}), "
+        f"{_BODIES}, "
+        f"logged AS (INSERT INTO actions ({', '.join(_A)}) "
+        f"SELECT {', '.join('CAST(body AS jsonb)' if n == 'payload' else n for n in _A)} FROM bodies), "
+        "queued AS (INSERT INTO outbox (stream, key, payload, event_time) "
+        "SELECT 'actions', shop_id || ':' || member_id, body, occurred_at FROM bodies) "
+        "SELECT count(*) FROM bodies"
+    )
+
+
 _ADD_SENDS = text(_SENDS)
 
 
@@ -276,7 +288,8 @@ async def write_batch(connection: AsyncConnection, batch: WaveBatch, now: dateti
     reached and the sends. The sends are added in a statement of their own, last: concurrent
     batches of the wave wait on those rows only until the first commits.
     """
-    new = int((await connection.execute(_WRITE_BATCH, batch_parameters(batch, now))).scalar_one())
+    statement = _write_batch(batch.wave == 1)
+    new = int((await connection.execute(statement, batch_parameters(batch, now))).scalar_one())
     sends = [
         {"strategy": strategy, "members": members, "points_value": str(value)}
         for strategy, (members, value) in sorted(batch.sends().items())
