@@ -68,17 +68,19 @@ _CLAIMED = (
 )
 _TARGETS = text(f"WITH {_CLAIMED} SELECT member_id, false FROM claimed ORDER BY member_id")
 # For a ``not_converted`` wave: whether each member paid an order in the attribution window of the
-# first wave that reached it (windows as arrays: wave, start, stop), found once for the batch.
+# first wave that reached it (windows as arrays: wave, start, stop). Asked member by member, by the
+# keys of ``campaign_members`` and ``orders``: written as a join, a plan made on stale statistics
+# can read every member the campaign reached once for every claimed member, and without ``OFFSET 0``
+# the EXISTS becomes a hashed subplan that reads them all once per batch.
 _TARGETS_CONVERTED = text(
-    f"WITH {_CLAIMED}, "
-    "converted AS (SELECT DISTINCT f.member_id FROM claimed c JOIN campaign_members f "
-    "ON f.shop_id = :shop_id AND f.campaign_id = :campaign_id AND f.member_id = c.member_id "
+    f"WITH {_CLAIMED} "
+    "SELECT c.member_id, EXISTS (SELECT 1 FROM campaign_members f "
     "JOIN unnest(CAST(:waves AS int[]), CAST(:starts AS timestamptz[]), CAST(:stops AS timestamptz[])) "
     "AS win(wave, start, stop) ON win.wave = f.first_wave "
     "JOIN orders o ON o.shop_id = :shop_id AND o.member_id = f.member_id "
-    "AND o.paid_at > win.start AND o.paid_at <= win.stop) "
-    "SELECT c.member_id, v.member_id IS NOT NULL FROM claimed c LEFT JOIN converted v USING (member_id) "
-    "ORDER BY c.member_id"
+    "AND o.paid_at > win.start AND o.paid_at <= win.stop "
+    "WHERE f.shop_id = :shop_id AND f.campaign_id = :campaign_id AND f.member_id = c.member_id OFFSET 0) "
+    "FROM claimed c ORDER BY c.member_id"
 )
 _ANALYZE = text("ANALYZE campaign_targets")
 _ANALYZE_RESULTS = text("ANALYZE campaign_members, coupons")
@@ -238,7 +240,9 @@ _BODIES = (
 )
 # The first wave to reach a member keeps it: waves run one after the other, and a wave's members are
 # each in one batch, so a later wave looks for the member's row rather than race for it (the first
-# wave has none to look for).
+# wave has none to look for). It looks for each member by the primary key: ``OFFSET 0`` keeps the
+# NOT EXISTS from becoming an anti join, which, planned on the table as last analysed, hashes every
+# member the campaign has reached so far, for every batch: quadratic in the wave's size.
 _REACHED = (
     "INSERT INTO campaign_members (shop_id, campaign_id, member_id, grp, first_wave, first_at) "
     "SELECT :shop_id, :campaign_id, r.member_id, r.grp, :wave, :at FROM ROWS FROM ("
@@ -247,7 +251,7 @@ _REACHED = (
 )
 _NOT_REACHED_BEFORE = (
     " WHERE NOT EXISTS (SELECT 1 FROM campaign_members c WHERE c.shop_id = :shop_id "
-    "AND c.campaign_id = :campaign_id AND c.member_id = r.member_id)"
+    "AND c.campaign_id = :campaign_id AND c.member_id = r.member_id OFFSET 0)"
 )
 _SENDS = (
     "INSERT INTO campaign_sends (shop_id, campaign_id, wave, strategy, members, points_value) "
