@@ -78,6 +78,10 @@ def _scheduler_run(scheduler: Scheduler) -> Callable[[], Awaitable[None]]:
         for outcome, count in report.decisions.items():
             metrics.INCENTIVE_DECISIONS.labels(outcome).inc(count)
         metrics.COUPONS_EXPIRED.inc(report.coupons_expired)
+        metrics.CAMPAIGN_WAVES.labels("started").inc(report.waves_started)
+        metrics.CAMPAIGN_WAVES.labels("done").inc(report.waves_run)
+        metrics.CAMPAIGN_WAVES.labels("cancelled").inc(report.waves_cancelled)
+        metrics.CAMPAIGN_WAVE_MEMBERS.inc(report.wave_members)
 
     return run
 

@@ -57,3 +57,9 @@ COUPONS_SHARED = Counter(
     "engagement_coupons_shared_total", "Paid orders that named a code of another member's wallet (not redeemed)"
 )
 COUPONS_EXPIRED = Counter("engagement_coupons_expired_total", "Wallet coupons the scheduler expired unredeemed")
+CAMPAIGN_WAVES = Counter(
+    "engagement_campaign_waves_total", "Campaign waves by what happened to them (started, done, cancelled)", ["event"]
+)
+CAMPAIGN_WAVE_MEMBERS = Counter(
+    "engagement_campaign_wave_members_total", "Members of campaign waves decided (their actions: rule campaign)"
+)
