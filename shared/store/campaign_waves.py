@@ -4,8 +4,9 @@ A pending wave is claimed ``FOR UPDATE SKIP LOCKED`` and started in one transact
 audience is inserted into ``campaign_targets`` by one INSERT ... SELECT over ``members`` (the
 segment compiled to SQL as of the wave's time), the wave turns ``running`` and its campaign
 ``running``. Any number of schedulers then claim batches of open targets, each ``FOR UPDATE
-SKIP LOCKED`` and marked done in the batch's transaction, so each member is handled by exactly
-one committed batch. The wave is ``done`` when no open target is left.
+SKIP LOCKED`` and deleted in the batch's transaction, so each member is handled by exactly one
+committed batch; the batch's decisions, coupons, reached members, actions and outbox rows are
+written by one set-based statement (``write_batch``). The wave is ``done`` when no target is left.
 """
 
 from __future__ import annotations

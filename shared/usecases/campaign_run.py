@@ -1,11 +1,11 @@
 """Running campaign waves: the scheduler's pass over waves whose time has come.
 
 Each step starts one pending wave (its audience fixed in PostgreSQL as of the wave's time, in
-one transaction), or decides claimed batches of a running wave's targets (``lanes`` of them side
-by side, each in its own transaction), or marks a wave with no open target done. Targets are
-claimed SKIP LOCKED and deleted with everything their batch writes, so concurrent runs share a
-wave, a run stopped mid-wave is resumed by the next one where it stopped, and each (wave,
-member) is decided once. Members are loaded only for batches whose
+one transaction), or works a running wave's targets in claimed batches until none is left
+(``lanes`` side by side, each batch in its own transaction), or marks a wave with no open
+target done. Targets are claimed SKIP LOCKED and deleted with everything their batch writes,
+so concurrent runs share a wave, a run stopped mid-wave is resumed by the next one where it
+stopped, and each (wave, member) is decided once. Members are loaded only for batches whose
 strategies credit points; everything else is decided from the member's id alone.
 """
 
@@ -56,7 +56,7 @@ class WaveRunner:
         self._claiming = asyncio.Lock()
 
     async def step(self, as_of: datetime, report: SchedulerReport) -> bool:
-        """One transaction's work on the waves due by ``as_of``; False when nothing could be done."""
+        """Starts a due wave, or works a running one until its targets run out; False when nothing could be done."""
         if await self._start(as_of, report):
             return True
         async with self._units() as uow:
