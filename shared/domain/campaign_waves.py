@@ -25,10 +25,10 @@ from typing import Any
 from shared.domain import incentives
 from shared.domain.budgets import BudgetBook
 from shared.domain.campaigns import HOLDOUT, Assignment, CampaignIncentive, CampaignPlan, Strategy, Wave
-from shared.domain.decisions import Decider, MemberContext, action_id, incentive_code
+from shared.domain.decisions import Decider, MemberContext, action_id, incentive_code, incentive_payload
 from shared.domain.due_rules import next_due
 from shared.domain.model import ZERO, ActionDecision, Coupon, Decision
-from shared.domain.money import money, round_money
+from shared.domain.money import round_money
 from shared.domain.playbook import ShopPlaybook
 
 __all__ = [
@@ -391,19 +391,8 @@ def decide_batch(
 
 
 def _incentive_body(incentive: CampaignIncentive, ident: str, at: datetime) -> dict[str, Any]:
-    """The action's incentive; a coupon's or sample's code derives from the action id, so replays reproduce it."""
-    body: dict[str, Any] = {"kind": incentive.kind}
-    if incentive.value is not None:
-        body["value"] = money(incentive.value)
-    if incentive.min_spend is not None:
-        body["min_spend"] = money(incentive.min_spend)
-    if incentive.points is not None:
-        body["points"] = incentive.points
-    if incentive.kind in ("coupon", "sample"):
-        body["code"] = incentive_code(incentive.kind, ident)
-        if incentive.valid_for is not None:
-            body["expires_at"] = incentive.valid_for.after(at).isoformat()
-    return body
+    expires_at = incentive.valid_for.after(at) if incentive.valid_for is not None else None
+    return incentive_payload(incentive.kind, ident, incentive.value, incentive.min_spend, incentive.points, expires_at)
 
 
 def _coupon(run: WaveRun, member_id: str, ident: str, incentive: CampaignIncentive, body: Mapping[str, Any]) -> Coupon:

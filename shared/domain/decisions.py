@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -43,6 +44,7 @@ __all__ = [
     "action_id",
     "incentive_body",
     "incentive_code",
+    "incentive_payload",
     "money",
     "set_expiries",
 ]
@@ -101,17 +103,31 @@ def incentive_code(kind: str, action: str) -> str:
 
 
 def incentive_body(spec: IncentiveSpec, action: str, at: datetime) -> dict[str, Any]:
-    """The incentive payload; coupon codes derive from the action id so replays reproduce them."""
-    body: dict[str, Any] = {"kind": spec.kind}
-    if spec.value is not None:
-        body["value"] = money(spec.value)
-    if spec.min_spend is not None:
-        body["min_spend"] = money(spec.min_spend)
-    if spec.points is not None:
-        body["points"] = spec.points
-    if spec.kind in ("coupon", "sample"):
-        body["code"] = incentive_code(spec.kind, action)
-        body["expires_at"] = (at + timedelta(days=spec.valid_days)).isoformat()
+    """A rule's incentive payload (``incentive_payload``), valid for the spec's days."""
+    expires_at = at + timedelta(days=spec.valid_days)
+    return incentive_payload(spec.kind, action, spec.value, spec.min_spend, spec.points, expires_at)
+
+
+def incentive_payload(
+    kind: str,
+    action: str,
+    value: Decimal | None,
+    min_spend: Decimal | None,
+    points: int | None,
+    expires_at: datetime | None,
+) -> dict[str, Any]:
+    """The action's incentive; a coupon's or sample's code derives from the action id, so replays reproduce it."""
+    body: dict[str, Any] = {"kind": kind}
+    if value is not None:
+        body["value"] = money(value)
+    if min_spend is not None:
+        body["min_spend"] = money(min_spend)
+    if points is not None:
+        body["points"] = points
+    if kind in ("coupon", "sample"):
+        body["code"] = incentive_code(kind, action)
+        if expires_at is not None:
+            body["expires_at"] = expires_at.isoformat()
     return body
 
 
