@@ -1,14 +1,15 @@
 """The incentives report: per rule, what its incentives cost, what they brought back and their uplift.
 
 The figures are counted inside PostgreSQL by ``shared.audience.incentive_report`` in one
-statement; the ratios and the uplift's interval are worked out from them here with the
-pure ``shared.domain.incentive_report``. Definitions: docs/incentives.md.
+statement; the ratios and the uplift's interval are worked out from them with the pure
+``shared.domain.incentive_report``, which also shapes the document (the command line's
+report is the same one). Definitions: docs/incentives.md.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
@@ -19,10 +20,7 @@ from services.api.responses import json_response
 from services.api.routes import TOO_LARGE, UNAUTHORIZED, ShopId, check_time, invalid_doc
 from services.api.routing import ApiRoute
 from services.api.schemas import IncentiveReport, QueryTime
-from shared.audience.incentive_report import rule_figures
-from shared.domain.incentive_report import RuleFigures
-from shared.domain.money import money
-from shared.domain.playbook import DEFAULT_ATTRIBUTION_WINDOW
+from shared.audience.incentive_report import shop_report
 
 From = Annotated[
     QueryTime | None,
@@ -49,26 +47,6 @@ incentives_router = APIRouter(
 )
 
 
-def _item(figures: RuleFigures) -> dict[str, Any]:
-    uplift = figures.uplift
-    return {
-        "rule": figures.rule,
-        "issued": figures.issued,
-        "issued_value": money(figures.issued_value),
-        "redeemed": figures.redeemed,
-        "redeemed_value": money(figures.redeemed_value),
-        "redemption_rate": figures.redemption_rate,
-        "coupons_shared": figures.coupons_shared,
-        "attributed_orders": figures.attributed_orders,
-        "attributed_revenue": money(figures.attributed_revenue),
-        "cost": money(figures.cost),
-        "roi": figures.roi,
-        "treated": {"members": figures.treated.members, "converted": figures.treated.converted},
-        "holdout": {"members": figures.holdout.members, "converted": figures.holdout.converted},
-        "uplift": {"rate_diff": uplift.rate_diff, "ci95": None if uplift.ci95 is None else list(uplift.ci95)},
-    }
-
-
 @incentives_router.get(
     "/report",
     response_model=IncentiveReport,
@@ -87,9 +65,6 @@ async def incentives_report(
     end = to if to is not None else datetime.now(UTC)
     if start is not None and start >= end:
         raise unprocessable("invalid_request", "query.from must be before query.to (or before now when to is omitted)")
-    windows = {name: rule.attribution_window for name, rule in shop.rules.items()}
     async with engine.connect() as connection:
-        figures = await rule_figures(
-            connection, shop_id, start=start, end=end, windows=windows, default_window=DEFAULT_ATTRIBUTION_WINDOW
-        )
-    return json_response({"from": start, "to": end, "items": [_item(rule) for rule in figures]})
+        document = await shop_report(connection, shop_id, shop, start=start, end=end)
+    return json_response(document)

@@ -8,7 +8,8 @@ Lists use keyset pagination on the same keys as their indexes (actions: occurred
 DESC, seq DESC; notifications: seq DESC; coupons: issued_at DESC, code; decisions: at
 DESC, decision_id DESC), so a page costs the same however deep it is and rows written
 meanwhile neither repeat nor go missing. The quarantine, a small
-table, is listed oldest first by (quarantined_at, shop_id, member_id); a shop's segments
+table, is listed oldest first by (quarantined_at, shop_id, member_id) by
+``shared.audience.quarantine_reads``, the command line's listing too; a shop's segments
 oldest first by (created_at, segment_id), and a segment's members by member_id (the
 primary key's order, ``services.api.segment_routes``). The cursor handed
 to clients is opaque: base64url of a small JSON document naming the last row's keys.
@@ -31,6 +32,7 @@ import asyncpg
 
 from services.api.database import ReadPool
 from services.api.inputs import is_storable
+from shared.audience.quarantine_reads import QuarantineKey, list_quarantined
 from shared.domain.business_time import BusinessTimeBounds
 from shared.domain.model import LedgerEntry
 from shared.domain.money import money
@@ -90,15 +92,6 @@ class SeqKey:
     """Position in a list ordered by seq (notifications, ledger lines): the last row's seq."""
 
     seq: int
-
-
-@dataclass(frozen=True, slots=True)
-class QuarantineKey:
-    """Position in the quarantine list: the last row's (quarantined_at, shop_id, member_id)."""
-
-    quarantined_at: datetime
-    shop_id: str
-    member_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -565,47 +558,11 @@ async def list_decisions(
     return Page(items=items, next_key=next_key)
 
 
-def _quarantine_item(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "shop_id": row["shop_id"],
-        "member_id": row["member_id"],
-        "reason": row["reason"],
-        "detail": row["detail"],
-        "events": row["events"],
-        "quarantined_at": row["quarantined_at"].isoformat(),
-        "last_event_at": row["last_event_at"].isoformat() if row["last_event_at"] else None,
-    }
-
-
-_QUARANTINE_SELECT = (
-    "SELECT shop_id, member_id, reason, detail, events, quarantined_at, last_event_at FROM quarantined_members "
-)
-_QUARANTINE_ORDER = "ORDER BY quarantined_at, shop_id, member_id"
-
-
 async def list_quarantine(reads: ReadPool, *, limit: int, after: QuarantineKey | None) -> Page[QuarantineKey]:
     """Up to ``limit`` quarantined members after ``after``, oldest quarantine first, then by key."""
     async with reads.connection() as connection:
-        if after is None:
-            rows = await connection.fetch(f"{_QUARANTINE_SELECT}{_QUARANTINE_ORDER} LIMIT $1", limit + 1)
-        else:
-            rows = await connection.fetch(
-                f"{_QUARANTINE_SELECT}WHERE (quarantined_at, shop_id, member_id) > ($1, $2, $3) "
-                f"{_QUARANTINE_ORDER} LIMIT $4",
-                after.quarantined_at,
-                after.shop_id,
-                after.member_id,
-                limit + 1,
-            )
-    page = rows[:limit]
-    next_key = (
-        QuarantineKey(
-            quarantined_at=page[-1]["quarantined_at"], shop_id=page[-1]["shop_id"], member_id=page[-1]["member_id"]
-        )
-        if len(rows) > limit
-        else None
-    )
-    return Page(items=[_quarantine_item(row) for row in page], next_key=next_key)
+        items, next_key = await list_quarantined(connection, limit=limit, after=after)
+    return Page(items=items, next_key=next_key)
 
 
 @dataclass(frozen=True, slots=True)

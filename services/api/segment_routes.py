@@ -4,17 +4,16 @@ Writes (create, new version, archive) go through ``shared.usecases.segments``; r
 the segment queries of ``shared.audience`` on the engine's connections. Sizes, pages,
 exports and previews reflect members' state now: time-relative fields are taken at the
 wall clock of the request. An export streams from a server-side cursor, a chunk of rows
-at a time, so its memory does not grow with the segment.
+at a time, so its memory does not grow with the segment; its columns and their text are
+``shared.audience.segment_export``'s, as in the operator command line's export.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Protocol, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-import orjson
 from asyncpg import Record
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
@@ -50,10 +49,10 @@ from services.api.schemas import (
     SegmentPreviewRequest,
     SegmentRequest,
 )
-from shared.audience import segment_query
-from shared.audience.segment_query import MEMBER_FIELDS, Audience
+from shared.audience import segment_export, segment_query
+from shared.audience.segment_export import member_item
+from shared.audience.segment_query import Audience
 from shared.audience.segment_reads import SegmentVersionNotFoundError, get_segment, list_segments
-from shared.domain.money import money
 from shared.domain.playbook import Playbook
 from shared.domain.segments import (
     InvalidDefinitionError,
@@ -69,15 +68,8 @@ K = TypeVar("K")
 # Preview: how many member ids the sample holds (the first by member_id).
 PREVIEW_SAMPLE = 20
 
-
 # Export: rows per chunk read from the server-side cursor and sent.
-class Columns(Protocol):
-    """A row's columns by name: an ORM row's ``_mapping`` or an asyncpg record."""
-
-    def __getitem__(self, name: str, /) -> Any: ...
-
-
-EXPORT_CHUNK_ROWS = 1000
+EXPORT_CHUNK_ROWS = segment_export.CHUNK_ROWS
 
 SegmentId = Annotated[
     str,
@@ -133,23 +125,6 @@ def _segment(saved: SavedSegment) -> dict[str, Any]:
 def _stored_definition(saved: SavedSegment) -> Node:
     """A saved definition, parsed without the shop's vocabulary: a tier renamed since matches no one."""
     return parse_definition(saved.definition)
-
-
-def _member(row: Columns) -> dict[str, Any]:
-    """A member item from a row's columns (an ORM row's ``_mapping`` or an asyncpg record)."""
-    return {
-        "member_id": row["member_id"],
-        "tier": row["tier"],
-        "stage": row["stage"],
-        "net_spend": money(row["net_spend"]),
-        "paid_orders": row["paid_orders"],
-        "points_balance": row["points_balance"],
-        "score": row["score"],
-        "marketing_consent": row["marketing_consent"],
-        "joined_at": row["joined_at"],
-        "last_order_at": row["last_order_at"],
-        "tags": list(row["tags"]),
-    }
 
 
 async def _audience(connection: AsyncConnection, definition: Node, shop_id: str, playbook: Playbook) -> Audience:
@@ -339,10 +314,7 @@ async def segment_members(
     if len(rows) > limit:
         key = repository.SegmentMemberKey(segment_id, page[-1].member_id)
         next_cursor = repository.encode_segment_member_cursor(key)
-    return json_response({"items": [_member(row._mapping) for row in page], "next_cursor": next_cursor})
-
-
-_EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
+    return json_response({"items": [member_item(row._mapping) for row in page], "next_cursor": next_cursor})
 
 
 @segments_router.get(
@@ -377,7 +349,7 @@ async def export(
     chunks = _csv(reads, audience) if format == "csv" else _jsonl(reads, audience)
     return StreamingResponse(
         chunks,
-        media_type=_EXPORT_TYPES[format],
+        media_type=segment_export.MEDIA_TYPES[format],
         headers={"Content-Disposition": f'attachment; filename="{saved.segment_id}.{format}"'},
     )
 
@@ -392,44 +364,13 @@ async def _records(reads: ReadPool, audience: Audience) -> AsyncIterator[list[Re
             yield chunk
 
 
-def _time_text(at: datetime | None) -> str:
-    """As the JSON answers write it: RFC 3339, ``Z`` for UTC."""
-    return "" if at is None else orjson.dumps(at, option=orjson.OPT_UTC_Z).decode()[1:-1]
-
-
-_NEEDS_QUOTES = re.compile(r'[",\r\n]')
-
-
-def _csv_field(text: str) -> str:
-    """RFC 4180: quoted (quotes doubled) when it holds a comma, a quote or a line break."""
-    return '"' + text.replace('"', '""') + '"' if _NEEDS_QUOTES.search(text) else text
-
-
-def _csv_line(member: Columns) -> str:
-    return ",".join(
-        (
-            _csv_field(member["member_id"]),
-            _csv_field(member["tier"] or ""),
-            _csv_field(member["stage"] or ""),
-            money(member["net_spend"]),
-            str(member["paid_orders"]),
-            str(member["points_balance"]),
-            str(member["score"]),
-            "true" if member["marketing_consent"] else "false",
-            _time_text(member["joined_at"]),
-            _time_text(member["last_order_at"]),
-            _csv_field(" ".join(member["tags"])),
-        )
-    )
-
-
 async def _csv(reads: ReadPool, audience: Audience) -> AsyncIterator[bytes]:
     """RFC 4180: a header row, CRLF line ends, fields with commas, quotes or line breaks quoted."""
-    yield (",".join(MEMBER_FIELDS) + "\r\n").encode()
+    yield segment_export.csv_header()
     async for records in _records(reads, audience):
-        yield ("\r\n".join(_csv_line(record) for record in records) + "\r\n").encode()
+        yield segment_export.csv_chunk(records)
 
 
 async def _jsonl(reads: ReadPool, audience: Audience) -> AsyncIterator[bytes]:
     async for records in _records(reads, audience):
-        yield b"".join(orjson.dumps(_member(record), option=orjson.OPT_UTC_Z) + b"\n" for record in records)
+        yield segment_export.jsonl_chunk(records)

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Interval, Text, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import DateTime
 
-from shared.domain.incentive_report import Group, RuleFigures
+from shared.domain.incentive_report import Group, RuleFigures, report_document
+from shared.domain.playbook import DEFAULT_ATTRIBUTION_WINDOW, ShopPlaybook
 
 # `decided` drives the result: every rule with at least one decision in the cohort, whatever its outcome.
 _REPORT = text(
@@ -166,3 +168,15 @@ async def rule_figures(
         for row in rows
     ]
     return sorted(figures, key=lambda figure: figure.rule)  # by code point, whatever the database's collation
+
+
+async def shop_report(
+    connection: AsyncConnection, shop_id: str, shop: ShopPlaybook, *, start: datetime | None, end: datetime
+) -> dict[str, Any]:
+    """The shop's report document over [start, end), each rule's conversions counted within the attribution
+    window ``shop`` gives it (the default window for rules it does not list)."""
+    windows = {name: rule.attribution_window for name, rule in shop.rules.items()}
+    figures = await rule_figures(
+        connection, shop_id, start=start, end=end, windows=windows, default_window=DEFAULT_ATTRIBUTION_WINDOW
+    )
+    return report_document(figures, start, end)

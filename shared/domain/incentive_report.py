@@ -10,10 +10,14 @@ same whatever the client's float formatting (docs/incentives.md, "The incentives
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
+from typing import Any
 
+from shared.domain.money import money
 from shared.domain.stats import newcombe_difference
 
 RATIO_PLACES = Decimal("0.0001")
@@ -90,3 +94,29 @@ class RuleFigures:
             return Uplift(rate_diff=None, ci95=None)
         exact = Fraction(treated.converted, treated.members) - Fraction(holdout.converted, holdout.members)
         return Uplift(rate_diff=ratio(exact), ci95=(ratio(difference.low), ratio(difference.high)))
+
+
+def rule_item(figures: RuleFigures) -> dict[str, Any]:
+    """One rule's item of the report: its counts, money as text, its ratios and its uplift."""
+    uplift = figures.uplift
+    return {
+        "rule": figures.rule,
+        "issued": figures.issued,
+        "issued_value": money(figures.issued_value),
+        "redeemed": figures.redeemed,
+        "redeemed_value": money(figures.redeemed_value),
+        "redemption_rate": figures.redemption_rate,
+        "coupons_shared": figures.coupons_shared,
+        "attributed_orders": figures.attributed_orders,
+        "attributed_revenue": money(figures.attributed_revenue),
+        "cost": money(figures.cost),
+        "roi": figures.roi,
+        "treated": {"members": figures.treated.members, "converted": figures.treated.converted},
+        "holdout": {"members": figures.holdout.members, "converted": figures.holdout.converted},
+        "uplift": {"rate_diff": uplift.rate_diff, "ci95": None if uplift.ci95 is None else list(uplift.ci95)},
+    }
+
+
+def report_document(figures: Sequence[RuleFigures], start: datetime | None, end: datetime) -> dict[str, Any]:
+    """The report over [start, end): every rule's item, in the order given (by rule)."""
+    return {"from": start, "to": end, "items": [rule_item(rule) for rule in figures]}

@@ -34,7 +34,7 @@ from shared.domain.segments import fields_used
 from shared.store.unit_of_work import Key, UnitsOfWork
 
 if TYPE_CHECKING:
-    from shared.usecases.scheduler_run import SchedulerReport
+    from shared.usecases.scheduler_run import BatchDone, SchedulerReport
 
 __all__ = ["WaveRunner"]
 
@@ -42,11 +42,21 @@ __all__ = ["WaveRunner"]
 class WaveRunner:
     """Steps through the waves due by a business time, one transaction a step."""
 
-    def __init__(self, units: UnitsOfWork, playbook: Playbook, batch_size: int = 5_000, lanes: int = 2) -> None:
+    def __init__(
+        self,
+        units: UnitsOfWork,
+        playbook: Playbook,
+        batch_size: int = 5_000,
+        lanes: int = 2,
+        *,
+        stopping: asyncio.Event | None = None,
+    ) -> None:
         self._units = units
         self._playbook = playbook
         self._batch_size = batch_size
         self._lanes = lanes
+        # Set when the run is asked to stop: each lane ends after the batch it is in, which commits.
+        self._stopping = stopping or asyncio.Event()
         # Per wave, the member its last claimed batch ended with: the next claim starts after it. A
         # batch rolled back leaves targets behind it; a claim that finds none after it starts over.
         self._claimed_up_to: dict[tuple[str, str, int], str] = {}
@@ -55,7 +65,7 @@ class WaveRunner:
         # another skips each of that one's locked rows, one by one.
         self._claiming = asyncio.Lock()
 
-    async def step(self, as_of: datetime, report: SchedulerReport) -> bool:
+    async def step(self, as_of: datetime, report: SchedulerReport, on_batch: BatchDone | None = None) -> bool:
         """Starts a due wave, or works a running one until its targets run out; False when nothing could be done."""
         if await self._start(as_of, report):
             return True
@@ -64,7 +74,8 @@ class WaveRunner:
         for wave in waves:
             failed = asyncio.Event()
             lanes = await asyncio.gather(
-                *(self._lane(wave, as_of, report, failed) for _ in range(self._lanes)), return_exceptions=True
+                *(self._lane(wave, as_of, report, failed, on_batch) for _ in range(self._lanes)),
+                return_exceptions=True,
             )
             for outcome in lanes:
                 if isinstance(outcome, BaseException):
@@ -73,16 +84,21 @@ class WaveRunner:
                 return True
         return False
 
-    async def _lane(self, due: DueWave, as_of: datetime, report: SchedulerReport, failed: asyncio.Event) -> bool:
+    async def _lane(
+        self, due: DueWave, as_of: datetime, report: SchedulerReport, failed: asyncio.Event, on_batch: BatchDone | None
+    ) -> bool:
         """Decides batches of the wave, one transaction each, until none is left; whether any was.
 
         Lanes run side by side, each at its own pace: while one waits on PostgreSQL another
         decides, and the database writes two batches on two cores. When a lane fails, the
-        others stop after the batch they are in, and the error is raised.
+        others stop after the batch they are in, and the error is raised; when the run is asked
+        to stop, every lane stops after its batch, and the wave's other targets wait for the next run.
         """
         decided = False
         try:
-            while not failed.is_set() and await self._batch(due, as_of, report):
+            while (
+                not failed.is_set() and not self._stopping.is_set() and await self._batch(due, as_of, report, on_batch)
+            ):
                 decided = True
         except BaseException:
             failed.set()
@@ -115,7 +131,7 @@ class WaveRunner:
         plan = dataclasses.replace(plan, waves=tuple(waves))
         return WaveRun.of(due, plan, self._playbook.for_shop(due.shop_id), as_of)
 
-    async def _batch(self, due: DueWave, as_of: datetime, report: SchedulerReport) -> bool:
+    async def _batch(self, due: DueWave, as_of: datetime, report: SchedulerReport, on_batch: BatchDone | None) -> bool:
         """Decides one claimed batch of the wave's open targets; False when none could be claimed."""
         run = self._run(due, as_of)
         shop = due.shop_id
@@ -161,6 +177,8 @@ class WaveRunner:
         report.by_rule.update(new_rules)
         report.decisions.update(outcomes)
         report.late_skipped += outcomes.count(incentives.LATE_SKIPPED)
+        if on_batch is not None:
+            on_batch(report)
         return True
 
     async def _finish(self, due: DueWave, report: SchedulerReport) -> bool:

@@ -9,6 +9,10 @@ reminder or expiry has come are claimed the same way, in batches of their own, s
 loading their members (``shared.domain.coupon_expiry``). Then campaign waves whose time has come are
 started and worked through in claimed batches of their targets (``shared.usecases.campaign_run``).
 A run touches only what is due; running the same ``as_of`` again finds nothing left and emits nothing.
+
+A run asked to stop (``Scheduler.stop``, e.g. an operator's Ctrl-C) ends after the batches in
+progress commit: every batch is one transaction, so what a stopped run leaves is whole batches,
+and the next run to the same ``as_of`` goes on with what is still due.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import asyncio
 import functools
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -35,6 +40,9 @@ from shared.usecases.incentive_inputs import attach_incentive_inputs
 log = structlog.get_logger(__name__)
 
 RETRY_LATER = timedelta(hours=1)  # a member whose plan did not move past the run is looked at again this much later
+
+BatchDone = Callable[["SchedulerReport"], None]
+"""Called after each batch commits with the run's report so far (a progress display); it must be quick."""
 
 
 @dataclass(slots=True)
@@ -87,23 +95,35 @@ class Scheduler:
         self._units = units
         self._playbook = playbook
         self._batch_size = batch_size
-        self._waves = WaveRunner(units, playbook, wave_batch_size, wave_lanes)
+        self._stopping = asyncio.Event()
+        self._waves = WaveRunner(units, playbook, wave_batch_size, wave_lanes, stopping=self._stopping)
 
-    async def run(self, as_of: datetime, wait_for_locked_s: float = 30.0) -> SchedulerReport:
-        """Runs everything due up to ``as_of``; returns once nothing due is left.
+    def stop(self) -> None:
+        """Ends the run under way once the batches in progress have committed; later runs go on from there."""
+        self._stopping.set()
+
+    @property
+    def stopped(self) -> bool:
+        """Whether a stop was asked for: the last run may have left due work for the next one."""
+        return self._stopping.is_set()
+
+    async def run(
+        self, as_of: datetime, wait_for_locked_s: float = 30.0, on_batch: BatchDone | None = None
+    ) -> SchedulerReport:
+        """Runs everything due up to ``as_of``; returns once nothing due is left, or once asked to stop.
 
         Members held by another transaction are waited for, up to ``wait_for_locked_s``,
-        so the run's answer covers them too.
+        so the run's answer covers them too. ``on_batch`` hears of every batch committed.
         """
         report = SchedulerReport(as_of=as_of)
         await self._refresh_rfm(as_of, report)
         waited = 0.0
-        while True:
-            if await self._run_batch(as_of, report):
+        while not self._stopping.is_set():
+            if await self._run_batch(as_of, report, on_batch):
                 continue
-            if await self._run_coupons(as_of, report):
+            if await self._run_coupons(as_of, report, on_batch):
                 continue
-            if await self._waves.step(as_of, report):
+            if await self._waves.step(as_of, report, on_batch):
                 continue
             async with self._units() as uow:
                 remaining = await uow.count_due(as_of)
@@ -111,7 +131,7 @@ class Scheduler:
                 break
             await asyncio.sleep(0.05)
             waited += 0.05
-        log.info("scheduler.run", **report.as_dict())
+        log.info("scheduler.run", **report.as_dict(), **({"stopped": True} if self._stopping.is_set() else {}))
         return report
 
     async def _refresh_rfm(self, as_of: datetime, report: SchedulerReport) -> None:
@@ -127,7 +147,7 @@ class Scheduler:
             report.rfm_shops = await uow.compute_rfm_edges(sorted(stale), as_of)
             await uow.commit()
 
-    async def _run_batch(self, as_of: datetime, report: SchedulerReport) -> bool:
+    async def _run_batch(self, as_of: datetime, report: SchedulerReport, on_batch: BatchDone | None) -> bool:
         """One transaction over a batch of due members; False when none could be claimed."""
         async with self._units() as uow:
             contexts = await uow.claim_due_members(as_of, self._batch_size)
@@ -153,9 +173,11 @@ class Scheduler:
         report.members += len(contexts) + len(failed)
         report.actions += len(new_rules)
         report.by_rule.update(new_rules)
+        if on_batch is not None:
+            on_batch(report)
         return True
 
-    async def _run_coupons(self, as_of: datetime, report: SchedulerReport) -> bool:
+    async def _run_coupons(self, as_of: datetime, report: SchedulerReport, on_batch: BatchDone | None) -> bool:
         """One transaction over a batch of coupons whose reminder or expiry is due; False when none could be claimed."""
         playbook = self._playbook
         leads = {shop: reminder_lead(shop_playbook) for shop, shop_playbook in playbook.shops.items()}
@@ -174,6 +196,8 @@ class Scheduler:
         report.by_rule.update(new_rules)
         report.coupons_expired += sum(done.expired for _, done in passes)
         report.late_skipped += sum(done.late for _, done in passes)
+        if on_batch is not None:
+            on_batch(report)
         return True
 
     def _run_member(
