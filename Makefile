@@ -3,7 +3,8 @@
 #   make up        everything: PostgreSQL, Kafka, topics, migrations, the three services
 #   make down      stop it all (idempotent)
 #   make infra-up  PostgreSQL + Kafka + topics only (what the tests need)
-#   make test      lint + infra-up + pytest
+#   make test      lint + infra-up + browser + pytest
+#   make browser   headless Chromium and its driver for the console's browser tests
 #
 # Set DATABASE_URL to use your own database instead of the private cluster.
 
@@ -16,10 +17,10 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 SCRIPTS := deploy/scripts
 
-.PHONY: help venv up down infra-up infra-down migrate lint test run bench bench-pair bench-scheduler bench-api bench-audience bench-campaign chaos status clean
+.PHONY: help venv up down infra-up infra-down browser migrate lint test run bench bench-pair bench-scheduler bench-api bench-audience bench-campaign chaos status clean
 
 help:
-	@echo "targets: venv up down infra-up infra-down migrate lint test run bench bench-pair bench-scheduler bench-api bench-audience bench-campaign chaos status clean"
+	@echo "targets: venv up down infra-up infra-down browser migrate lint test run bench bench-pair bench-scheduler bench-api bench-audience bench-campaign chaos status clean"
 
 $(STAMP): pyproject.toml
 	$(SCRIPTS)/venv.sh
@@ -34,6 +35,9 @@ infra-up: venv
 	  $(SCRIPTS)/postgres.sh start; \
 	fi
 	$(SCRIPTS)/kafka.sh fetch start wait topics
+
+browser:
+	$(SCRIPTS)/browser.sh
 
 infra-down:
 	$(SCRIPTS)/kafka.sh stop
@@ -60,7 +64,7 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: venv lint infra-up
+test: venv lint infra-up browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 run: up

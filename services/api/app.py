@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from services.api.auth import token_digests
 from services.api.campaign_routes import campaigns_router
+from services.api.console.pages import STATIC, console_pages, console_session
 from services.api.database import open_pool
 from services.api.dependencies import ApiState
 from services.api.errors import install_error_handlers
@@ -111,4 +112,8 @@ def create_app(settings: Settings, playbook: Playbook, layers: PlaybookLayers | 
     app.include_router(incentives_router)
     app.include_router(playbook_router)
     app.include_router(campaigns_router)
+    # The console's pages and files hold no data; its session route checks the token like any other.
+    app.include_router(console_session)
+    app.include_router(console_pages)
+    app.mount("/console/static", STATIC, name="console-static")
     return app
