@@ -10,6 +10,7 @@ kept in ``CONSOLE_SCREENSHOTS`` (default ``.local/artifacts/console``).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -73,7 +74,7 @@ def browser() -> Iterator[WebDriver]:
         yield driver
     finally:
         screenshot(driver, "last")  # where the browser was when the test ended, failed or not
-        for entry in driver.get_log("browser"):  # shown with the test's output when it fails
+        for entry in driver.get_log("browser"):  # type: ignore[no-untyped-call]  # shown with the test's output when it fails
             print(f"browser {entry['level']}: {entry['message']}")
         driver.quit()
 
@@ -83,9 +84,10 @@ def wait_for(driver: WebDriver, check: Callable[[WebDriver], Any], timeout: floa
 
 
 def shown(driver: WebDriver, css: str) -> WebElement:
-    return wait_for(
+    found: WebElement = wait_for(
         driver, lambda d: next((e for e in d.find_elements(By.CSS_SELECTOR, css) if e.is_displayed()), False)
     )
+    return found
 
 
 def ready(driver: WebDriver) -> None:
@@ -279,7 +281,8 @@ async def test_an_operators_morning_in_the_console(
         assert text_of(browser, "#campaign-facts [data-fact=status]") == "Scheduled"
 
         # Run the scheduler up to the wave, as an operator does from the command line.
-        run = subprocess.run(
+        run = await asyncio.to_thread(
+            subprocess.run,
             [sys.executable, "-m", "services.scheduler", "--as-of", wave_at.isoformat()],
             cwd=ROOT,
             env={**api.env},
@@ -302,7 +305,8 @@ async def test_an_operators_morning_in_the_console(
         group = {m: assign(campaign_id, m, plan.strategies, 25) for m in audience}
         treated = [m for m in audience if group[m] == "coupon"]
         held = [m for m in audience if group[m] == HOLDOUT]
-        assert len(treated) >= 3 and held, "the campaign id split the audience too unevenly for this test"
+        assert len(treated) >= 3, "the campaign id split the audience too unevenly for this test"
+        assert held, "the campaign id held no member out"
         buyers = [*treated[:3], held[0]]
         orders = [paid(m, f"o-{m}", wave_at + (i + 1) * DAY, "88.00") for i, m in enumerate(buyers)]
         await produce(topics, orders)
@@ -334,9 +338,13 @@ async def test_an_operators_morning_in_the_console(
         shown(browser, "#incentives-table tbody tr")
         rules = [
             row.get_attribute("data-rule")
-            for row in browser.find_elements(By.CSS_SELECTOR, "#incentives-table tbody tr")
+            for row in browser.find_elements(By.CSS_SELECTOR, "#incentives-table tr[data-rule]")
         ]
-        assert chart_data(browser, "incentives-uplift-chart")[1] and rules
+        report = (await client.get(f"/v1/shops/{SHOP}/incentives/report")).json()["items"]
+        assert rules == [item["rule"] for item in report]
+        assert "first_purchase_gift" in rules  # m-00's and the four buyers' first purchases
+        uplift = chart_data(browser, "incentives-uplift-chart")[1]
+        assert uplift == [percent(item["uplift"]["rate_diff"]) for item in report]
         screenshot(browser, "incentives")
 
         # The playbook: a misspelt key is shown on its line; the corrected document is stored.

@@ -21,6 +21,7 @@ from services.api.auth import CHECKED_SCOPE, Authenticated, CallerIdentity
 from services.api.console.i18n import COOKIE, LANGUAGES, catalogue, choose_language
 from services.api.responses import json_response
 from services.api.routing import ApiRoute
+from shared.domain.segments import FIELDS, OPS_BY_KIND
 
 _HERE = Path(__file__).parent
 STATIC = StaticFiles(directory=_HERE / "static")
@@ -60,7 +61,7 @@ console_session = APIRouter(prefix="/console", include_in_schema=False, route_cl
 CampaignId = Annotated[str, PathParameter(min_length=1, max_length=200)]
 
 
-def render(request: Request, page: str, **context: str) -> Response:
+def render(request: Request, page: str, **context: object) -> Response:
     template, charts = _PAGES[page]
     language = choose_language(
         request.query_params.get("lang"), request.cookies.get(COOKIE), request.headers.get("accept-language")
@@ -103,9 +104,13 @@ async def members(request: Request) -> Response:
     return render(request, "members")
 
 
+# The definition language's fields and the operators each takes, from the domain that checks them.
+_FIELD_VOCABULARY = {name: {"kind": kind, "ops": list(OPS_BY_KIND[kind])} for name, kind in FIELDS.items()}
+
+
 @console_pages.get("/segments")
 async def segments(request: Request) -> Response:
-    return render(request, "segments")
+    return render(request, "segments", fields=_FIELD_VOCABULARY)
 
 
 @console_pages.get("/campaigns")

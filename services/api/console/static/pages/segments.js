@@ -4,16 +4,8 @@
 
 Console.ready.then(async () => {
   const { api, all, shopPath, h, t, fmt, showError, markFields, download, session } = window.Console;
-  const ALL_OPS = ["=", "!=", "<", "<=", ">", ">=", "in", "between"];
-  const TEXT_OPS = ["=", "!=", "in"];
-  const FIELDS = {
-    net_spend: ["money", ALL_OPS], average_order_value: ["money", ALL_OPS], paid_orders: ["number", ALL_OPS],
-    points_balance: ["number", ALL_OPS], score: ["number", ALL_OPS], age: ["number", ALL_OPS],
-    days_since_last_order: ["number", ALL_OPS], days_since_joined: ["number", ALL_OPS],
-    joined_at: ["text", ALL_OPS], last_order_at: ["text", ALL_OPS], tier: ["text", ALL_OPS],
-    stage: ["text", TEXT_OPS], rfm_segment: ["text", TEXT_OPS], gender: ["text", TEXT_OPS], province: ["text", TEXT_OPS],
-    city: ["text", TEXT_OPS], channel: ["text", TEXT_OPS], store_id: ["text", TEXT_OPS], marketing_consent: ["boolean", ["=", "!="]],
-  };
+  // {field: {kind, ops}}: the definition language's fields, as the API checks them.
+  const FIELDS = JSON.parse(document.getElementById("segment-fields").textContent);
 
   const form = document.getElementById("segment-form");
   const list = document.getElementById("segment-list");
@@ -53,9 +45,9 @@ Console.ready.then(async () => {
       subject.append(...Object.keys(FIELDS).map((field) => option(field, t("field." + field))));
       const setOps = () => {
         const chosen = op.value;
-        op.replaceChildren(...FIELDS[subject.value][1].map((name) => option(name, name)));
-        if (FIELDS[subject.value][1].includes(chosen)) op.value = chosen;
-        value.placeholder = t("segment.value_hint_" + (op.value === "in" ? "in" : op.value === "between" ? "between" : FIELDS[subject.value][0]));
+        op.replaceChildren(...FIELDS[subject.value].ops.map((name) => option(name, name)));
+        if (FIELDS[subject.value].ops.includes(chosen)) op.value = chosen;
+        value.placeholder = t("segment.value_hint_" + (op.value === "in" ? "in" : op.value === "between" ? "between" : FIELDS[subject.value].kind));
       };
       subject.addEventListener("change", setOps);
       op.addEventListener("change", setOps);
@@ -75,6 +67,7 @@ Console.ready.then(async () => {
   function parseValue(type, text) {
     const trimmed = text.trim();
     if (type === "number") return trimmed === "" || isNaN(Number(trimmed)) ? trimmed : Number(trimmed);
+    // Money is sent as the decimal string typed, so no digit is lost to a float.
     if (type === "boolean") return trimmed === "true" ? true : trimmed === "false" ? false : trimmed;
     return trimmed;
   }
@@ -84,7 +77,7 @@ Console.ready.then(async () => {
     let node;
     if (row.dataset.kind === "tag") node = { tag: subject };
     else {
-      const [type] = FIELDS[subject];
+      const type = FIELDS[subject].kind;
       const op = row.querySelector(".op").value;
       const text = row.querySelector(".value").value;
       const value = op === "in" || op === "between" ? text.split(/[,，]/).map((part) => parseValue(type, part)).filter((part) => part !== "") : parseValue(type, text);
