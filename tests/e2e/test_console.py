@@ -343,8 +343,8 @@ async def test_an_operators_morning_in_the_console(
         report = (await client.get(f"/v1/shops/{SHOP}/incentives/report")).json()["items"]
         assert rules == [item["rule"] for item in report]
         assert "first_purchase_gift" in rules  # m-00's and the four buyers' first purchases
-        uplift = chart_data(browser, "incentives-uplift-chart")[1]
-        assert uplift == [percent(item["uplift"]["rate_diff"]) for item in report]
+        drawn_uplift = chart_data(browser, "incentives-uplift-chart")[1]
+        assert drawn_uplift == [percent(item["uplift"]["rate_diff"]) for item in report]
         screenshot(browser, "incentives")
 
         # The playbook: a misspelt key is shown on its line; the corrected document is stored.
