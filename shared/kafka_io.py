@@ -42,6 +42,19 @@ def create_consumer(settings: Settings, *topics: str, group_id: str, name: str) 
     )
 
 
+def create_reader(settings: Settings, *, name: str) -> AIOKafkaConsumer:
+    """No group and no commits: partitions are assigned and sought by the caller, which reads a range and stops."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=f"{settings.kafka_client_id}-{name}",
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=32 * 1024 * 1024,
+    )
+
+
 log = structlog.get_logger(__name__)
 
 

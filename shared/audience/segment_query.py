@@ -33,7 +33,7 @@ a million members is a scan of their rows):
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
@@ -535,7 +535,7 @@ async def page(connection: AsyncConnection, audience: Audience, after: str | Non
 
 async def stream_members(
     connection: AsyncConnection, audience: Audience, chunk_rows: int = 1000
-) -> AsyncIterator[Sequence[Row[Any]]]:
+) -> AsyncGenerator[Sequence[Row[Any]], None]:
     """Every member of the audience in chunks, from a server-side cursor: memory stays at one chunk.
 
     Needs an open transaction on ``connection`` (a cursor lives in one).

@@ -226,3 +226,12 @@ class Playbook:
     def install(self, shops: dict[str, ShopPlaybook]) -> None:
         """Swaps in every shop's playbook at once: a reader sees the old mapping or the new, never a mix."""
         self.shops = shops
+
+    def business_time_windows(self) -> list[BusinessTimeBounds]:
+        """The distinct business-time windows, the default's first: a scheduler run moves every shop's members,
+        so its time must lie in each of them."""
+        windows = [self.default.business_time]
+        for shop in self.shops.values():
+            if shop.business_time not in windows:
+                windows.append(shop.business_time)
+        return windows
