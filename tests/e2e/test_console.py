@@ -333,6 +333,26 @@ async def test_an_operators_morning_in_the_console(
         ]
         screenshot(browser, "campaign-report")
 
+        # A campaign planned for later is cancelled from its page, after the operator confirms.
+        open_page(browser, "Campaigns")
+        set_value(browser, shown(browser, "#campaign-name"), "Double 11 preview")
+        Select(browser.find_element(By.ID, "campaign-segment")).select_by_value(segment_id)
+        strategy = browser.find_element(By.CSS_SELECTOR, "#strategy-rows tbody tr")
+        set_value(browser, strategy.find_element(By.CSS_SELECTOR, ".code"), "plain")
+        set_value(browser, strategy.find_element(By.CSS_SELECTOR, ".template"), "double_11")
+        later = (now + 30 * DAY).strftime("%Y-%m-%dT%H:%M")
+        set_value(browser, browser.find_element(By.CSS_SELECTOR, "#wave-rows tbody tr .at"), later)
+        go(browser, browser.find_element(By.ID, "campaign-create").click)
+        assert text_of(browser, "#campaign-facts [data-fact=status]") == "Scheduled"
+        browser.find_element(By.ID, "campaign-cancel").click()
+        wait_for(browser, lambda d: d.switch_to.alert).accept()
+        wait_for(browser, lambda d: text_of(d, "#campaign-facts [data-fact=status]") == "Cancelled")
+        assert not browser.find_element(By.ID, "campaign-cancel").is_displayed()
+        statuses = {
+            item["name"]: item["status"] for item in (await client.get(f"/v1/shops/{SHOP}/campaigns")).json()["items"]
+        }
+        assert statuses == {"Spring wake-up": "completed", "Double 11 preview": "cancelled"}
+
         # The incentives page draws its report too (the first purchase's gift decided above).
         open_page(browser, "Incentives")
         shown(browser, "#incentives-table tbody tr")
