@@ -273,12 +273,22 @@ async def test_an_operators_morning_in_the_console(
         assert "body.strategies[0].weight" in shown(browser, "#campaign-error").text
         assert strategy.find_element(By.CSS_SELECTOR, ".weight").get_attribute("aria-invalid") == "true"
         set_value(browser, strategy.find_element(By.CSS_SELECTOR, ".weight"), "1")
+        variables = strategy.find_element(By.CSS_SELECTOR, ".variables")
+        set_value(browser, variables, '{"headline": "春天见"')  # a typing mistake, caught before sending
+        browser.find_element(By.ID, "campaign-forecast").click()
+        wait_for(browser, lambda d: "body.strategies[0].variables" in text_of(d, "#campaign-error"))
+        assert variables.get_attribute("aria-invalid") == "true"
+        set_value(browser, variables, '{"headline": "春天见"}')
         browser.find_element(By.ID, "campaign-forecast").click()
         assert shown(browser, "#forecast-facts [data-fact=audience]").text == str(len(app_members) - 1)
         screenshot(browser, "campaign-new")
         go(browser, browser.find_element(By.ID, "campaign-create").click)
         campaign_id = browser.current_url.rsplit("/", 1)[1]
         assert text_of(browser, "#campaign-facts [data-fact=status]") == "Scheduled"
+        created = (await client.get(f"/v1/shops/{SHOP}/campaigns/{campaign_id}")).json()
+        assert created["strategies"][0]["variables"] == {"headline": "春天见"}
+        assert created["strategies"][0]["incentive"]["value"] == "10.00"
+        assert (created["holdout_percent"], created["segment_id"]) == (25, segment_id)
 
         # Run the scheduler up to the wave, as an operator does from the command line.
         run = await asyncio.to_thread(

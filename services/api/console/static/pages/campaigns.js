@@ -31,6 +31,18 @@ Console.ready.then(async () => {
     });
   }
 
+  /** The message variables typed as a JSON object; a typing mistake is reported before anything is sent. */
+  function variables(row) {
+    const input = row.querySelector(".variables");
+    const text = input.value.trim();
+    if (!text) return {};
+    try {
+      const parsed = JSON.parse(text);
+      if (parsed && typeof parsed === "object" && !Array.isArray(parsed)) return parsed;
+    } catch (ignored) { /* reported below */ }
+    throw new window.Console.ApiError(422, "invalid_variables", input.dataset.path + ": " + t("strategy.variables_invalid"));
+  }
+
   function incentive(row) {
     const kind = row.querySelector(".kind").value;
     if (!kind) return null;
@@ -50,7 +62,7 @@ Console.ready.then(async () => {
       holdout_percent: Number(document.getElementById("campaign-holdout").value),
       attribution_window: document.getElementById("campaign-attribution").value.trim(),
       strategies: [...strategies.children].map((row) => {
-        const strategy = { code: row.querySelector(".code").value.trim(), weight: row.querySelector(".weight").value.trim(), template: row.querySelector(".template").value.trim(), variables: {} };
+        const strategy = { code: row.querySelector(".code").value.trim(), weight: row.querySelector(".weight").value.trim(), template: row.querySelector(".template").value.trim(), variables: variables(row) };
         const offered = incentive(row);
         if (offered) strategy.incentive = offered;
         return strategy;
@@ -75,7 +87,7 @@ Console.ready.then(async () => {
     markFields(form, null);
     let answer;
     try {
-      answer = await api(shopPath("campaigns", "forecast"), { method: "POST", body: plan() });
+      answer = await api(shopPath("campaigns", "forecast"), { method: "POST", body: plan() }); // plan() may refuse first
     } catch (problem) {
       failed(problem);
       return;
