@@ -8,8 +8,9 @@ page checks the token with it, and every page learns from it whether to offer ch
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi import Path as PathParameter
@@ -89,48 +90,27 @@ async def console_root() -> Response:
     return RedirectResponse("/console/", status_code=307)
 
 
-@console_pages.get("/")
-async def home(request: Request) -> Response:
-    return render(request, "home")
-
-
-@console_pages.get("/signin")
-async def signin(request: Request) -> Response:
-    return render(request, "signin")
-
-
-@console_pages.get("/members")
-async def members(request: Request) -> Response:
-    return render(request, "members")
-
-
 # The definition language's fields and the operators each takes, from the domain that checks them.
 _FIELD_VOCABULARY = {name: {"kind": kind, "ops": list(OPS_BY_KIND[kind])} for name, kind in FIELDS.items()}
 
 
-@console_pages.get("/segments")
-async def segments(request: Request) -> Response:
-    return render(request, "segments", fields=_FIELD_VOCABULARY)
+def _page(page: str, **context: object) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+    async def serve(request: Request) -> Response:
+        return render(request, page, **context)
+
+    return serve
 
 
-@console_pages.get("/campaigns")
-async def campaigns(request: Request) -> Response:
-    return render(request, "campaigns")
+# Pages whose frame is all the server gives; the campaign page also names its campaign.
+for _path, _name in (("/", "home"), ("/signin", "signin"), ("/members", "members"), ("/campaigns", "campaigns"),
+                     ("/incentives", "incentives"), ("/playbook", "playbook")):  # fmt: skip
+    console_pages.add_api_route(_path, _page(_name), methods=["GET"], name=f"console_{_name}")
+console_pages.add_api_route("/segments", _page("segments", fields=_FIELD_VOCABULARY), methods=["GET"])
 
 
 @console_pages.get("/campaigns/{campaign_id}")
 async def campaign(request: Request, campaign_id: CampaignId) -> Response:
     return render(request, "campaign", campaign_id=campaign_id)
-
-
-@console_pages.get("/incentives")
-async def incentives(request: Request) -> Response:
-    return render(request, "incentives")
-
-
-@console_pages.get("/playbook")
-async def playbook(request: Request) -> Response:
-    return render(request, "playbook")
 
 
 @console_session.get("/session", dependencies=[Authenticated])
