@@ -38,6 +38,7 @@ class ProgressDisplay:
         self._completed = 0
         self._detail = ""
         self._printed_at: float | None = None
+        self._printed = ""
         self._bar: Progress | None = None
         self._task: TaskID | None = None
 
@@ -65,7 +66,10 @@ class ProgressDisplay:
     def _line(self) -> None:
         done = f"{self._completed:,}" if self._total is None else f"{self._completed:,}/{self._total:,}"
         detail = f" ({self._detail})" if self._detail else ""
-        self._console.print(f"{self._description}: {done} {self._unit}{detail}", markup=False, soft_wrap=True)
+        line = f"{self._description}: {done} {self._unit}{detail}"
+        if line != self._printed:  # the closing line, when nothing moved since the last one
+            self._console.print(line, markup=False, soft_wrap=True)
+            self._printed = line
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None

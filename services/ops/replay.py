@@ -33,6 +33,7 @@ from typing import Annotated
 
 import typer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
@@ -218,12 +219,16 @@ class Replayer:
         self._unwrap = request.topic == settings.topics.dlq
         self._topics: set[str] = set()
         self._resources = contextlib.AsyncExitStack()
-        self._reader = create_reader(settings, name="ops-replay")
+        self._admin = AIOKafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap_servers, client_id=f"{settings.kafka_client_id}-ops-replay"
+        )
         self._engine: AsyncEngine | None = None
 
     async def run(self) -> ReplayResult:
         async with self._resources:
-            reader = self._reader
+            await self._start(self._admin)
+            self._resources.push_async_callback(self._admin.close)
+            reader = create_reader(self._settings, name="ops-replay")
             await self._start(reader)
             self._resources.push_async_callback(reader.stop)
             tallies = await self._plan(reader)
@@ -241,24 +246,25 @@ class Replayer:
                 result.failure = f"Kafka failed ({type(error).__name__})"
             return result
 
-    async def _start(self, client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
+    async def _start(self, client: AIOKafkaConsumer | AIOKafkaProducer | AIOKafkaAdminClient) -> None:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 await client.start()
         except (KafkaError, OSError, TimeoutError) as error:
             with contextlib.suppress(Exception):
-                await client.stop()
+                await (client.close() if isinstance(client, AIOKafkaAdminClient) else client.stop())
             servers = self._settings.kafka_bootstrap_servers
             raise CommandError(f"cannot reach Kafka at {servers} ({type(error).__name__})") from None
 
     async def _plan(self, reader: AIOKafkaConsumer) -> list[PartitionTally]:
         request = self._request
-        self._topics = set(await reader.topics())
+        self._topics = set(await self._admin.list_topics())
         if request.topic not in self._topics:
             raise CommandError(f"no topic {request.topic!r}")
         if request.target is not None and request.target not in self._topics:
             raise CommandError(f"no target topic {request.target!r}")
-        partitions = sorted(reader.partitions_for_topic(request.topic) or ())
+        described = await self._admin.describe_topics([request.topic])
+        partitions = sorted(p["partition"] for topic in described for p in topic["partitions"])
         if request.partition is not None:
             if request.partition not in partitions:
                 raise CommandError(f"topic {request.topic!r} has no partition {request.partition}")
@@ -354,7 +360,7 @@ class Replayer:
     async def _check_targets(self, targets: set[str]) -> None:
         """Every target exists: a producer would otherwise wait for a topic nobody creates."""
         if targets - self._topics:
-            self._topics = set(await self._reader.topics())  # created since the replay began?
+            self._topics = set(await self._admin.list_topics())  # created since the replay began?
         missing = sorted(targets - self._topics)
         if missing:
             raise CommandError(f"no target topic {missing[0]!r}")
