@@ -39,7 +39,6 @@ from services.api.status import expiry_lead
 from services.api.status import member_status as member_status_document
 from shared.db.engine import database_ready
 from shared.domain.business_time import BusinessTimeBounds
-from shared.domain.playbook import Playbook
 from shared.observability import metrics_response
 from shared.usecases.points_redemption import RedemptionRefusedError, redeem_points
 from shared.usecases.quarantine_release import release_member
@@ -343,22 +342,13 @@ async def run_scheduler(
     Idempotent: the same ``as_of`` again emits nothing, and concurrent runs share the work.
     ``as_of`` must lie inside the business-time window of the default playbook and of every shop's.
     """
-    check_time("body.as_of", body.as_of, _every_window(playbook))
+    check_time("body.as_of", body.as_of, playbook.business_time_windows())
     settings = state.settings
     scheduler = Scheduler(
         units, playbook, settings.scheduler_batch_size, settings.campaign_batch_size, settings.campaign_lanes
     )
     report = await scheduler.run(body.as_of)
     return SchedulerRunResponse.model_validate(report.as_dict())
-
-
-def _every_window(playbook: Playbook) -> list[BusinessTimeBounds]:
-    """The distinct business-time windows of the playbook: a run moves every shop's members."""
-    windows = [playbook.default.business_time]
-    for shop in playbook.shops.values():
-        if shop.business_time not in windows:
-            windows.append(shop.business_time)
-    return windows
 
 
 @admin_router.get(

@@ -60,10 +60,7 @@ def _parser() -> argparse.ArgumentParser:
 def _outside(playbook: Playbook, as_of: datetime) -> BusinessTimeBounds | None:
     """The first business-time window (the default's, then each shop's) that ``as_of`` lies outside."""
     now = datetime.now(UTC)
-    for window in (playbook.default.business_time, *(shop.business_time for shop in playbook.shops.values())):
-        if not window.contains(as_of, now):
-            return window
-    return None
+    return next((window for window in playbook.business_time_windows() if not window.contains(as_of, now)), None)
 
 
 async def _run(
