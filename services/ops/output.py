@@ -21,6 +21,13 @@ def out_console() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 240)
 
 
+def counted(number: int, noun: str) -> str:
+    """``1 batch``, ``2 batches``, ``1,200 members``."""
+    if number == 1:
+        return f"1 {noun}"
+    return f"{number:,} {noun}{'es' if noun.endswith(('ch', 's', 'x')) else 's'}"
+
+
 def say(message: str) -> None:
     """One message for the operator, on stderr, as written (no markup)."""
     err_console().print(message, markup=False, highlight=False, soft_wrap=True)

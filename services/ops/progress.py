@@ -23,9 +23,12 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from services.ops.output import counted
+
 
 class ProgressDisplay:
-    """Counts ``unit`` up to ``total`` (None: unknown, the bar pulses), with a line of detail."""
+    """Counts ``unit`` (singular: a batch, a member) up to ``total`` (None: unknown, the bar pulses), with a line
+    of detail."""
 
     def __init__(
         self, console: Console, description: str, total: int | None, unit: str, *, interval_s: float = 10.0
@@ -64,9 +67,12 @@ class ProgressDisplay:
             self._line()
 
     def _line(self) -> None:
-        done = f"{self._completed:,}" if self._total is None else f"{self._completed:,}/{self._total:,}"
+        if self._total is None:
+            done = counted(self._completed, self._unit)
+        else:
+            done = f"{self._completed:,}/{counted(self._total, self._unit)}"
         detail = f" ({self._detail})" if self._detail else ""
-        line = f"{self._description}: {done} {self._unit}{detail}"
+        line = f"{self._description}: {done}{detail}"
         if line != self._printed:  # the closing line, when nothing moved since the last one
             self._console.print(line, markup=False, soft_wrap=True)
             self._printed = line

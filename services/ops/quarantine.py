@@ -8,15 +8,16 @@ replayed by a release: the command says how to replay them.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
 
 from services.ops import dependencies
-from services.ops.output import print_grids, print_json, say
+from services.ops.output import counted, print_grids, print_json, say
 from services.ops.running import CommandError, Stop, run
 from services.ops.tables import quarantine_grid
-from shared.audience.quarantine_reads import QuarantineKey, list_quarantined
+from shared.audience.quarantine_reads import QuarantineKey, list_quarantined, quarantine_item
 from shared.settings import Settings
 from shared.usecases.quarantine_release import release_member
 
@@ -24,6 +25,9 @@ quarantine_app = typer.Typer(help="Quarantined members: list them, release one."
 
 Json = Annotated[bool, typer.Option("--json", help="Print JSON (the API's items) instead of a table.")]
 PAGE = 500
+# The dead letter of the event that got a member quarantined is written about when it was: a replay
+# starting this much earlier has it too (replaying more is harmless: applied events are no-ops).
+REPLAY_MARGIN = timedelta(minutes=10)
 
 
 async def _list(settings: Settings, shop: str | None) -> list[dict[str, Any]]:
@@ -54,7 +58,7 @@ def list_command(
         print_json({"items": items})
         return
     print_grids([quarantine_grid(items)])
-    say(f"{len(items):,} quarantined members" + (f" in shop {shop}." if shop else "."))
+    say(counted(len(items), "quarantined member") + (f" in shop {shop}." if shop else "."))
 
 
 async def _release(settings: Settings, shop: str, member: str) -> dict[str, Any]:
@@ -74,7 +78,7 @@ def release_command(
     """Take a member out of quarantine, once its stored state is repaired, and make it due now.
 
     Its events dead-lettered meanwhile must be published again: 'engagement-ops replay' on the
-    dead-letter topic, from when it was quarantined, with --key shop:member.
+    dead-letter topic, from a little before it was quarantined, with --key shop:member.
     """
     settings = dependencies.load_settings()
 
@@ -82,11 +86,12 @@ def release_command(
         return await _release(settings, shop, member)
 
     released = run(work)
+    since = (released["quarantined_at"] - REPLAY_MARGIN).isoformat()
+    item = quarantine_item(released)  # as the list shows it
     if json_output:
-        print_json(released)
+        print_json(item)
         return
-    print_grids([quarantine_grid([released], "Released")])
-    since = released["quarantined_at"].isoformat()
+    print_grids([quarantine_grid([item], "Released")])
     say(
         f"Released. To publish its dead-lettered events again: engagement-ops replay {settings.topics.dlq} "
         f"--since {since} --key {shop}:{member}"

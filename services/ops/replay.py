@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ops import dependencies
 from services.ops.arguments import Bounds, TimeBounds, parse_instant, replay_bounds, resolve
-from services.ops.output import err_console, print_grids, say
+from services.ops.output import counted, err_console, print_grids, say
 from services.ops.progress import ProgressDisplay
 from services.ops.running import EXIT_FAILURE, CommandError, Stop, run
 from services.ops.tables import Grid, cell
@@ -282,7 +282,7 @@ class Replayer:
         total = sum(t.end - t.start for t in result.partitions)
         idle = 0
         verb = "counted" if producer is None else "produced"
-        with ProgressDisplay(err_console(), f"replay {topic}", total, "offsets") as progress:
+        with ProgressDisplay(err_console(), f"replay {topic}", total, "offset") as progress:
             while tallies and not self._stop.requested:
                 fetched = await reader.getmany(*tallies, timeout_ms=POLL_MS, max_records=batch_size)
                 batch: list[ConsumerRecord[bytes, bytes]] = []
@@ -428,17 +428,18 @@ def replay_command(
     result = run(work, stop)
     print_grids(summary_grids(result, dry_run))
     if result.other_keys:
-        say(f"{result.other_keys:,} records with other keys were left out.")
+        say(f"Left out, another key: {counted(result.other_keys, 'record')}.")
     if result.unreadable:
         shown = ", ".join(str(offset) for offset in result.unreadable[:10])
-        say(f"{len(result.unreadable):,} records were not dead letters and were left out (offsets {shown}).")
+        say(f"Left out, not a dead letter: {counted(len(result.unreadable), 'record')} (offsets {shown}).")
     if result.missing_stored:
         shown = ", ".join(str(stored) for stored in result.missing_stored[:10])
-        say(f"{len(result.missing_stored):,} stored dead letters are no longer in PostgreSQL (dead_letters {shown}).")
+        missing = counted(len(result.missing_stored), "record")
+        say(f"Left out, stored dead letter no longer in PostgreSQL: {missing} (dead_letters ids {shown}).")
     if dry_run:
-        say(f"Dry run: {result.produced:,} records would be produced; nothing was.")
+        say(f"Dry run: {counted(result.produced, 'record')} would be produced; nothing was.")
     else:
-        say(f"Produced {result.produced:,} records.")
+        say(f"Produced {counted(result.produced, 'record')}.")
     if result.failure is not None or stop.requested:
         commands = resume_commands(request, result.partitions)
         if commands:

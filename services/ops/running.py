@@ -12,7 +12,9 @@ the data: database and Kafka errors are named by their type (and SQLSTATE), not 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import sys
 import threading
 from collections.abc import Awaitable, Callable
 from typing import NoReturn, TypeVar
@@ -30,6 +32,7 @@ T = TypeVar("T")
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: the reader of stdout went away (``| head``)
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -136,6 +139,10 @@ def run(work: Callable[[Stop], Awaitable[T]], stop: Stop | None = None) -> T:
         fail(failure.message, failure.code)
     except asyncio.CancelledError:
         fail("stopped at once; nothing of the batch in progress was kept", stop.exit_code)
+    except BrokenPipeError:
+        # Whoever read stdout has what they wanted; nothing more to say, and nothing left to flush at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(EXIT_PIPE_CLOSED) from None
     except Exception as error:
         message = explain(error)
         if message is None:

@@ -15,7 +15,7 @@ import typer
 
 from services.ops import dependencies
 from services.ops.arguments import parse_instant
-from services.ops.output import err_console, print_grids, print_json, say
+from services.ops.output import counted, err_console, print_grids, print_json, say
 from services.ops.progress import ProgressDisplay
 from services.ops.running import EXIT_FAILURE, Stop, run
 from services.ops.tables import scheduler_grids
@@ -46,7 +46,12 @@ Json = Annotated[bool, typer.Option("--json", help="Print the run's report as JS
 
 
 def _detail(report: SchedulerReport) -> str:
-    return f"{report.members:,} members · {report.wave_members:,} wave members · {report.actions:,} actions"
+    members, waves, actions = (
+        counted(report.members, "member"),
+        counted(report.wave_members, "wave member"),
+        counted(report.actions, "action"),
+    )
+    return f"{members} · {waves} · {actions}"
 
 
 async def _run(
@@ -63,7 +68,7 @@ async def _run(
             settings.campaign_lanes,
         )
         stop.on_request(scheduler.stop)
-        with ProgressDisplay(err_console(), "scheduler", None, "batches") as progress:
+        with ProgressDisplay(err_console(), "scheduler", None, "batch") as progress:
             return await scheduler.run(until, on_batch=lambda report: progress.update(report.batches, _detail(report)))
 
 
@@ -89,10 +94,11 @@ def run_command(until: Until, batch_size: BatchSize = None, json_output: Json = 
         print_grids(scheduler_grids(document))
     if stop.requested:
         say(
-            f"Interrupted after {report.batches:,} batches, each committed whole. To finish the rest, run the same "
-            f"command again: engagement-ops scheduler run --until {until.isoformat()}"
+            f"Interrupted after {counted(report.batches, 'batch')}, each committed whole. To finish the rest, run "
+            f"the same command again: engagement-ops scheduler run --until {until.isoformat()}"
         )
         raise typer.Exit(stop.exit_code)
     if report.failed_members:
-        say(f"{report.failed_members:,} members failed and were quarantined: see 'engagement-ops quarantine list'.")
+        failed = counted(report.failed_members, "member")
+        say(f"Failed and quarantined: {failed}; see 'engagement-ops quarantine list'.")
         raise typer.Exit(EXIT_FAILURE)

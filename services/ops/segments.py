@@ -23,7 +23,7 @@ from typing import Annotated, BinaryIO, Protocol
 import typer
 
 from services.ops import dependencies
-from services.ops.output import err_console, say
+from services.ops.output import counted, err_console, say
 from services.ops.progress import ProgressDisplay
 from services.ops.running import CommandError, Stop, fail, run
 from shared.audience import segment_export, segment_query
@@ -119,7 +119,7 @@ async def _export(
                 total = await segment_query.count_members(connection, audience) if sink.shows_progress else None
                 written, complete = 0, True
                 sink.write(segment_export.header(export_format))
-                display = ProgressDisplay(err_console(), f"segment {segment_id}", total, "members")
+                display = ProgressDisplay(err_console(), f"segment {segment_id}", total, "member")
                 chunks = segment_query.stream_members(connection, audience, segment_export.CHUNK_ROWS)
                 async with contextlib.aclosing(chunks):
                     with display if sink.shows_progress else contextlib.nullcontext():
@@ -179,9 +179,9 @@ def export_command(
     if not complete:
         of = "" if total is None else f" of {total:,}"
         if out is None:
-            say(f"Interrupted after {written:,} members: the output is incomplete. Run the command again.")
+            say(f"Interrupted after {counted(written, 'member')}: the output is incomplete. Run the command again.")
         else:
             say(f"Interrupted after {written:,}{of} members: {out} was not written. Run the command again.")
         raise typer.Exit(stop.exit_code)
     target = "" if out is None else f" to {out}"
-    say(f"Exported {written:,} members of segment {segment_id} (shop {shop}){target}.")
+    say(f"Exported {counted(written, 'member')} of segment {segment_id} (shop {shop}){target}.")

@@ -82,7 +82,7 @@ def scheduler_grids(report: Mapping[str, Any]) -> list[Grid]:
     if report["actions_by_rule"]:
         grids.append(_counts("Actions by rule", "rule", report["actions_by_rule"]))
     if report["decisions"]:
-        grids.append(_counts("Incentive decisions by outcome", "outcome", report["decisions"]))
+        grids.append(_counts("Decisions", "outcome", report["decisions"]))
     return grids
 
 

@@ -9,6 +9,7 @@ through ``shared.usecases.quarantine_release``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -28,7 +29,8 @@ class QuarantineKey:
     member_id: str
 
 
-def quarantine_item(row: asyncpg.Record) -> dict[str, Any]:
+def quarantine_item(row: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:
+    """A quarantine row as listed (and as a release answers it): times in RFC 3339."""
     return {
         "shop_id": row["shop_id"],
         "member_id": row["member_id"],

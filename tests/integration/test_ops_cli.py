@@ -519,7 +519,7 @@ async def test_a_dead_lettered_record_reaches_its_original_topic(
     replayed = [record for partition in range(3) for record in await read_partition(orders, partition)]
     assert sorted((r.key, r.value) for r in replayed) == [(b"shop-1:m-1", event), (b"shop-1:m-2", large)]
     messages = done.stderr.decode()
-    assert "1 records were not dead letters and were left out (offsets 1)." in messages
+    assert "Left out, not a dead letter: 1 record (offsets 1)." in messages
     assert "Produced 2 records." in messages
     assert table_line(done.stdout, orders)  # the table of targets names the original topic
 
@@ -573,6 +573,8 @@ async def test_quarantine_lists_members_as_the_api_does_and_releases_one(
 
     line = one_line_failure(await ops(env, "quarantine", "release", "shop-a", "m-1"))
     assert line == "error: member 'm-1' of shop 'shop-a' is not in quarantine"
+    as_json = json.loads(succeeded(await ops(env, "quarantine", "release", "shop-a", "m-3", "--json")).stdout)
+    assert as_json == next(item for item in listed["items"] if item["member_id"] == "m-3")  # the row as listed
 
 
 # --- failures -----------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from rich.console import Console
 
+from services.ops.output import counted
 from services.ops.progress import ProgressDisplay
 from services.ops.running import Stop
 from shared.usecases.scheduler_run import Scheduler, SchedulerReport
@@ -86,19 +87,24 @@ def test_the_first_signal_asks_to_stop_once_and_the_exit_code_names_it() -> None
 def test_progress_away_from_a_terminal_is_a_line_at_the_first_update_and_one_at_the_end() -> None:
     output = io.StringIO()
     console = Console(file=output, force_terminal=False, width=200)
-    with ProgressDisplay(console, "scheduler", None, "batches", interval_s=3600) as progress:
+    with ProgressDisplay(console, "scheduler", None, "batch", interval_s=3600) as progress:
         progress.update(1, "5 members")
         progress.update(2, "10 members")  # within the interval: not printed
         progress.update(3, "15 members")
     assert output.getvalue().splitlines() == [
-        "scheduler: 1 batches (5 members)",
+        "scheduler: 1 batch (5 members)",
         "scheduler: 3 batches (15 members)",
     ]
 
 
 def test_progress_with_a_total_counts_towards_it() -> None:
     output = io.StringIO()
-    with ProgressDisplay(Console(file=output, force_terminal=False), "segment s-1", 2500, "members") as progress:
+    with ProgressDisplay(Console(file=output, force_terminal=False), "segment s-1", 2500, "member") as progress:
         progress.update(1000)
         progress.update(2500)
     assert output.getvalue().splitlines() == ["segment s-1: 1,000/2,500 members", "segment s-1: 2,500/2,500 members"]
+
+
+def test_counts_agree_with_their_nouns() -> None:
+    assert [counted(n, "batch") for n in (0, 1, 2, 1200)] == ["0 batches", "1 batch", "2 batches", "1,200 batches"]
+    assert (counted(1, "record"), counted(3, "quarantined member")) == ("1 record", "3 quarantined members")
