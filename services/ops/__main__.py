@@ -2,7 +2,7 @@
 
 Settings come from the environment, as for the services (docs/configuration.md); the
 commands and their options are in docs/cli.md. Exit codes: 0 done, 1 failed (one line on
-stderr says why), 2 a usage error, 130 stopped by Ctrl-C (143 by SIGTERM).
+stderr says why), 2 a usage error, 130 stopped by Ctrl-C (143 by SIGTERM), 141 stdout closed.
 """
 
 from __future__ import annotations

@@ -483,6 +483,54 @@ async def test_replay_copies_exactly_the_chosen_range_with_keys_values_and_heade
     assert unknown == f"error: no topic '{prefix}.nowhere'"
 
 
+async def test_a_stopped_replay_leaves_whole_batches_and_its_resume_commands_copy_the_rest_once(
+    env: dict[str, str], scratch_topics: list[str]
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    source, target = f"{prefix}.source", f"{prefix}.target"
+    for name in (source, target):
+        scratch_topics.append(await create_topic(name, partitions=1))
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, enable_idempotence=True, linger_ms=5)
+    await producer.start()
+    try:
+        for n in range(10_000):
+            await producer.send(source, f"value {n}".encode(), key=f"k-{n % 97}".encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "services.ops", "replay", source, "--target", target, "--batch-size", "5"),
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+    async def first_progress_line() -> None:
+        assert process.stderr is not None
+        while line := await process.stderr.readline():
+            if line.startswith(f"replay {source}: ".encode()):  # the first batch is acknowledged
+                return
+        raise AssertionError("the replay ended without reporting a batch")
+
+    await asyncio.wait_for(first_progress_line(), timeout=120)
+    process.send_signal(signal.SIGINT)
+    _, rest_of_stderr = await asyncio.wait_for(process.communicate(), timeout=120)
+
+    assert process.returncode == 130, rest_of_stderr.decode()
+    lines = rest_of_stderr.decode().splitlines()
+    commands = [line.split()[1:] for line in lines if line.startswith("  engagement-ops replay")]
+    assert len(commands) == 1  # the one partition, from its next offset
+    next_offset = int(commands[0][commands[0].index("--from-offset") + 1])
+    copied = await read_all(target)
+    assert len(copied) == next_offset  # every record before the next offset, none after it
+    assert next_offset % 5 == 0  # whole batches
+
+    succeeded(await ops(env, *commands[0]))
+    assert [as_sent(r) for r in await read_all(target)] == [as_sent(r) for r in await read_all(source)]
+
+
 def original(topic: str, offset: int, value: bytes, key: bytes = b"shop-1:m-1") -> ConsumerRecord[bytes, bytes]:
     """A record as the engagement service read it before dead-lettering it."""
     return ConsumerRecord(topic, 0, offset, 0, 0, key, value, None, 0, 0, ())
