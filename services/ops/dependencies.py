@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.ops.running import EXIT_USAGE, CommandError
+from services.ops.running import EXIT_USAGE, CommandError, fail
 from shared.db.engine import create_engine
 from shared.db.error_triage import describe
 from shared.domain.business_time import BusinessTimeBounds
@@ -47,7 +47,7 @@ def load_settings() -> Settings:
         settings = Settings()
     except ValidationError as error:
         names = ", ".join(sorted({str(problem["loc"][0]).upper() for problem in error.errors() if problem["loc"]}))
-        raise CommandError(f"invalid settings in the environment: {names or 'see the documentation'}") from None
+        fail(f"invalid settings in the environment: {names or 'see docs/configuration.md'}")
     if "log_level" in settings.model_fields_set:
         configure_logging(settings.log_level, sys.stderr)
     else:  # a command's own one-line messages say what failed; the clients' log lines would repeat it
@@ -60,7 +60,7 @@ def load_layers(settings: Settings) -> PlaybookLayers:
     try:
         return read_layers(settings.playbook_path)
     except (OSError, InvalidPlaybookError) as error:
-        raise CommandError(f"cannot read the playbook file PLAYBOOK_PATH ({type(error).__name__})") from None
+        fail(f"cannot read the playbook file PLAYBOOK_PATH ({type(error).__name__})")
 
 
 def _where(settings: Settings) -> str:

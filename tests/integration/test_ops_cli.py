@@ -628,7 +628,7 @@ async def test_quarantine_lists_members_as_the_api_does_and_releases_one(
 # --- failures -----------------------------------------------------------------------------------------
 
 
-async def test_unreachable_services_are_one_line_failures(env: dict[str, str]) -> None:
+async def test_unreachable_services_and_bad_settings_are_one_line_failures(env: dict[str, str]) -> None:
     no_database = {**env, "DATABASE_URL": "postgresql://engagement:secret-password@127.0.0.1:1/engagement"}
     line = one_line_failure(await ops(no_database, "quarantine", "list"))
     assert line.startswith("error: cannot reach PostgreSQL at 127.0.0.1:1/engagement (")
@@ -637,3 +637,7 @@ async def test_unreachable_services_are_one_line_failures(env: dict[str, str]) -
     no_kafka = {**env, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
     line = one_line_failure(await ops(no_kafka, "replay", env["TOPIC_ORDERS"]))
     assert line.startswith("error: cannot reach Kafka at 127.0.0.1:1 (")
+
+    bad_setting = {**env, "DATABASE_POOL_SIZE": "plenty"}
+    line = one_line_failure(await ops(bad_setting, "quarantine", "list"))
+    assert line == "error: invalid settings in the environment: DATABASE_POOL_SIZE"
