@@ -43,7 +43,7 @@ from services.ops import dependencies
 from services.ops.arguments import Bounds, TimeBounds, parse_instant, replay_bounds, resolve
 from services.ops.output import counted, err_console, print_grids, say
 from services.ops.progress import ProgressDisplay
-from services.ops.running import EXIT_FAILURE, CommandError, Stop, run
+from services.ops.running import EXIT_FAILURE, CommandError, Stop, explain, run
 from services.ops.tables import Grid, cell
 from shared.audience.dead_letter_reads import StoredRecord, stored_records
 from shared.contract.actions import DeadLetter
@@ -242,8 +242,10 @@ class Replayer:
                 await self._copy(reader, producer, result)
             except CommandError as failure:
                 result.failure = failure.message
-            except KafkaError as error:
-                result.failure = f"Kafka failed ({type(error).__name__})"
+            except Exception as error:  # Kafka or the database failed: say so with how to go on
+                result.failure = explain(error)
+                if result.failure is None:
+                    raise
             return result
 
     async def _start(self, client: AIOKafkaConsumer | AIOKafkaProducer | AIOKafkaAdminClient) -> None:
