@@ -11,6 +11,7 @@ kept in ``CONSOLE_SCREENSHOTS`` (default ``.local/artifacts/console``).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -293,7 +294,7 @@ async def test_an_operators_morning_in_the_console(
         # Run the scheduler up to the wave, as an operator does from the command line.
         run = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "services.scheduler", "--as-of", wave_at.isoformat()],
+            [sys.executable, "-m", "services.ops", "scheduler", "run", "--until", wave_at.isoformat(), "--json"],
             cwd=ROOT,
             env={**api.env},
             capture_output=True,
@@ -301,6 +302,7 @@ async def test_an_operators_morning_in_the_console(
             timeout=120,
         )
         assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout)["waves_run"] == 1
 
         # Some of the members buy within the attribution window: the strategy's and one held out.
         audience = [m for m in app_members if m != "m-00"]
