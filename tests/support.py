@@ -1,4 +1,5 @@
-"""Helpers for integration and end-to-end tests: Kafka I/O, service processes (builders: tests/builders.py)."""
+"""Helpers for integration and end-to-end tests: Kafka I/O, service processes, the API in process
+(builders: tests/builders.py)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,21 @@ import sys
 import time
 import urllib.request
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import SecretStr
+
+from services.api.app import create_app
+from shared.domain.playbook import Playbook
+from shared.playbook_file import PlaybookLayers, load_playbook
+from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -372,3 +381,36 @@ async def wait_until_outbox_empty(engine: Any, *, timeout_s: float = 60.0) -> No
             return int(await connection.scalar(select(func.count()).select_from(outbox)) or 0) == 0
 
     await eventually(empty, timeout_s=timeout_s, interval_s=0.2)
+
+
+@asynccontextmanager
+async def api_in_process(
+    settings: Settings,
+    *,
+    tokens: Iterable[str] = ("test-token",),
+    read_tokens: Iterable[str] = (),
+    layers: PlaybookLayers | None = None,
+    playbook: Playbook | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The API app on ``settings`` with its lifespan running (pools, Kafka client), and a client on it.
+
+    The playbook is ``layers``' (stored versions compose over them), else ``playbook``, else
+    the file named by the settings' ``PLAYBOOK_PATH``.
+    """
+    settings = settings.model_copy(
+        update={
+            "api_tokens": [SecretStr(token) for token in tokens],
+            "api_read_tokens": [SecretStr(token) for token in read_tokens],
+        }
+    )
+    if layers is not None:
+        app = create_app(settings, layers.playbook(), layers)
+    else:
+        app = create_app(settings, playbook if playbook is not None else load_playbook(settings.playbook_path))
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://api.test", headers=headers) as http,
+    ):
+        yield http

@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.api.app import ConfigurationError, create_app
@@ -19,6 +18,7 @@ from shared.db.schema import actions, members, notifications
 from shared.playbook_file import load_playbook
 from shared.settings import Settings
 from tests.builders import action_row, care_action, insert_rows, member_row, notification_row
+from tests.support import api_in_process
 
 pytestmark = pytest.mark.integration
 
@@ -31,12 +31,7 @@ BASE = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
 @pytest_asyncio.fixture
 async def client(engine: AsyncEngine, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """A client on the app with its lifespan running (engine pool and Kafka client open)."""
-    settings = settings.model_copy(update={"api_tokens": [SecretStr(TOKEN), SecretStr("other-token")]})
-    app = create_app(settings, load_playbook(settings.playbook_path))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as http,
-    ):
+    async with api_in_process(settings, tokens=(TOKEN, "other-token")) as http:
         yield http
 
 

@@ -12,17 +12,16 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from pydantic import SecretStr
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.api.app import create_app
 from shared.db.schema import actions, member_manual_tags, members, notifications, points_ledger, rfm_edges
 from shared.domain import points
 from shared.domain.model import LedgerEntry, LedgerKind
 from shared.domain.rfm import RfmEdges, rfm_scores, rfm_segment
 from shared.playbook_file import load_playbook
 from shared.settings import Settings
+from tests.support import api_in_process
 
 pytestmark = pytest.mark.integration
 
@@ -35,12 +34,7 @@ PLAYBOOK = load_playbook(None)
 
 @pytest_asyncio.fixture
 async def client(engine: AsyncEngine, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    settings = settings.model_copy(update={"api_tokens": [SecretStr("test-token")]})
-    app = create_app(settings, PLAYBOOK)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test", headers=AUTH) as http,
-    ):
+    async with api_in_process(settings, playbook=PLAYBOOK, headers=AUTH) as http:
         yield http
 
 

@@ -9,16 +9,15 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from pydantic import SecretStr
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.api.app import create_app
 from shared.db.schema import member_manual_tags, members
 from shared.domain import tags
 from shared.playbook_file import load_playbook
 from shared.settings import Settings
 from tests.builders import SHOP, joined_member_row
+from tests.support import api_in_process
 
 pytestmark = pytest.mark.integration
 
@@ -30,14 +29,7 @@ INJECTIONS = ["'; DROP TABLE members; --", "manual.x'; DROP TABLE members; --", 
 
 @pytest_asyncio.fixture
 async def client(engine: AsyncEngine, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    settings = settings.model_copy(
-        update={"api_tokens": [SecretStr("test-token")], "api_read_tokens": [SecretStr("reader-token")]}
-    )
-    app = create_app(settings, load_playbook(None))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as http,
-    ):
+    async with api_in_process(settings, read_tokens=("reader-token",), playbook=load_playbook(None)) as http:
         yield http
 
 

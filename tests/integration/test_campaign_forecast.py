@@ -16,16 +16,15 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from pydantic import SecretStr
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.api.app import create_app
 from shared.db.schema import campaigns, deliveries, members, orders
 from shared.domain.campaign_forecast import PRIOR_RATE
 from shared.playbook_file import layers_of
 from shared.settings import Settings
 from tests.builders import decision_row, order_row
+from tests.support import api_in_process
 
 pytestmark = pytest.mark.integration
 
@@ -43,15 +42,9 @@ EVERYONE = {"field": "paid_orders", "op": ">=", "value": 0}
 
 @pytest_asyncio.fixture
 async def client(engine: AsyncEngine, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    settings = settings.model_copy(
-        update={"api_tokens": [SecretStr("test-token")], "api_read_tokens": [SecretStr("reader-token")]}
-    )
-    layers = layers_of({"shops": {SHOP: {}}})
-    app = create_app(settings, layers.playbook(), layers)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test", headers=AUTH) as http,
-    ):
+    async with api_in_process(
+        settings, read_tokens=("reader-token",), layers=layers_of({"shops": {SHOP: {}}}), headers=AUTH
+    ) as http:
         yield http
 
 

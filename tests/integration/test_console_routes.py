@@ -10,13 +10,12 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import pytest_asyncio
-from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.api.app import create_app
 from shared.domain.segments import FIELDS
 from shared.playbook_file import load_playbook
 from shared.settings import Settings
+from tests.support import api_in_process
 
 pytestmark = pytest.mark.integration
 
@@ -35,14 +34,7 @@ OUTSIDE = ["/console/static/../pages.py", "/console/static/%2e%2e/pages.py", "/c
 
 @pytest_asyncio.fixture
 async def client(engine: AsyncEngine, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    settings = settings.model_copy(
-        update={"api_tokens": [SecretStr("test-token")], "api_read_tokens": [SecretStr("reader-token")]}
-    )
-    app = create_app(settings, load_playbook(None))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as http,
-    ):
+    async with api_in_process(settings, read_tokens=("reader-token",), playbook=load_playbook(None)) as http:
         yield http
 
 

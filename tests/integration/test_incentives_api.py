@@ -13,15 +13,14 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from pydantic import SecretStr
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.api.app import create_app
 from shared.db.schema import members
 from shared.playbook_file import layers_of
 from shared.settings import Settings
 from tests.builders import coupon_row, decision_row, insert_rows, order_row, share_row
+from tests.support import api_in_process
 
 pytestmark = pytest.mark.integration
 
@@ -39,15 +38,9 @@ Row = tuple[Table, dict[str, Any]]
 
 @pytest_asyncio.fixture
 async def client(engine: AsyncEngine, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    settings = settings.model_copy(
-        update={"api_tokens": [SecretStr("test-token")], "api_read_tokens": [SecretStr("reader-token")]}
-    )
-    layers = layers_of(PLAYBOOK)
-    app = create_app(settings, layers.playbook(), layers)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test", headers=READ) as http,
-    ):
+    async with api_in_process(
+        settings, read_tokens=("reader-token",), layers=layers_of(PLAYBOOK), headers=READ
+    ) as http:
         yield http
 
 

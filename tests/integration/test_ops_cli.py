@@ -29,11 +29,9 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
-from pydantic import SecretStr
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.api.app import create_app
 from services.engagement.dead_letters import reference, whole
 from services.engagement.decode import Rejection
 from shared.db.schema import actions, dead_letters, members, metadata, quarantined_members
@@ -42,7 +40,7 @@ from shared.settings import Settings
 from shared.store.unit_of_work import SqlUnitOfWork
 from shared.usecases.scheduler_run import Scheduler
 from tests.builders import coupon_row, decision_row, insert_rows, joined_member_row, order_row, quarantined_member_rows
-from tests.support import KAFKA, ROOT, create_topic, delete_topics, end_offsets
+from tests.support import KAFKA, ROOT, api_in_process, create_topic, delete_topics, end_offsets
 
 pytestmark = pytest.mark.integration
 
@@ -100,12 +98,7 @@ def table_line(output: bytes, first_cell: str) -> str:
 @pytest_asyncio.fixture
 async def client(engine: AsyncEngine, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The API on the same database, with the same playbook the command line reads (PLAYBOOK_PATH)."""
-    settings = settings.model_copy(update={"api_tokens": [SecretStr("test-token")]})
-    app = create_app(settings, load_playbook(settings.playbook_path))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test", headers=AUTH) as http,
-    ):
+    async with api_in_process(settings, headers=AUTH) as http:
         yield http
 
 

@@ -24,7 +24,7 @@ from shared.domain.rfm import quintile_edges
 from shared.playbook_file import load_playbook
 from shared.settings import Settings
 from tests.builders import insert_rows, joined_member_row, member_row, member_with_points_rows
-from tests.support import ROOT
+from tests.support import ROOT, api_in_process
 
 pytestmark = pytest.mark.integration
 
@@ -35,12 +35,7 @@ BASE = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
 
 @pytest_asyncio.fixture
 async def client(engine: AsyncEngine, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    settings = settings.model_copy(update={"api_tokens": [SecretStr("test-token")]})
-    app = create_app(settings, load_playbook(settings.playbook_path))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test", headers=AUTH) as http,
-    ):
+    async with api_in_process(settings, headers=AUTH) as http:
         yield http
 
 

@@ -9,15 +9,13 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.api.app import create_app
 from shared.db.schema import members, quarantined_members
-from shared.playbook_file import load_playbook
 from shared.settings import Settings
 from tests.builders import insert_rows, quarantined_member_rows
+from tests.support import api_in_process
 
 pytestmark = pytest.mark.integration
 
@@ -29,14 +27,7 @@ LIST = "/v1/admin/quarantine"
 
 @pytest_asyncio.fixture
 async def client(engine: AsyncEngine, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    settings = settings.model_copy(
-        update={"api_tokens": [SecretStr("test-token")], "api_read_tokens": [SecretStr("reader-token")]}
-    )
-    app = create_app(settings, load_playbook(settings.playbook_path))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test", headers=AUTH) as http,
-    ):
+    async with api_in_process(settings, read_tokens=("reader-token",), headers=AUTH) as http:
         yield http
 
 
