@@ -286,6 +286,48 @@ async def test_an_export_file_holds_the_segments_members_as_the_api_exports_them
     assert sorted(os.listdir(tmp_path)) == ["vips.csv", "vips.jsonl"]
 
 
+async def test_an_interrupted_export_writes_no_file_and_leaves_nothing_behind(
+    client: httpx.AsyncClient, engine: AsyncEngine, env: dict[str, str], tmp_path: Path
+) -> None:
+    count = 200_000  # a few seconds of export, interrupted after its first chunk
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO members (shop_id, member_id, tier) "
+                "SELECT :shop, 'x-' || lpad(n::text, 6, '0'), 'vip' FROM generate_series(1, :count) AS n"
+            ),
+            {"shop": SHOP, "count": count},
+        )
+    created = await client.post(f"/v1/shops/{SHOP}/segments", json={"name": "VIPs", "definition": VIP})
+    segment_id = created.json()["segment_id"]
+    out = tmp_path / "vips.csv"
+    out.write_bytes(b"yesterday's export\r\n")  # an earlier file of the same name stays as it was
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "services.ops", "segments", "export", SHOP, segment_id, "--out", str(out)),
+        cwd=ROOT,
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+    async def first_progress_line() -> bytes:
+        assert process.stderr is not None
+        while line := await process.stderr.readline():
+            if line.startswith(f"segment {segment_id}: ".encode()):  # the first chunk is written
+                return line
+        raise AssertionError("the export ended without reporting progress")
+
+    await asyncio.wait_for(first_progress_line(), timeout=120)
+    process.send_signal(signal.SIGINT)
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
+
+    assert process.returncode == 130, stderr.decode()
+    assert f"{out} was not written. Run the command again." in stderr.decode()
+    assert f"of {count:,} members" in stderr.decode()
+    assert out.read_bytes() == b"yesterday's export\r\n"
+    assert os.listdir(tmp_path) == ["vips.csv"]  # the temporary file is gone
+
+
 # --- reports ------------------------------------------------------------------------------------------
 
 
