@@ -23,11 +23,11 @@ from typing import Any
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import Select, WebDriverWait
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -81,7 +81,9 @@ def browser() -> Iterator[WebDriver]:
 
 
 def wait_for(driver: WebDriver, check: Callable[[WebDriver], Any], timeout: float = 30) -> Any:
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(check)
+    # A page that re-draws a list between finding an element and reading it makes it stale: look again.
+    waiting = WebDriverWait(driver, timeout, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,))
+    return waiting.until(check)
 
 
 def shown(driver: WebDriver, css: str) -> WebElement:
@@ -91,17 +93,17 @@ def shown(driver: WebDriver, css: str) -> WebElement:
     return found
 
 
-def ready(driver: WebDriver) -> None:
-    """Wait until the page has shown its first data (the page's script marks the body)."""
-    wait_for(driver, lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
-
-
 def go(driver: WebDriver, how: Callable[[], Any]) -> None:
-    """Leave the page by ``how`` (a click, a URL) and wait for the next one to be ready."""
-    old = driver.find_element(By.TAG_NAME, "body")
+    """Leave the page by ``how`` (a click, a URL) and wait until the next one has shown its first data.
+
+    The page being left carries a mark in its window; the next page has none, and its script marks
+    its body ready. While the browser navigates, the driver may answer any error: those are waited out.
+    """
+    driver.execute_script("window.leftByTest = true")
     how()
-    wait_for(driver, staleness_of(old))
-    ready(driver)
+    WebDriverWait(driver, 30, poll_frequency=0.2, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script("return !window.leftByTest && document.body?.dataset.ready === 'true'")
+    )
 
 
 def open_page(driver: WebDriver, link: str) -> None:
@@ -129,7 +131,7 @@ def screenshot(driver: WebDriver, name: str) -> None:
 
 
 def sign_in(driver: WebDriver, base: str, token: str) -> None:
-    driver.get(f"{base}/console/signin")
+    go(driver, lambda: driver.get(f"{base}/console/signin"))
     driver.find_element(By.ID, "signin-token").send_keys(token)
     shop = driver.find_element(By.ID, "signin-shop")
     shop.clear()
@@ -404,9 +406,7 @@ async def test_an_operators_morning_in_the_console(
         go(browser, lambda: browser.get(f"{base}/console/?lang=en"))
 
         # A read-only token sees everything and cannot save.
-        old = browser.find_element(By.TAG_NAME, "body")
-        browser.find_element(By.ID, "sign-out").click()
-        wait_for(browser, staleness_of(old))
+        go(browser, browser.find_element(By.ID, "sign-out").click)
         assert "/console/signin" in browser.current_url
         sign_in(browser, base, READ_TOKEN)
         assert text_of(browser, "#session-scope") == "Read only"

@@ -7,6 +7,7 @@ document.addEventListener("DOMContentLoaded", () => {
   const error = document.getElementById("signin-error");
   const shop = document.getElementById("signin-shop");
   shop.value = session.shop || "";
+  window.Console.loaded();
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const token = document.getElementById("signin-token").value.trim();
