@@ -113,6 +113,21 @@ async def add_members(engine: AsyncEngine, rows: Sequence[dict[str, Any]]) -> No
         await connection.execute(insert(members), list(rows))
 
 
+async def interrupt_after_progress(process: asyncio.subprocess.Process, prefix: str) -> tuple[bytes, bytes]:
+    """SIGINT once the command's first progress line (``prefix``...) is on stderr: its first batch is done.
+
+    Answers what the command wrote after that: stdout, and the rest of stderr.
+    """
+    assert process.stderr is not None
+    while line := await asyncio.wait_for(process.stderr.readline(), timeout=120):
+        if line.startswith(prefix.encode()):
+            break
+    else:
+        raise AssertionError(f"the command ended without a progress line starting {prefix!r}")
+    process.send_signal(signal.SIGINT)
+    return await asyncio.wait_for(process.communicate(), timeout=120)
+
+
 # --- scheduler run ------------------------------------------------------------------------------------
 
 
@@ -174,18 +189,7 @@ async def test_an_interrupted_run_exits_130_leaves_whole_batches_and_a_second_ru
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    assert process.stderr is not None
-
-    async def first_progress_line() -> bytes:
-        assert process.stderr is not None
-        while line := await process.stderr.readline():
-            if line.startswith(b"scheduler: "):  # the first batch has committed
-                return line
-        raise AssertionError("the run ended without reporting a batch")
-
-    await asyncio.wait_for(first_progress_line(), timeout=120)
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
+    stdout, stderr = await interrupt_after_progress(process, "scheduler: ")  # after the first batch committed
 
     assert process.returncode == 130, stderr.decode()
     report = json.loads(stdout)
@@ -310,16 +314,7 @@ async def test_an_interrupted_export_writes_no_file_and_leaves_nothing_behind(
         stderr=asyncio.subprocess.PIPE,
     )
 
-    async def first_progress_line() -> bytes:
-        assert process.stderr is not None
-        while line := await process.stderr.readline():
-            if line.startswith(f"segment {segment_id}: ".encode()):  # the first chunk is written
-                return line
-        raise AssertionError("the export ended without reporting progress")
-
-    await asyncio.wait_for(first_progress_line(), timeout=120)
-    process.send_signal(signal.SIGINT)
-    _, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
+    _, stderr = await interrupt_after_progress(process, f"segment {segment_id}: ")  # after the first chunk
 
     assert process.returncode == 130, stderr.decode()
     assert f"{out} was not written. Run the command again." in stderr.decode()
@@ -542,16 +537,7 @@ async def test_a_stopped_replay_leaves_whole_batches_and_its_resume_commands_cop
         stderr=asyncio.subprocess.PIPE,
     )
 
-    async def first_progress_line() -> None:
-        assert process.stderr is not None
-        while line := await process.stderr.readline():
-            if line.startswith(f"replay {source}: ".encode()):  # the first batch is acknowledged
-                return
-        raise AssertionError("the replay ended without reporting a batch")
-
-    await asyncio.wait_for(first_progress_line(), timeout=120)
-    process.send_signal(signal.SIGINT)
-    _, rest_of_stderr = await asyncio.wait_for(process.communicate(), timeout=120)
+    _, rest_of_stderr = await interrupt_after_progress(process, f"replay {source}: ")  # after the first batch
 
     assert process.returncode == 130, rest_of_stderr.decode()
     lines = rest_of_stderr.decode().splitlines()

@@ -188,6 +188,26 @@
     document.body.dataset.ready = "true";
   }
 
+  /** A rate (0.1234) as the percentage a chart draws (12.34); null stays null (no bar, no point). */
+  function asPercent(value) {
+    return value === null || value === undefined ? null : Math.round(value * 10000) / 100;
+  }
+
+  /** Each group's uplift over the holdout: its 95 % interval as a floating bar, its estimate as a point. */
+  function upliftChart(canvasId, labels, uplifts) {
+    return chart(canvasId, {
+      type: "bar",
+      data: {
+        labels,
+        datasets: [
+          { type: "bar", label: t("report.ci95"), data: uplifts.map((uplift) => (uplift && uplift.ci95 ? [asPercent(uplift.ci95[0]), asPercent(uplift.ci95[1])] : null)), backgroundColor: "rgba(59,130,246,0.35)", borderColor: "#3b82f6", borderWidth: 1, barPercentage: 0.3 },
+          { type: "line", label: t("report.rate_diff"), data: uplifts.map((uplift) => (uplift ? asPercent(uplift.rate_diff) : null)), showLine: false, pointRadius: 6, pointBackgroundColor: "#1e3a8a", borderColor: "#1e3a8a" },
+        ],
+      },
+      options: { scales: { y: { title: { display: true, text: t("report.points_axis") } } } },
+    });
+  }
+
   function download(blob, filename) {
     const link = h("a", { href: URL.createObjectURL(blob), download: filename });
     document.body.append(link);
@@ -225,5 +245,5 @@
     });
   });
 
-  window.Console = { t, api, all, shopPath, h, fill, fmt, notice, showError, problems, markFields, chart, download, loaded, session, ready, ApiError, language, locale };
+  window.Console = { t, api, all, shopPath, h, fill, fmt, notice, showError, problems, markFields, chart, asPercent, upliftChart, download, loaded, session, ready, ApiError, language, locale };
 })();

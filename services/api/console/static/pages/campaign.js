@@ -3,11 +3,11 @@
 "use strict";
 
 Console.ready.then(async () => {
-  const { api, shopPath, h, fill, fmt, t, chart, showError, download } = window.Console;
+  const { api, shopPath, h, fill, fmt, t, chart, upliftChart, showError, download } = window.Console;
   const id = document.getElementById("campaign-view").dataset.campaignId;
   const errorLine = document.getElementById("campaign-error");
   const cancel = document.getElementById("campaign-cancel");
-  const percent = (value) => (value === null || value === undefined ? null : Math.round(value * 10000) / 100);
+  const percent = window.Console.asPercent;
 
   function showCampaign(campaign) {
     document.getElementById("campaign-title").textContent = campaign.name;
@@ -48,17 +48,7 @@ Console.ready.then(async () => {
       options: { plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true, title: { display: true, text: "%" } } } },
     });
     const treated = report.strategies;
-    chart("uplift-chart", {
-      type: "bar",
-      data: {
-        labels: treated.map((strategy) => strategy.code),
-        datasets: [
-          { type: "bar", label: t("report.ci95"), data: treated.map((strategy) => (strategy.uplift && strategy.uplift.ci95 ? [percent(strategy.uplift.ci95[0]), percent(strategy.uplift.ci95[1])] : null)), backgroundColor: "rgba(59,130,246,0.35)", borderColor: "#3b82f6", borderWidth: 1, barPercentage: 0.3 },
-          { type: "line", label: t("report.rate_diff"), data: treated.map((strategy) => (strategy.uplift ? percent(strategy.uplift.rate_diff) : null)), showLine: false, pointRadius: 6, pointBackgroundColor: "#1e3a8a", borderColor: "#1e3a8a" },
-        ],
-      },
-      options: { scales: { y: { title: { display: true, text: t("report.points_axis") } } } },
-    });
+    upliftChart("uplift-chart", treated.map((strategy) => strategy.code), treated.map((strategy) => strategy.uplift));
     chart("waves-chart", {
       type: "bar",
       data: {

@@ -2,12 +2,11 @@
 "use strict";
 
 Console.ready.then(() => {
-  const { api, shopPath, h, fill, fmt, t, chart, showError } = window.Console;
+  const { api, shopPath, h, fill, fmt, t, chart, upliftChart, showError } = window.Console;
   const form = document.getElementById("incentives-period");
   const fromInput = document.getElementById("incentives-from");
   const toInput = document.getElementById("incentives-to");
   const errorLine = document.getElementById("incentives-error");
-  const percent = (value) => (value === null || value === undefined ? null : Math.round(value * 10000) / 100);
   const day = (date) => date.toISOString().slice(0, 10);
 
   async function load() {
@@ -31,17 +30,7 @@ Console.ready.then(() => {
       h("td", { class: "number", text: fmt.points(item.uplift.rate_diff) + " " + fmt.interval(item.uplift.ci95) }),
       h("td", { class: "number", text: item.attributed_revenue }), h("td", { class: "number", text: item.cost }),
       h("td", { class: "number", text: fmt.ratio(item.roi) }))), t("incentives.none"));
-    chart("incentives-uplift-chart", {
-      type: "bar",
-      data: {
-        labels: rules.map((item) => item.rule),
-        datasets: [
-          { type: "bar", label: t("report.ci95"), data: rules.map((item) => (item.uplift.ci95 ? [percent(item.uplift.ci95[0]), percent(item.uplift.ci95[1])] : null)), backgroundColor: "rgba(59,130,246,0.35)", borderColor: "#3b82f6", borderWidth: 1, barPercentage: 0.3 },
-          { type: "line", label: t("report.rate_diff"), data: rules.map((item) => percent(item.uplift.rate_diff)), showLine: false, pointRadius: 6, pointBackgroundColor: "#1e3a8a", borderColor: "#1e3a8a" },
-        ],
-      },
-      options: { scales: { y: { title: { display: true, text: t("report.points_axis") } } } },
-    });
+    upliftChart("incentives-uplift-chart", rules.map((item) => item.rule), rules.map((item) => item.uplift));
     chart("incentives-money-chart", {
       type: "bar",
       data: {
